@@ -1,0 +1,228 @@
+//! The validated configuration the core runs on. Everything here has been checked: names
+//! resolve, defaults are filled in, and values are in range.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use crate::io::Family;
+
+/// A whole bootstrap.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Config {
+    pub admin: Option<Admin>,
+    pub listeners: Vec<Listener>,
+    pub clusters: Vec<Cluster>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Admin {
+    pub address: SocketAddr,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SocketProtocol {
+    Tcp,
+    Udp,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Listener {
+    pub name: String,
+    pub address: SocketAddr,
+    pub protocol: SocketProtocol,
+    /// High watermark for bytes queued towards or from one connection (default 1 MiB).
+    pub per_connection_buffer_limit_bytes: u32,
+    /// The network filter of the listener's only filter chain.
+    pub filter: NetworkFilter,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum NetworkFilter {
+    HttpConnectionManager(Box<HttpConnectionManager>),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CodecType {
+    Auto,
+    Http1,
+    Http2,
+    Http3,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct HttpConnectionManager {
+    pub stat_prefix: String,
+    pub codec_type: CodecType,
+    pub route_config: RouteConfig,
+    /// Ends with the router.
+    pub http_filters: Vec<HttpFilter>,
+    pub upgrade_configs: Vec<UpgradeConfig>,
+    pub http_protocol_options: Http1Options,
+    pub http2_protocol_options: Http2Options,
+    /// Limit on a request head, in KiB (default 60, at most 8192).
+    pub max_request_headers_kb: u32,
+    /// Limit on the number of request headers (default 100).
+    pub max_headers_count: u32,
+    /// `stream_idle_timeout` (default 5 minutes; zero disables).
+    pub stream_idle_timeout: Option<Duration>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum HttpFilter {
+    Router,
+}
+
+/// An HCM-level upgrade entry.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UpgradeConfig {
+    /// As written; compared case-insensitively.
+    pub upgrade_type: String,
+    pub enabled: bool,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Http1Options {
+    /// Accept HTTP/1.0 requests (Envoy answers 426 when false, the default).
+    pub accept_http_10: bool,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Http2Options {
+    pub allow_connect: bool,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct RouteConfig {
+    pub name: String,
+    pub virtual_hosts: Vec<VirtualHost>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct VirtualHost {
+    pub name: String,
+    /// Lower-cased; `*`, `*.suffix` and `prefix.*` wildcards as written.
+    pub domains: Vec<String>,
+    pub routes: Vec<Route>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Route {
+    pub matcher: RouteMatch,
+    pub action: RouteAction,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct RouteMatch {
+    pub path: PathMatch,
+    pub headers: Vec<HeaderMatcher>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PathMatch {
+    Prefix(String),
+    Path(String),
+    /// Matches CONNECT requests only (`connect_matcher: {}`).
+    Connect,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HeaderMatcher {
+    /// Lower-cased; may be a pseudo-header such as `:method` or `:authority`.
+    pub name: String,
+    pub rule: HeaderRule,
+    pub invert: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum HeaderRule {
+    Exact { value: String, ignore_case: bool },
+    Prefix { value: String, ignore_case: bool },
+    Suffix { value: String, ignore_case: bool },
+    Contains { value: String, ignore_case: bool },
+    Present(bool),
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum RouteAction {
+    Route(RouteTarget),
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct RouteTarget {
+    /// Index into [`Config::clusters`].
+    pub cluster: usize,
+    pub upgrade_configs: Vec<RouteUpgradeConfig>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RouteUpgradeConfig {
+    pub upgrade_type: String,
+    pub enabled: bool,
+    /// Present: terminate (CONNECT to raw TCP) instead of proxying the request.
+    pub connect_config: Option<ConnectConfig>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ConnectConfig {
+    pub allow_post: bool,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Cluster {
+    pub name: String,
+    pub discovery: Discovery,
+    pub connect_timeout: Duration,
+    pub lb_policy: LbPolicy,
+    pub dns_lookup_family: Family,
+    pub dns_refresh_rate: Duration,
+    pub endpoints: Vec<Endpoint>,
+    pub per_connection_buffer_limit_bytes: u32,
+    pub protocol: UpstreamProtocol,
+    pub max_requests_per_connection: Option<u32>,
+    pub idle_timeout: Option<Duration>,
+    pub circuit_breakers: Thresholds,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Discovery {
+    Static,
+    StrictDns,
+    LogicalDns,
+    OriginalDst { use_http_header: bool, http_header_name: Option<String> },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LbPolicy {
+    RoundRobin,
+    LeastRequest,
+    Random,
+    ClusterProvided,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Endpoint {
+    /// An IP literal.
+    Ip(SocketAddr),
+    /// A name for DNS clusters.
+    Dns { host: String, port: u16 },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UpstreamProtocol {
+    Http1,
+    Http2,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Thresholds {
+    pub max_connections: u32,
+    pub max_pending_requests: u32,
+    pub max_requests: u32,
+    pub max_retries: u32,
+}
+
+impl Default for Thresholds {
+    fn default() -> Thresholds {
+        Thresholds { max_connections: 1024, max_pending_requests: 1024, max_requests: 1024, max_retries: 3 }
+    }
+}

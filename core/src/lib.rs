@@ -1,0 +1,15 @@
+//! burrow's core: every protocol decision of the proxy, with no IO of its own.
+//!
+//! See the crate README section "The core's contract" (filled in below) for the driver loop.
+
+pub mod admin;
+pub mod config;
+pub mod http1;
+mod io;
+mod proxy;
+mod shared;
+pub mod stats;
+
+pub use io::{CloseKind, CloseReason, ConnId, Family, Input, ListenerId, Output, QueryId};
+pub use proxy::Proxy;
+pub use shared::Shared;

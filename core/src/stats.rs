@@ -1,0 +1,3 @@
+//! Stats store.
+#[derive(Default)]
+pub struct Stats;
