@@ -5,9 +5,17 @@
 pub mod admin;
 pub mod config;
 pub mod http1;
+mod admin_conn;
+mod clock;
+mod cluster;
+mod http_conn;
 mod io;
+mod local_reply;
 mod proxy;
+mod route;
 mod shared;
+mod timers;
+mod tunnel;
 pub mod stats;
 
 pub use io::{CloseKind, CloseReason, ConnId, Family, Input, ListenerId, Output, QueryId};

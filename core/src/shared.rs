@@ -1,16 +1,93 @@
 //! State shared by every worker of one process: what Envoy keeps process-wide.
 
-use crate::config::Config;
-use crate::stats::Stats;
+use crate::config::{Config, NetworkFilter};
+use crate::stats::{Counter, Gauge, Stats};
 
-/// The only state workers share: the stats store (read by the admin endpoint of any worker).
-/// Built once from the config and handed to every worker's [`crate::Proxy`] in an `Arc`.
+/// The only state workers share: the stats store and the stat handles into it. Built once from
+/// the config and handed to every worker's [`crate::Proxy`] in an `Arc`.
 pub struct Shared {
     pub stats: Stats,
+    pub(crate) listeners: Vec<ListenerStats>,
+    /// One per listener, for its connection manager.
+    pub(crate) http: Vec<HttpStats>,
+    pub(crate) clusters: Vec<ClusterStats>,
 }
 
 impl Shared {
-    pub fn new(_config: &Config) -> Shared {
-        Shared { stats: Stats::default() }
+    pub fn new(config: &Config) -> Shared {
+        let stats = Stats::default();
+        let listeners = config
+            .listeners
+            .iter()
+            .map(|l| ListenerStats::new(&stats, &listener_stat_name(l.address)))
+            .collect();
+        let http = config
+            .listeners
+            .iter()
+            .map(|l| match &l.filter {
+                NetworkFilter::HttpConnectionManager(hcm) => HttpStats::new(&stats, &hcm.stat_prefix),
+            })
+            .collect();
+        let clusters = config.clusters.iter().map(|c| ClusterStats::new(&stats, &c.name)).collect();
+        Shared { stats, listeners, http, clusters }
+    }
+}
+
+/// Envoy names listener stats after the address with `:` turned into `_`.
+fn listener_stat_name(addr: std::net::SocketAddr) -> String {
+    format!("{}_{}", addr.ip(), addr.port())
+}
+
+macro_rules! stat_struct {
+    ($name:ident, $prefix:literal, counters { $($c:ident),* $(,)? }, gauges { $($g:ident),* $(,)? }) => {
+        pub(crate) struct $name {
+            $(pub(crate) $c: Counter,)*
+            $(pub(crate) $g: Gauge,)*
+        }
+
+        impl $name {
+            fn new(stats: &Stats, scope: &str) -> $name {
+                $name {
+                    $($c: stats.counter(&format!(concat!($prefix, ".{}.", stringify!($c)), scope)),)*
+                    $($g: stats.gauge(&format!(concat!($prefix, ".{}.", stringify!($g)), scope)),)*
+                }
+            }
+        }
+    };
+}
+
+stat_struct!(ListenerStats, "listener",
+    counters { downstream_cx_total },
+    gauges { downstream_cx_active });
+
+stat_struct!(HttpStats, "http",
+    counters {
+        downstream_cx_total, downstream_cx_http1_total, downstream_cx_protocol_error,
+        downstream_cx_rx_bytes_total, downstream_cx_tx_bytes_total, downstream_cx_upgrades_total,
+        downstream_cx_destroy_remote, downstream_cx_destroy_local,
+        downstream_rq_total, downstream_rq_http1_total, downstream_rq_1xx, downstream_rq_2xx,
+        downstream_rq_3xx, downstream_rq_4xx, downstream_rq_5xx, downstream_rq_ws_on_non_ws_route,
+        downstream_rq_completed,
+    },
+    gauges { downstream_cx_active, downstream_cx_http1_active, downstream_cx_upgrades_active, downstream_rq_active });
+
+stat_struct!(ClusterStats, "cluster",
+    counters {
+        upstream_cx_total, upstream_cx_connect_fail, upstream_cx_connect_timeout, upstream_cx_none_healthy,
+        upstream_cx_destroy, upstream_cx_destroy_local, upstream_cx_destroy_remote,
+        upstream_cx_rx_bytes_total, upstream_cx_tx_bytes_total,
+    },
+    gauges { upstream_cx_active });
+
+impl HttpStats {
+    /// Counts a response by status class, as Envoy's `downstream_rq_<N>xx`.
+    pub(crate) fn response(&self, status: u16) {
+        match status / 100 {
+            1 => self.downstream_rq_1xx.inc(),
+            2 => self.downstream_rq_2xx.inc(),
+            3 => self.downstream_rq_3xx.inc(),
+            4 => self.downstream_rq_4xx.inc(),
+            _ => self.downstream_rq_5xx.inc(),
+        }
     }
 }

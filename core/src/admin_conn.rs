@@ -1,0 +1,91 @@
+//! A connection to the admin listener: HTTP/1.1 requests answered by [`crate::admin`].
+
+use std::time::Instant;
+
+use bytes::BytesMut;
+
+use crate::admin::{self, ServerState};
+use crate::http1::{self, BodyKind, Limits, Version};
+use crate::io::{CloseKind, ConnId};
+use crate::local_reply;
+use crate::proxy::{Ctx, Event};
+
+/// Admin connections keep alive between requests; they never carry request bodies.
+#[derive(Default)]
+pub(crate) struct AdminConn {
+    head: BytesMut,
+    /// A response is queued and not yet flushed.
+    busy: bool,
+}
+
+impl AdminConn {
+    /// True between requests, with nothing queued: safe to close when shutting down.
+    pub(crate) fn is_idle(&self) -> bool {
+        self.head.is_empty() && !self.busy
+    }
+
+    /// Returns how to close the connection, when it should end.
+    pub(crate) fn on_event(
+        &mut self,
+        ctx: &mut Ctx,
+        now: Instant,
+        id: ConnId,
+        event: Event,
+        state: ServerState,
+    ) -> Option<CloseKind> {
+        match event {
+            Event::Data(data) => {
+                self.head.extend_from_slice(&data);
+                self.answer(ctx, now, id, state)
+            }
+            Event::ReadClosed => Some(CloseKind::Flush),
+            Event::Closed(_) => Some(CloseKind::Abort),
+            Event::Flushed => {
+                self.busy = ctx.queued(id) > 0;
+                (self.is_idle() && ctx.draining()).then_some(CloseKind::Flush)
+            }
+            _ => None,
+        }
+    }
+
+    fn answer(&mut self, ctx: &mut Ctx, now: Instant, id: ConnId, state: ServerState) -> Option<CloseKind> {
+        let limits = Limits { max_head_bytes: 60 * 1024, max_headers: 100, accept_http_10: true };
+        loop {
+            let (head, consumed) = match http1::parse_request_head(&self.head, &limits) {
+                Ok(Some(parsed)) => parsed,
+                Ok(None) => return None,
+                Err(error) => {
+                    let date = ctx.clock.date(now);
+                    let reply = local_reply::encode(error.status(), http1::reason_phrase(error.status()), &date, true);
+                    ctx.write(id, reply);
+                    return Some(CloseKind::Flush);
+                }
+            };
+            let _ = self.head.split_to(consumed);
+            let has_body = !matches!(http1::request_body(&head), Ok(BodyKind::Empty));
+            let response = admin::respond(&ctx.shared.stats, head.method.as_str(), &String::from_utf8_lossy(&head.target), state);
+            let keep_alive = !has_body
+                && !ctx.draining()
+                && match head.version {
+                    Version::Http11 => !head.headers.contains_token("connection", "close"),
+                    Version::Http10 => head.headers.contains_token("connection", "keep-alive"),
+                };
+            let date = ctx.clock.date(now);
+            let mut reply = local_reply::encode_with(
+                response.status,
+                Some(response.content_type),
+                &response.body,
+                &date,
+                !keep_alive,
+            );
+            if head.method == http1::Method::Head {
+                reply.truncate(reply.len() - response.body.len());
+            }
+            ctx.write(id, reply);
+            self.busy = true;
+            if !keep_alive {
+                return Some(CloseKind::Flush);
+            }
+        }
+    }
+}

@@ -1,0 +1,62 @@
+//! The core's timer table: every deadline any machine wants, one soonest for the driver.
+
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::time::Instant;
+
+use crate::io::ConnId;
+
+/// What a deadline is for. The owner re-checks its own state when one fires, so a timer that
+/// became moot (the connection finished, or the deadline moved) needs no cancelling.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum Timer {
+    /// An upstream connect attempt of this downstream connection ran out of time.
+    Connect(ConnId),
+    /// A DNS cluster's addresses are due for refresh.
+    DnsRefresh(usize),
+    /// The graceful-shutdown drain period is over.
+    Drain,
+}
+
+/// A min-heap of deadlines with lazy cancellation.
+#[derive(Default)]
+pub(crate) struct Timers {
+    heap: BinaryHeap<Reverse<(Instant, Timer)>>,
+}
+
+impl Timers {
+    pub(crate) fn set(&mut self, at: Instant, timer: Timer) {
+        self.heap.push(Reverse((at, timer)));
+    }
+
+    pub(crate) fn next(&self) -> Option<Instant> {
+        self.heap.peek().map(|Reverse((at, _))| *at)
+    }
+
+    /// Removes and returns the next timer due at or before `now`.
+    pub(crate) fn expired(&mut self, now: Instant) -> Option<Timer> {
+        match self.heap.peek() {
+            Some(Reverse((at, _))) if *at <= now => self.heap.pop().map(|Reverse((_, t))| t),
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn fires_in_deadline_order_and_only_when_due() {
+        let t0 = Instant::now();
+        let mut timers = Timers::default();
+        timers.set(t0 + Duration::from_secs(2), Timer::Drain);
+        timers.set(t0 + Duration::from_secs(1), Timer::Connect(ConnId(3)));
+        assert_eq!(timers.next(), Some(t0 + Duration::from_secs(1)));
+        assert_eq!(timers.expired(t0), None);
+        assert_eq!(timers.expired(t0 + Duration::from_secs(5)), Some(Timer::Connect(ConnId(3))));
+        assert_eq!(timers.expired(t0 + Duration::from_secs(5)), Some(Timer::Drain));
+        assert_eq!(timers.expired(t0 + Duration::from_secs(5)), None);
+    }
+}

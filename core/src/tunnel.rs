@@ -1,0 +1,159 @@
+//! A terminated CONNECT: a raw TCP connection to the target, spliced to the downstream.
+//!
+//! The tunnel holds no payload of its own once open: bytes read on one side are handed to the
+//! driver for the other side as the same `Bytes`. Back-pressure follows Envoy's watermarks: when
+//! what is queued towards one side passes its buffer limit, the other side stops being read,
+//! and it is read again once the queue has drained to half the limit.
+
+use std::time::Instant;
+
+use bytes::Bytes;
+use smallvec::SmallVec;
+
+use crate::io::{CloseKind, ConnId, Output};
+use crate::proxy::Ctx;
+use crate::timers::Timer;
+
+/// Closes a tunnel asks for: (connection, how).
+pub(crate) type Closes = Vec<(ConnId, CloseKind)>;
+
+pub(crate) struct Tunnel {
+    pub(crate) upstream: ConnId,
+    pub(crate) cluster: usize,
+    phase: Phase,
+    /// The downstream has half-closed (forwarded once open).
+    down_fin: bool,
+    /// The upstream has half-closed (forwarded at once).
+    up_fin: bool,
+    down_limit: usize,
+    up_limit: usize,
+}
+
+enum Phase {
+    /// The TCP connection to the target is being set up; downstream bytes wait here, never
+    /// streamed before the tunnel is up and never dropped.
+    Connecting { early: SmallVec<[Bytes; 4]>, early_len: usize, deadline: Instant },
+    Open,
+}
+
+/// What a tunnel event means for the connection around it.
+pub(crate) enum Step {
+    Continue,
+    /// Both directions are finished: close both connections after flushing.
+    Done,
+}
+
+impl Tunnel {
+    pub(crate) fn connect(
+        ctx: &mut Ctx,
+        now: Instant,
+        down: ConnId,
+        cluster: usize,
+        addr: std::net::SocketAddr,
+        down_limit: usize,
+    ) -> Tunnel {
+        let upstream = ctx.connect(down, addr);
+        let deadline = now + ctx.clusters.connect_timeout(cluster);
+        ctx.timers.set(deadline, Timer::Connect(down));
+        let stats = &ctx.shared.clusters[cluster];
+        stats.upstream_cx_total.inc();
+        stats.upstream_cx_active.inc();
+        Tunnel {
+            upstream,
+            cluster,
+            phase: Phase::Connecting { early: SmallVec::new(), early_len: 0, deadline },
+            down_fin: false,
+            up_fin: false,
+            down_limit,
+            up_limit: ctx.clusters.buffer_limit(cluster),
+        }
+    }
+
+    /// Still connecting at the connect deadline.
+    pub(crate) fn connect_expired(&self, now: Instant) -> bool {
+        matches!(self.phase, Phase::Connecting { deadline, .. } if deadline <= now)
+    }
+
+    /// Downstream bytes: forwarded when open, held while connecting.
+    pub(crate) fn down_data(&mut self, ctx: &mut Ctx, down: ConnId, data: Bytes) {
+        match &mut self.phase {
+            Phase::Connecting { early, early_len, .. } => {
+                *early_len += data.len();
+                early.push(data);
+                if *early_len >= self.down_limit {
+                    ctx.pause_read(down);
+                }
+            }
+            Phase::Open => {
+                ctx.shared.clusters[self.cluster].upstream_cx_tx_bytes_total.add(data.len() as u64);
+                ctx.write(self.upstream, data);
+                if ctx.queued(self.upstream) > self.up_limit {
+                    ctx.pause_read(down);
+                }
+            }
+        }
+    }
+
+    /// Upstream bytes go straight down (the upstream cannot send before it is connected).
+    pub(crate) fn up_data(&mut self, ctx: &mut Ctx, down: ConnId, data: Bytes) -> u64 {
+        let len = data.len() as u64;
+        ctx.shared.clusters[self.cluster].upstream_cx_rx_bytes_total.add(len);
+        ctx.write(down, data);
+        if ctx.queued(down) > self.down_limit {
+            ctx.pause_read(self.upstream);
+        }
+        len
+    }
+
+    /// The target accepted the connection: the caller has queued the `200`; release what
+    /// the client sent early, in order, then its half-close if it came.
+    pub(crate) fn connected(&mut self, ctx: &mut Ctx, down: ConnId) -> Step {
+        let Phase::Connecting { early, .. } = std::mem::replace(&mut self.phase, Phase::Open) else {
+            return Step::Continue;
+        };
+        for data in early {
+            ctx.shared.clusters[self.cluster].upstream_cx_tx_bytes_total.add(data.len() as u64);
+            ctx.write(self.upstream, data);
+        }
+        if self.down_fin {
+            ctx.push(Output::Shutdown { conn: self.upstream });
+        } else if ctx.queued(self.upstream) <= self.up_limit {
+            ctx.resume_read(down);
+        }
+        Step::Continue
+    }
+
+    pub(crate) fn down_read_closed(&mut self, ctx: &mut Ctx) -> Step {
+        self.down_fin = true;
+        if matches!(self.phase, Phase::Open) {
+            ctx.push(Output::Shutdown { conn: self.upstream });
+        }
+        self.step()
+    }
+
+    pub(crate) fn up_read_closed(&mut self, ctx: &mut Ctx, down: ConnId) -> Step {
+        self.up_fin = true;
+        ctx.push(Output::Shutdown { conn: down });
+        self.step()
+    }
+
+    /// Bytes reached a socket; reading the other side may go on once its queue has halved.
+    pub(crate) fn flushed(&mut self, ctx: &mut Ctx, down: ConnId, flushed: ConnId) {
+        if !matches!(self.phase, Phase::Open) {
+            return;
+        }
+        if flushed == self.upstream && !self.down_fin && ctx.queued(self.upstream) <= self.up_limit / 2 {
+            ctx.resume_read(down);
+        } else if flushed == down && !self.up_fin && ctx.queued(down) <= self.down_limit / 2 {
+            ctx.resume_read(self.upstream);
+        }
+    }
+
+    fn step(&self) -> Step {
+        if self.down_fin && self.up_fin {
+            Step::Done
+        } else {
+            Step::Continue
+        }
+    }
+}
