@@ -56,14 +56,24 @@ impl AdminConn {
                 Ok(None) => return None,
                 Err(error) => {
                     let date = ctx.clock.date(now);
-                    let reply = local_reply::encode(error.status(), http1::reason_phrase(error.status()), &date, true);
+                    let reply = local_reply::encode(
+                        error.status(),
+                        http1::reason_phrase(error.status()),
+                        &date,
+                        true,
+                    );
                     ctx.write(id, reply);
                     return Some(CloseKind::Flush);
                 }
             };
             let _ = self.head.split_to(consumed);
             let has_body = !matches!(http1::request_body(&head), Ok(BodyKind::Empty));
-            let response = admin::respond(&ctx.shared.stats, head.method.as_str(), &String::from_utf8_lossy(&head.target), state);
+            let response = admin::respond(
+                &ctx.shared.stats,
+                head.method.as_str(),
+                &String::from_utf8_lossy(&head.target),
+                state,
+            );
             let keep_alive = !has_body
                 && !ctx.draining()
                 && match head.version {

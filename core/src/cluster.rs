@@ -12,7 +12,10 @@ use crate::timers::{Timer, Timers};
 pub(crate) enum Pick {
     Addr(SocketAddr),
     /// An original-destination name that must be resolved first.
-    Resolve { host: String, port: u16 },
+    Resolve {
+        host: String,
+        port: u16,
+    },
     /// No host to connect to (Envoy: "no healthy upstream").
     NoHost,
 }
@@ -103,7 +106,9 @@ impl Clusters {
         if !matches!(c.config.discovery, Discovery::StrictDns | Discovery::LogicalDns) {
             return Vec::new();
         }
-        (0..c.config.endpoints.len()).filter(|&e| matches!(c.config.endpoints[e], Endpoint::Dns { .. })).collect()
+        (0..c.config.endpoints.len())
+            .filter(|&e| matches!(c.config.endpoints[e], Endpoint::Dns { .. }))
+            .collect()
     }
 
     fn resolve_endpoint(&mut self, cluster: usize, endpoint: usize) -> Output {
@@ -130,7 +135,8 @@ impl Clusters {
                 let Endpoint::Dns { port, .. } = state.config.endpoints[endpoint] else { return None };
                 // Keep the previous answer if the name stopped resolving, as Envoy does.
                 if !addrs.is_empty() {
-                    let mut hosts: Vec<SocketAddr> = addrs.iter().map(|ip| SocketAddr::new(*ip, port)).collect();
+                    let mut hosts: Vec<SocketAddr> =
+                        addrs.iter().map(|ip| SocketAddr::new(*ip, port)).collect();
                     if state.config.discovery == Discovery::LogicalDns {
                         hosts.truncate(1);
                     }
@@ -209,7 +215,10 @@ mod tests {
     fn original_destination_takes_ip_literals_and_resolves_names() {
         assert_eq!(original_destination("127.0.0.1:8080"), Pick::Addr("127.0.0.1:8080".parse().unwrap()));
         assert_eq!(original_destination("[::1]:443"), Pick::Addr("[::1]:443".parse().unwrap()));
-        assert_eq!(original_destination("example.test:80"), Pick::Resolve { host: "example.test".into(), port: 80 });
+        assert_eq!(
+            original_destination("example.test:80"),
+            Pick::Resolve { host: "example.test".into(), port: 80 }
+        );
         assert_eq!(original_destination("example.test"), Pick::NoHost);
         assert_eq!(original_destination(":80"), Pick::NoHost);
         assert_eq!(original_destination("[::1]:x"), Pick::NoHost);

@@ -226,11 +226,13 @@ impl HttpConn {
         let hcm = hcm(&config, self.listener);
         let path = head.target.as_ref();
         let header = |name: &str| head.headers.get(name);
-        let request = RouteRequest { method: head.method.as_str(), authority: host, path: Some(path), header: &header };
+        let request =
+            RouteRequest { method: head.method.as_str(), authority: host, path: Some(path), header: &header };
         let route = route::select(&hcm.route_config, &request);
         if let Some(upgrade) = upgrade_token(head) {
             if !upgrade.eq_ignore_ascii_case(b"h2c") {
-                let route_upgrades = route.and_then(|r| route_target(&r.action)).map(|t| t.upgrade_configs.as_slice());
+                let route_upgrades =
+                    route.and_then(|r| route_target(&r.action)).map(|t| t.upgrade_configs.as_slice());
                 if !upgrade_allowed(hcm, route_upgrades, upgrade) {
                     stats.downstream_rq_ws_on_non_ws_route.inc();
                     return self.reply(ctx, now, 403, "", true);
@@ -241,7 +243,13 @@ impl HttpConn {
             None => self.reply(ctx, now, 404, "", !keep_alive),
             Some(_) => {
                 tracing::warn!("request routed to a cluster: HTTP request proxying is not implemented yet");
-                self.reply(ctx, now, 501, "burrow: proxying HTTP requests is not implemented yet", !keep_alive)
+                self.reply(
+                    ctx,
+                    now,
+                    501,
+                    "burrow: proxying HTTP requests is not implemented yet",
+                    !keep_alive,
+                )
             }
         }
     }
@@ -265,10 +273,9 @@ impl HttpConn {
         let Some(target) = target else {
             return self.reply(ctx, now, 404, "", true);
         };
-        let terminate = target
-            .upgrade_configs
-            .iter()
-            .any(|u| u.upgrade_type.eq_ignore_ascii_case("CONNECT") && u.enabled && u.connect_config.is_some());
+        let terminate = target.upgrade_configs.iter().any(|u| {
+            u.upgrade_type.eq_ignore_ascii_case("CONNECT") && u.enabled && u.connect_config.is_some()
+        });
         if !terminate {
             tracing::warn!("CONNECT proxy mode (no connect_config) is not implemented yet");
             return self.reply(ctx, now, 501, "burrow: CONNECT proxy mode is not implemented yet", true);
@@ -279,7 +286,8 @@ impl HttpConn {
             name => head.headers.get(name).unwrap_or_default(),
         });
         // Bytes that came with the head belong to the tunnel.
-        let early: Vec<Bytes> = if self.head.is_empty() { Vec::new() } else { vec![self.head.split().freeze()] };
+        let early: Vec<Bytes> =
+            if self.head.is_empty() { Vec::new() } else { vec![self.head.split().freeze()] };
         match ctx.clusters.pick(cluster, original, self.local) {
             Pick::Addr(addr) => self.open_tunnel(ctx, now, cluster, addr, early, false),
             Pick::Resolve { host, port } => {
@@ -298,7 +306,9 @@ impl HttpConn {
     }
 
     fn on_resolved(&mut self, ctx: &mut Ctx, now: Instant, addrs: Vec<IpAddr>) -> Closes {
-        let State::Resolving { cluster, port, early, fin, .. } = std::mem::replace(&mut self.state, State::Head) else {
+        let State::Resolving { cluster, port, early, fin, .. } =
+            std::mem::replace(&mut self.state, State::Head)
+        else {
             return Vec::new();
         };
         match addrs.first() {
@@ -330,7 +340,9 @@ impl HttpConn {
     }
 
     fn connect_failed(&mut self, ctx: &mut Ctx, now: Instant, body: &str) -> Closes {
-        let State::Tunnel(tunnel) = std::mem::replace(&mut self.state, State::Head) else { return Vec::new() };
+        let State::Tunnel(tunnel) = std::mem::replace(&mut self.state, State::Head) else {
+            return Vec::new();
+        };
         let stats = &ctx.shared.clusters[tunnel.cluster];
         stats.upstream_cx_connect_fail.inc();
         stats.upstream_cx_active.dec();
@@ -343,7 +355,9 @@ impl HttpConn {
 
     /// Both directions of the tunnel are over (or one side failed): close both.
     fn end_tunnel(&mut self, ctx: &mut Ctx, down: CloseKind, upstream_failed: bool) -> Closes {
-        let State::Tunnel(tunnel) = std::mem::replace(&mut self.state, State::Closing) else { return Vec::new() };
+        let State::Tunnel(tunnel) = std::mem::replace(&mut self.state, State::Closing) else {
+            return Vec::new();
+        };
         let stats = &ctx.shared.clusters[tunnel.cluster];
         stats.upstream_cx_active.dec();
         stats.upstream_cx_destroy.inc();
@@ -437,7 +451,8 @@ fn upgrade_allowed(
     route: Option<&[crate::config::RouteUpgradeConfig]>,
     upgrade: &[u8],
 ) -> bool {
-    let on_route = route.into_iter().flatten().find(|u| u.upgrade_type.as_bytes().eq_ignore_ascii_case(upgrade));
+    let on_route =
+        route.into_iter().flatten().find(|u| u.upgrade_type.as_bytes().eq_ignore_ascii_case(upgrade));
     if let Some(entry) = on_route {
         return entry.enabled;
     }

@@ -3,20 +3,20 @@
 //! See the crate README section "The core's contract" (filled in below) for the driver loop.
 
 pub mod admin;
-pub mod config;
-pub mod http1;
 mod admin_conn;
 mod clock;
 mod cluster;
+pub mod config;
+pub mod http1;
 mod http_conn;
 mod io;
 mod local_reply;
 mod proxy;
 mod route;
 mod shared;
+pub mod stats;
 mod timers;
 mod tunnel;
-pub mod stats;
 
 pub use io::{CloseKind, CloseReason, ConnId, Family, Input, ListenerId, Output, QueryId};
 pub use proxy::Proxy;

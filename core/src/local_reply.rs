@@ -90,7 +90,7 @@ mod tests {
     fn connect_failure_carries_envoys_text() {
         let reply = encode(503, CONNECT_FAILURE, DATE, true);
         let text = std::str::from_utf8(&reply).unwrap();
-        assert!(text.starts_with("HTTP/1.1 503 Service Unavailable\r\ncontent-length: 99\r\n"));
+        assert!(text.starts_with("HTTP/1.1 503 Service Unavailable\r\ncontent-length: 98\r\n"));
         assert!(text.contains("content-type: text/plain\r\n"));
         assert!(text.ends_with("\r\n\r\nupstream connect error or disconnect/reset before headers. reset reason: remote connection failure"));
     }

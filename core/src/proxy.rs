@@ -35,7 +35,9 @@ enum Slot {
     Http(Box<HttpConn>),
     Admin(Box<AdminConn>),
     /// The upstream side of a tunnel, owned by a downstream connection.
-    Upstream { downstream: ConnId },
+    Upstream {
+        downstream: ConnId,
+    },
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -99,14 +101,20 @@ impl Proxy {
     }
 
     /// A listener accepted a connection; the returned id names it from now on.
-    pub fn accept(&mut self, now: Instant, listener: ListenerId, peer: SocketAddr, local: SocketAddr) -> ConnId {
+    pub fn accept(
+        &mut self,
+        now: Instant,
+        listener: ListenerId,
+        peer: SocketAddr,
+        local: SocketAddr,
+    ) -> ConnId {
         let _ = (now, peer);
         let id = self.alloc();
         let index = listener.0 as usize;
         let slot = if index < self.ctx.config.listeners.len() {
             Slot::Http(Box::new(HttpConn::new(&mut self.ctx, id, index, local)))
         } else {
-            Slot::Admin(Box::new(AdminConn::default()))
+            Slot::Admin(Box::default())
         };
         self.conns[id.0 as usize] = slot;
         self.ctx.live += 1;
@@ -261,7 +269,11 @@ impl Proxy {
 
     /// Runs an HTTP connection's machine with the whole context at hand, then applies what it
     /// asked for: new upstream connections to register, and ids to close.
-    fn with_http(&mut self, conn: ConnId, f: impl FnOnce(&mut HttpConn, &mut Ctx) -> Vec<(ConnId, CloseKind)>) {
+    fn with_http(
+        &mut self,
+        conn: ConnId,
+        f: impl FnOnce(&mut HttpConn, &mut Ctx) -> Vec<(ConnId, CloseKind)>,
+    ) {
         let Slot::Http(mut http) = std::mem::replace(&mut self.conns[conn.0 as usize], Slot::Busy) else {
             unreachable!("with_http on a non-HTTP slot")
         };

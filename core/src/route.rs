@@ -162,7 +162,8 @@ mod tests {
         };
         assert_eq!(cluster_of(select(&config, &connect(&foo_bar))), Some(1));
         assert_eq!(cluster_of(select(&config, &connect(&no_headers))), Some(0));
-        let get = RouteRequest { method: "GET", authority: b"host.com", path: Some(b"/"), header: &no_headers };
+        let get =
+            RouteRequest { method: "GET", authority: b"host.com", path: Some(b"/"), header: &no_headers };
         assert_eq!(cluster_of(select(&config, &get)), None);
     }
 
@@ -205,7 +206,10 @@ mod tests {
             )],
         };
         let pick = |path: &'static [u8], header: &'static dyn Fn(&str) -> Option<&'static [u8]>| {
-            cluster_of(select(&config, &RouteRequest { method: "GET", authority: b"h", path: Some(path), header }))
+            cluster_of(select(
+                &config,
+                &RouteRequest { method: "GET", authority: b"h", path: Some(path), header },
+            ))
         };
         assert_eq!(pick(b"/exact?q=1", &no_headers), Some(0));
         assert_eq!(pick(b"/exactly", &no_headers), None);

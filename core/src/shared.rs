@@ -56,28 +56,54 @@ macro_rules! stat_struct {
     };
 }
 
-stat_struct!(ListenerStats, "listener",
-    counters { downstream_cx_total },
-    gauges { downstream_cx_active });
+stat_struct!(ListenerStats, "listener", counters { downstream_cx_total }, gauges { downstream_cx_active });
 
-stat_struct!(HttpStats, "http",
+stat_struct!(
+    HttpStats,
+    "http",
     counters {
-        downstream_cx_total, downstream_cx_http1_total, downstream_cx_protocol_error,
-        downstream_cx_rx_bytes_total, downstream_cx_tx_bytes_total, downstream_cx_upgrades_total,
-        downstream_cx_destroy_remote, downstream_cx_destroy_local,
-        downstream_rq_total, downstream_rq_http1_total, downstream_rq_1xx, downstream_rq_2xx,
-        downstream_rq_3xx, downstream_rq_4xx, downstream_rq_5xx, downstream_rq_ws_on_non_ws_route,
+        downstream_cx_total,
+        downstream_cx_http1_total,
+        downstream_cx_protocol_error,
+        downstream_cx_rx_bytes_total,
+        downstream_cx_tx_bytes_total,
+        downstream_cx_upgrades_total,
+        downstream_cx_destroy_remote,
+        downstream_cx_destroy_local,
+        downstream_rq_total,
+        downstream_rq_http1_total,
+        downstream_rq_1xx,
+        downstream_rq_2xx,
+        downstream_rq_3xx,
+        downstream_rq_4xx,
+        downstream_rq_5xx,
+        downstream_rq_ws_on_non_ws_route,
         downstream_rq_completed,
     },
-    gauges { downstream_cx_active, downstream_cx_http1_active, downstream_cx_upgrades_active, downstream_rq_active });
+    gauges {
+        downstream_cx_active,
+        downstream_cx_http1_active,
+        downstream_cx_upgrades_active,
+        downstream_rq_active
+    }
+);
 
-stat_struct!(ClusterStats, "cluster",
+stat_struct!(
+    ClusterStats,
+    "cluster",
     counters {
-        upstream_cx_total, upstream_cx_connect_fail, upstream_cx_connect_timeout, upstream_cx_none_healthy,
-        upstream_cx_destroy, upstream_cx_destroy_local, upstream_cx_destroy_remote,
-        upstream_cx_rx_bytes_total, upstream_cx_tx_bytes_total,
+        upstream_cx_total,
+        upstream_cx_connect_fail,
+        upstream_cx_connect_timeout,
+        upstream_cx_none_healthy,
+        upstream_cx_destroy,
+        upstream_cx_destroy_local,
+        upstream_cx_destroy_remote,
+        upstream_cx_rx_bytes_total,
+        upstream_cx_tx_bytes_total,
     },
-    gauges { upstream_cx_active });
+    gauges { upstream_cx_active }
+);
 
 impl HttpStats {
     /// Counts a response by status class, as Envoy's `downstream_rq_<N>xx`.

@@ -32,7 +32,11 @@ pub(crate) struct Tunnel {
 enum Phase {
     /// The TCP connection to the target is being set up; downstream bytes wait here, never
     /// streamed before the tunnel is up and never dropped.
-    Connecting { early: SmallVec<[Bytes; 4]>, early_len: usize, deadline: Instant },
+    Connecting {
+        early: SmallVec<[Bytes; 4]>,
+        early_len: usize,
+        deadline: Instant,
+    },
     Open,
 }
 

@@ -170,8 +170,14 @@ proptest! {
         let up = net.upstreams()[0];
         let (mut c_sent, mut t_sent) = (0, 0);
         let (mut connected, mut c_fin, mut t_fin) = (false, false, false);
-        let steps = steps.into_iter().chain([Step::Connect, Step::ClientSends(usize::MAX), Step::TargetSends(usize::MAX), Step::ClientFin, Step::TargetFin]);
-        for step in steps {
+        // After the generated steps, finish like well-behaved peers: connect, then send the
+        // rest in bounded chunks while flushing, then half-close both ways.
+        let rest = client_payload.len() / 2000 + target_payload.len() / 2000 + 2;
+        let finish = [Step::Connect]
+            .into_iter()
+            .chain((0..rest).flat_map(|_| [Step::ClientSends(2000), Step::TargetSends(2000), Step::FlushClient(usize::MAX), Step::FlushTarget(usize::MAX)]))
+            .chain([Step::ClientFin, Step::TargetFin]);
+        for step in steps.into_iter().chain(finish) {
             match step {
                 Step::ClientSends(n) if !c_fin && !net.state(client).paused && c_sent < client_payload.len() => {
                     let end = client_payload.len().min(c_sent.saturating_add(n));

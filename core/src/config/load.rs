@@ -223,9 +223,9 @@ fn listener(l: raw::Listener, path: &str, clusters: &HashMap<String, usize>) -> 
             return err(
                 at(&typed_path, "@type"),
                 format!(
-                    "unsupported network filter type '{url}' for filter '{}' (burrow supports {HCM_TYPE_URL})",
-                    filter.name
-                ),
+                "unsupported network filter type '{url}' for filter '{}' (burrow supports {HCM_TYPE_URL})",
+                filter.name
+            ),
             )
         }
     };
@@ -252,7 +252,11 @@ fn listener(l: raw::Listener, path: &str, clusters: &HashMap<String, usize>) -> 
     })
 }
 
-fn hcm(h: raw::HttpConnectionManager, path: &str, clusters: &HashMap<String, usize>) -> Result<HttpConnectionManager> {
+fn hcm(
+    h: raw::HttpConnectionManager,
+    path: &str,
+    clusters: &HashMap<String, usize>,
+) -> Result<HttpConnectionManager> {
     if h.stat_prefix.is_empty() {
         return err(at(path, "stat_prefix"), "empty");
     }
@@ -317,7 +321,8 @@ fn hcm(h: raw::HttpConnectionManager, path: &str, clusters: &HashMap<String, usi
         if upgrade_configs.iter().any(|o| o.upgrade_type.eq_ignore_ascii_case(&u.upgrade_type)) {
             return err(upath, format!("multiple upgrade configs with the same name: '{}'", u.upgrade_type));
         }
-        upgrade_configs.push(UpgradeConfig { upgrade_type: u.upgrade_type, enabled: u.enabled.unwrap_or(true) });
+        upgrade_configs
+            .push(UpgradeConfig { upgrade_type: u.upgrade_type, enabled: u.enabled.unwrap_or(true) });
     }
 
     let max_request_headers_kb = h.max_request_headers_kb.map_or(60, |v| v.0);
@@ -453,8 +458,8 @@ fn route(r: raw::Route, path: &str, clusters: &HashMap<String, usize>) -> Result
         if upgrade_configs.iter().any(|o| o.upgrade_type.eq_ignore_ascii_case(&u.upgrade_type)) {
             return err(at(&upath, "upgrade_type"), format!("Duplicate upgrade {}", u.upgrade_type));
         }
-        let is_connect =
-            u.upgrade_type.eq_ignore_ascii_case("CONNECT") || u.upgrade_type.eq_ignore_ascii_case("CONNECT-UDP");
+        let is_connect = u.upgrade_type.eq_ignore_ascii_case("CONNECT")
+            || u.upgrade_type.eq_ignore_ascii_case("CONNECT-UDP");
         if u.connect_config.is_some() && !is_connect {
             return err(
                 at(&upath, "connect_config"),
@@ -522,7 +527,9 @@ fn string_matcher(s: raw::StringMatcher, path: &str) -> Result<HeaderRule> {
         (Some(value), None, None, None) => Ok(HeaderRule::Exact { value, ignore_case }),
         (None, Some(v), None, None) => Ok(HeaderRule::Prefix { value: nonempty("prefix", v)?, ignore_case }),
         (None, None, Some(v), None) => Ok(HeaderRule::Suffix { value: nonempty("suffix", v)?, ignore_case }),
-        (None, None, None, Some(v)) => Ok(HeaderRule::Contains { value: nonempty("contains", v)?, ignore_case }),
+        (None, None, None, Some(v)) => {
+            Ok(HeaderRule::Contains { value: nonempty("contains", v)?, ignore_case })
+        }
         (None, None, None, None) => err(path, "one of exact, prefix, suffix or contains is required"),
         _ => err(path, "only one of exact, prefix, suffix and contains may be set"),
     }
@@ -649,7 +656,10 @@ fn cluster(c: raw::Cluster, path: &str) -> Result<Cluster> {
     }
     match kind {
         D::OriginalDst if !endpoints.is_empty() => {
-            return err(at(path, "load_assignment"), "ORIGINAL_DST clusters must have no load assignment configured")
+            return err(
+                at(path, "load_assignment"),
+                "ORIGINAL_DST clusters must have no load assignment configured",
+            )
         }
         D::LogicalDns if endpoints.len() != 1 => {
             return err(
@@ -658,7 +668,10 @@ fn cluster(c: raw::Cluster, path: &str) -> Result<Cluster> {
             )
         }
         D::Static | D::StrictDns if endpoints.is_empty() => {
-            return err(at(path, "load_assignment"), format!("a {kind_name} cluster needs at least one endpoint"))
+            return err(
+                at(path, "load_assignment"),
+                format!("a {kind_name} cluster needs at least one endpoint"),
+            )
         }
         _ => {}
     }
@@ -689,7 +702,10 @@ fn cluster(c: raw::Cluster, path: &str) -> Result<Cluster> {
     for (key, value) in &typed {
         let kpath = at(path, &format!("typed_extension_protocol_options[\"{key}\"]"));
         if key != HTTP_PROTOCOL_OPTIONS_NAME {
-            return err(kpath, format!("unsupported extension '{key}' (burrow supports {HTTP_PROTOCOL_OPTIONS_NAME})"));
+            return err(
+                kpath,
+                format!("unsupported extension '{key}' (burrow supports {HTTP_PROTOCOL_OPTIONS_NAME})"),
+            );
         }
         let (url, body) = split_typed(value, &kpath)?;
         if url != HTTP_PROTOCOL_OPTIONS_TYPE_URL {
@@ -727,7 +743,9 @@ fn cluster(c: raw::Cluster, path: &str) -> Result<Cluster> {
     let legacy_conflict = |field: &str| {
         err(
             at(path, field),
-            format!("cannot be combined with typed_extension_protocol_options[\"{HTTP_PROTOCOL_OPTIONS_NAME}\"]"),
+            format!(
+                "cannot be combined with typed_extension_protocol_options[\"{HTTP_PROTOCOL_OPTIONS_NAME}\"]"
+            ),
         )
     };
     match (c.http_protocol_options, c.http2_protocol_options) {
@@ -746,7 +764,8 @@ fn cluster(c: raw::Cluster, path: &str) -> Result<Cluster> {
         }
         common = c.common_http_protocol_options;
     }
-    let mut max_requests_per_connection = common.as_ref().and_then(|c| c.max_requests_per_connection).map(|v| v.0);
+    let mut max_requests_per_connection =
+        common.as_ref().and_then(|c| c.max_requests_per_connection).map(|v| v.0);
     if let Some(v) = c.max_requests_per_connection {
         if max_requests_per_connection.is_some() {
             return err(
@@ -773,7 +792,9 @@ fn cluster(c: raw::Cluster, path: &str) -> Result<Cluster> {
         dns_lookup_family,
         dns_refresh_rate,
         endpoints,
-        per_connection_buffer_limit_bytes: c.per_connection_buffer_limit_bytes.map_or(DEFAULT_BUFFER_LIMIT, |v| v.0),
+        per_connection_buffer_limit_bytes: c
+            .per_connection_buffer_limit_bytes
+            .map_or(DEFAULT_BUFFER_LIMIT, |v| v.0),
         protocol,
         max_requests_per_connection,
         idle_timeout,

@@ -1,0 +1,571 @@
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use super::*;
+use crate::io::Family;
+
+/// Envoy's `configs/terminate_http1_connect.yaml`, with the admin block of the older copies.
+const TERMINATE_HTTP1_CONNECT: &str = r#"
+admin:
+  access_log_path: /tmp/admin_access.log
+  address:
+    socket_address:
+      protocol: TCP
+      address: 127.0.0.1
+      port_value: 9902
+static_resources:
+  listeners:
+  - name: listener_0
+    address:
+      socket_address:
+        protocol: TCP
+        address: 127.0.0.1
+        port_value: 10001
+    filter_chains:
+    - filters:
+      - name: envoy.filters.network.http_connection_manager
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+          stat_prefix: ingress_http
+          route_config:
+            name: local_route
+            virtual_hosts:
+            - name: local_service
+              domains:
+              - "*"
+              routes:
+              - match:
+                  connect_matcher:
+                    {}
+                  headers:
+                  - name: foo
+                    string_match:
+                      exact: bar
+                route:
+                  cluster: local_original_dst
+                  upgrade_configs:
+                  - upgrade_type: CONNECT
+                    connect_config:
+                      {}
+              - match:
+                  connect_matcher:
+                    {}
+                route:
+                  cluster: service_google
+                  upgrade_configs:
+                  - upgrade_type: CONNECT
+                    connect_config:
+                      {}
+          http_filters:
+          - name: envoy.filters.http.router
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
+          http_protocol_options: {}
+          upgrade_configs:
+          - upgrade_type: CONNECT
+  clusters:
+  - name: service_google
+    connect_timeout: 0.25s
+    type: LOGICAL_DNS
+    dns_lookup_family: V4_ONLY
+    lb_policy: ROUND_ROBIN
+    load_assignment:
+      cluster_name: service_google
+      endpoints:
+      - lb_endpoints:
+        - endpoint:
+            address:
+              socket_address:
+                address: www.google.com
+                port_value: 443
+  - name: local_original_dst
+    connect_timeout: 0.25s
+    type: ORIGINAL_DST
+    lb_policy: CLUSTER_PROVIDED
+    original_dst_lb_config:
+      use_http_header: true
+      http_header_name: ":authority"
+"#;
+
+fn hcm_of(config: &Config) -> &HttpConnectionManager {
+    let NetworkFilter::HttpConnectionManager(h) = &config.listeners[0].filter;
+    h
+}
+
+fn parse(text: &str) -> Config {
+    Config::from_yaml(text).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// The error for `text`, as `path: message`.
+fn error(text: &str) -> String {
+    Config::from_yaml(text).expect_err("config should be rejected").to_string()
+}
+
+/// A minimal valid config with `hcm` (indented to sit under `typed_config`), `route` (the
+/// route's `route` map body) and `clusters` spliced in.
+fn with(hcm_extra: &str, route_extra: &str, clusters: &str) -> String {
+    format!(
+        r#"
+static_resources:
+  listeners:
+  - name: l
+    address: {{socket_address: {{address: 127.0.0.1, port_value: 10000}}}}
+    filter_chains:
+    - filters:
+      - name: hcm
+        typed_config:
+          "@type": {HCM_TYPE_URL}
+          stat_prefix: p
+          route_config:
+            virtual_hosts:
+            - name: vh
+              domains: ["*"]
+              routes:
+              - match: {{prefix: "/"}}
+                route:
+                  cluster: c
+{route_extra}
+          http_filters:
+          - name: envoy.filters.http.router
+            typed_config: {{"@type": {ROUTER_TYPE_URL}}}
+{hcm_extra}
+  clusters:
+  - name: c
+    load_assignment:
+      cluster_name: c
+      endpoints: [{{lb_endpoints: [{{endpoint: {{address: {{socket_address: {{address: 127.0.0.1, port_value: 1}}}}}}}}]}}]
+{clusters}
+"#
+    )
+}
+
+const LISTENER: &str = "static_resources.listeners[0]";
+const TYPED: &str = "static_resources.listeners[0].filter_chains[0].filters[0].typed_config";
+
+#[test]
+fn terminate_http1_connect() {
+    let config = parse(TERMINATE_HTTP1_CONNECT);
+    assert_eq!(config.admin, Some(Admin { address: "127.0.0.1:9902".parse().unwrap() }));
+
+    let listener = &config.listeners[0];
+    assert_eq!(listener.name, "listener_0");
+    assert_eq!(listener.address, "127.0.0.1:10001".parse::<SocketAddr>().unwrap());
+    assert_eq!(listener.protocol, SocketProtocol::Tcp);
+    assert_eq!(listener.per_connection_buffer_limit_bytes, 1 << 20);
+
+    let hcm = hcm_of(&config);
+    assert_eq!(hcm.stat_prefix, "ingress_http");
+    assert_eq!(hcm.codec_type, CodecType::Auto);
+    assert_eq!(hcm.http_filters, vec![HttpFilter::Router]);
+    assert_eq!(hcm.upgrade_configs, vec![UpgradeConfig { upgrade_type: "CONNECT".into(), enabled: true }]);
+    assert_eq!(hcm.http_protocol_options, Http1Options { accept_http_10: false });
+    assert_eq!(hcm.max_request_headers_kb, 60);
+    assert_eq!(hcm.max_headers_count, 100);
+    assert_eq!(hcm.stream_idle_timeout, Some(Duration::from_secs(300)));
+
+    let vh = &hcm.route_config.virtual_hosts[0];
+    assert_eq!(hcm.route_config.name, "local_route");
+    assert_eq!(vh.domains, vec!["*"]);
+    let connect_upgrade = vec![RouteUpgradeConfig {
+        upgrade_type: "CONNECT".into(),
+        enabled: true,
+        connect_config: Some(ConnectConfig { allow_post: false }),
+    }];
+    assert_eq!(
+        vh.routes[0],
+        Route {
+            matcher: RouteMatch {
+                path: PathMatch::Connect,
+                headers: vec![HeaderMatcher {
+                    name: "foo".into(),
+                    rule: HeaderRule::Exact { value: "bar".into(), ignore_case: false },
+                    invert: false,
+                }],
+            },
+            action: RouteAction::Route(RouteTarget { cluster: 1, upgrade_configs: connect_upgrade.clone() }),
+        }
+    );
+    assert_eq!(
+        vh.routes[1],
+        Route {
+            matcher: RouteMatch { path: PathMatch::Connect, headers: vec![] },
+            action: RouteAction::Route(RouteTarget { cluster: 0, upgrade_configs: connect_upgrade }),
+        }
+    );
+
+    let google = &config.clusters[0];
+    assert_eq!(google.name, "service_google");
+    assert_eq!(google.discovery, Discovery::LogicalDns);
+    assert_eq!(google.connect_timeout, Duration::from_millis(250));
+    assert_eq!(google.dns_lookup_family, Family::V4Only);
+    assert_eq!(google.lb_policy, LbPolicy::RoundRobin);
+    assert_eq!(google.endpoints, vec![Endpoint::Dns { host: "www.google.com".into(), port: 443 }]);
+    assert_eq!(google.protocol, UpstreamProtocol::Http1);
+    assert_eq!(google.circuit_breakers, Thresholds::default());
+    assert_eq!(google.idle_timeout, Some(Duration::from_secs(3600)));
+
+    let original_dst = &config.clusters[1];
+    assert_eq!(
+        original_dst.discovery,
+        Discovery::OriginalDst { use_http_header: true, http_header_name: Some(":authority".into()) }
+    );
+    assert_eq!(original_dst.lb_policy, LbPolicy::ClusterProvided);
+    assert!(original_dst.endpoints.is_empty());
+}
+
+#[test]
+fn json_is_accepted() {
+    let json = format!(
+        r#"{{"static_resources": {{"listeners": [{{"name": "l",
+          "address": {{"socket_address": {{"address": "::1", "port_value": "10000"}}}},
+          "filter_chains": [{{"filters": [{{"name": "x", "typed_config": {{
+            "@type": "{HCM_TYPE_URL}", "stat_prefix": "p",
+            "route_config": {{"virtual_hosts": []}},
+            "http_filters": [{{"name": "r", "typed_config": {{"@type": "{ROUTER_TYPE_URL}"}}}}]}}}}]}}]}}]}}}}"#
+    );
+    let config = parse(&json);
+    assert_eq!(config.listeners[0].address, "[::1]:10000".parse::<SocketAddr>().unwrap());
+    assert!(config.admin.is_none() && config.clusters.is_empty());
+}
+
+#[test]
+fn hcm_options_and_cluster_protocols() {
+    let hcm = r#"          codec_type: HTTP2
+          http2_protocol_options: {allow_connect: true}
+          http_protocol_options: {accept_http_10: true}
+          max_request_headers_kb: "96"
+          common_http_protocol_options: {max_headers_count: 50}
+          stream_idle_timeout: 0s
+          upgrade_configs: [{upgrade_type: websocket, enabled: false}]"#;
+    let route = r#"                  upgrade_configs:
+                  - upgrade_type: CONNECT
+                    connect_config: {allow_post: true}"#;
+    let clusters = r#"  - name: typed
+    type: STRICT_DNS
+    lb_policy: LEAST_REQUEST
+    connect_timeout: {seconds: 1, nanos: 500000000}
+    dns_refresh_rate: 1.5s
+    per_connection_buffer_limit_bytes: 32768
+    load_assignment:
+      cluster_name: typed
+      endpoints:
+      - lb_endpoints:
+        - endpoint: {address: {socket_address: {address: Backend.example, port_value: 80}}}
+        - endpoint: {address: {socket_address: {address: 10.0.0.1, port_value: 81}}}
+    circuit_breakers:
+      thresholds:
+      - {priority: HIGH, max_connections: 1}
+      - {max_connections: 10, max_pending_requests: "20", max_retries: 0}
+    typed_extension_protocol_options:
+      envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
+        "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
+        explicit_http_config:
+          http2_protocol_options: {}
+        common_http_protocol_options: {max_requests_per_connection: 7, idle_timeout: 0s}
+  - name: legacy
+    connect_timeout: 5s
+    http_protocol_options: {}
+    max_requests_per_connection: 3
+    load_assignment:
+      cluster_name: legacy
+      endpoints: [{lb_endpoints: [{endpoint: {address: {socket_address: {address: 127.0.0.1, port_value: 2}}}}]}]"#;
+    let config = parse(&with(hcm, route, clusters));
+
+    let h = hcm_of(&config);
+    assert_eq!(h.codec_type, CodecType::Http2);
+    assert!(h.http2_protocol_options.allow_connect);
+    assert!(h.http_protocol_options.accept_http_10);
+    assert_eq!((h.max_request_headers_kb, h.max_headers_count), (96, 50));
+    assert_eq!(h.stream_idle_timeout, None);
+    assert_eq!(h.upgrade_configs, vec![UpgradeConfig { upgrade_type: "websocket".into(), enabled: false }]);
+    let RouteAction::Route(target) = &h.route_config.virtual_hosts[0].routes[0].action;
+    assert_eq!(target.upgrade_configs[0].connect_config, Some(ConnectConfig { allow_post: true }));
+
+    let typed = &config.clusters[1];
+    assert_eq!(typed.discovery, Discovery::StrictDns);
+    assert_eq!(typed.lb_policy, LbPolicy::LeastRequest);
+    assert_eq!(typed.connect_timeout, Duration::from_millis(1500));
+    assert_eq!(typed.dns_refresh_rate, Duration::from_millis(1500));
+    assert_eq!(typed.per_connection_buffer_limit_bytes, 32768);
+    assert_eq!(
+        typed.endpoints,
+        vec![
+            Endpoint::Dns { host: "backend.example".into(), port: 80 },
+            Endpoint::Ip("10.0.0.1:81".parse().unwrap())
+        ]
+    );
+    assert_eq!(
+        typed.circuit_breakers,
+        Thresholds { max_connections: 10, max_pending_requests: 20, max_requests: 1024, max_retries: 0 }
+    );
+    assert_eq!(typed.protocol, UpstreamProtocol::Http2);
+    assert_eq!(typed.max_requests_per_connection, Some(7));
+    assert_eq!(typed.idle_timeout, None);
+
+    let legacy = &config.clusters[2];
+    assert_eq!(legacy.protocol, UpstreamProtocol::Http1);
+    assert_eq!(legacy.max_requests_per_connection, Some(3));
+    assert_eq!(legacy.discovery, Discovery::Static);
+}
+
+#[test]
+fn typed_http_protocol_options_http1_and_logical_dns_ip() {
+    let clusters = r#"  - name: up
+    type: LOGICAL_DNS
+    typed_extension_protocol_options:
+      envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
+        "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
+        explicit_http_config: {http_protocol_options: {}}
+    load_assignment:
+      cluster_name: up
+      endpoints: [{lb_endpoints: [{endpoint: {address: {socket_address: {address: 127.0.0.1, port_value: 10001}}}}]}]"#;
+    let config = parse(&with("", "", clusters));
+    assert_eq!(config.clusters[1].protocol, UpstreamProtocol::Http1);
+    assert_eq!(config.clusters[1].endpoints, vec![Endpoint::Ip("127.0.0.1:10001".parse().unwrap())]);
+}
+
+#[test]
+fn header_matchers_and_domains() {
+    let text = with("", "", "")
+        .replace(r#"domains: ["*"]"#, r#"domains: ["Example.COM", "*.example.org", "api.*"]"#);
+    let text = text.replace(
+        r#"match: {prefix: "/"}"#,
+        r#"match:
+                  path: /exact
+                  headers:
+                  - {name: ":Method", exact_match: POST}
+                  - {name: x-a, string_match: {prefix: v, ignore_case: true}, invert_match: true}
+                  - {name: x-b, present_match: false}
+                  - {name: x-c}"#,
+    );
+    let config = parse(&text);
+    let vh = &hcm_of(&config).route_config.virtual_hosts[0];
+    assert_eq!(vh.domains, vec!["example.com", "*.example.org", "api.*"]);
+    let m = &vh.routes[0].matcher;
+    assert_eq!(m.path, PathMatch::Path("/exact".into()));
+    let rules: Vec<_> = m.headers.iter().map(|h| (h.name.as_str(), h.rule.clone(), h.invert)).collect();
+    assert_eq!(
+        rules,
+        vec![
+            (":method", HeaderRule::Exact { value: "POST".into(), ignore_case: false }, false),
+            ("x-a", HeaderRule::Prefix { value: "v".into(), ignore_case: true }, true),
+            ("x-b", HeaderRule::Present(false), false),
+            ("x-c", HeaderRule::Present(true), false),
+        ]
+    );
+}
+
+#[test]
+fn unknown_fields_are_rejected_at_every_depth() {
+    let cases = [
+        ("node: {id: x}\n", "node: unknown field `node`"),
+        (
+            "admin: {address: {socket_address: {address: 127.0.0.1, port_value: 1, ipv4_compat: true}}}\n",
+            "admin.address.socket_address.ipv4_compat: unknown field `ipv4_compat`",
+        ),
+    ];
+    for (text, want) in cases {
+        let got = error(text);
+        assert!(got.starts_with(want), "got {got:?}, want {want:?}");
+    }
+
+    let inside = |hcm: &str, route: &str, clusters: &str, want: &str| {
+        let got = error(&with(hcm, route, clusters));
+        assert!(got.starts_with(want), "got {got:?}, want prefix {want:?}");
+    };
+    inside("          bogus: 1", "", "", &format!("{TYPED}.bogus: unknown field `bogus`"));
+    inside(
+        "          http2_protocol_options: {max_concurrent_streams: 5}",
+        "",
+        "",
+        &format!("{TYPED}.http2_protocol_options.max_concurrent_streams: unknown field"),
+    );
+    inside(
+        "",
+        "                  timeout: 0s",
+        "",
+        &format!("{TYPED}.route_config.virtual_hosts[0].routes[0].route.timeout: unknown field `timeout`"),
+    );
+    inside(
+        "",
+        "",
+        "  - {name: d, transport_socket: {}}",
+        "static_resources.clusters[1].transport_socket: unknown field",
+    );
+
+    let router = with("", "", "").replace(
+        &format!(r#"typed_config: {{"@type": {ROUTER_TYPE_URL}}}"#),
+        &format!(r#"typed_config: {{"@type": {ROUTER_TYPE_URL}, suppress_envoy_headers: true}}"#),
+    );
+    assert!(error(&router)
+        .starts_with(&format!("{TYPED}.http_filters[0].typed_config.suppress_envoy_headers: unknown field")));
+
+    let chain_match =
+        with("", "", "").replace("    - filters:", "    - filter_chain_match: {}\n      filters:");
+    assert!(error(&chain_match)
+        .starts_with(&format!("{LISTENER}.filter_chains[0].filter_chain_match: unknown field")));
+}
+
+#[test]
+fn typed_config_errors() {
+    let unknown_type = with("", "", "")
+        .replace(HCM_TYPE_URL, "type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy");
+    let got = error(&unknown_type);
+    assert!(got.starts_with(&format!("{TYPED}.@type: unsupported network filter type")), "{got}");
+
+    let untyped = with("", "", "").replace(&format!(r#"typed_config: {{"@type": {ROUTER_TYPE_URL}}}"#), "");
+    assert_eq!(
+        error(&untyped),
+        format!("{TYPED}.http_filters[0]: Didn't find a registered implementation for 'envoy.filters.http.router' with type URL: ''")
+    );
+
+    let other_filter = with("", "", "")
+        .replace(ROUTER_TYPE_URL, "type.googleapis.com/envoy.extensions.filters.http.cors.v3.Cors");
+    assert_eq!(
+        error(&other_filter),
+        format!("{TYPED}.http_filters[0].typed_config.@type: Didn't find a registered implementation for 'envoy.filters.http.router' with type URL: 'envoy.extensions.filters.http.cors.v3.Cors'")
+    );
+
+    let no_typed = with("", "", "").replace(&format!("          \"@type\": {HCM_TYPE_URL}\n"), "");
+    assert_eq!(error(&no_typed), format!("{TYPED}: missing @type"));
+
+    let bare = r#"
+static_resources:
+  listeners:
+  - address: {socket_address: {address: 127.0.0.1, port_value: 1}}
+    filter_chains: [{filters: [{name: hcm}]}]
+"#;
+    assert_eq!(error(bare), format!("{LISTENER}.filter_chains[0].filters[0]: missing typed_config"));
+}
+
+#[test]
+fn value_errors_name_their_path() {
+    let hcm_case = |extra: &str, want: &str| assert_eq!(error(&with(extra, "", "")), want);
+    hcm_case(
+        "          upgrade_configs: [{upgrade_type: websocket}, {upgrade_type: \"\"}]",
+        &format!("{TYPED}.upgrade_configs[1].upgrade_type: empty"),
+    );
+    hcm_case(
+        "          stream_idle_timeout: 5",
+        &format!("{TYPED}.stream_idle_timeout: invalid duration 5: expected a duration such as \"5s\" or \"0.25s\" (a string with an 's' suffix)"),
+    );
+    hcm_case(
+        "          stream_idle_timeout: 5m",
+        &format!("{TYPED}.stream_idle_timeout: invalid duration '5m': missing the 's' suffix; expected a duration such as \"5s\" or \"0.25s\""),
+    );
+    hcm_case(
+        "          max_request_headers_kb: 9000",
+        &format!("{TYPED}.max_request_headers_kb: 9000 is out of range (1..=8192)"),
+    );
+    hcm_case(
+        "          codec_type: SPDY",
+        &format!(
+            "{TYPED}.codec_type: unknown variant `SPDY`, expected one of `AUTO`, `HTTP1`, `HTTP2`, `HTTP3`"
+        ),
+    );
+
+    let route_case = |extra: &str, want: &str| assert_eq!(error(&with("", extra, "")), want);
+    let route = format!("{TYPED}.route_config.virtual_hosts[0].routes[0].route");
+    route_case(
+        "                  upgrade_configs: [{upgrade_type: websocket, connect_config: {}}]",
+        &format!(
+            "{route}.upgrade_configs[0].connect_config: Non-CONNECT upgrade type websocket has ConnectConfig"
+        ),
+    );
+
+    let unknown_cluster = with("", "", "").replace("cluster: c\n", "cluster: nope\n");
+    assert_eq!(error(&unknown_cluster), format!("{route}.cluster: unknown cluster 'nope'"));
+
+    let two_matchers =
+        with("", "", "").replace(r#"match: {prefix: "/"}"#, r#"match: {prefix: "/", connect_matcher: {}}"#);
+    assert_eq!(
+        error(&two_matchers),
+        format!("{TYPED}.route_config.virtual_hosts[0].routes[0].match: only one of prefix, path and connect_matcher may be set")
+    );
+    let bad_domain = with("", "", "").replace(r#"domains: ["*"]"#, r#"domains: ["a.*.com"]"#);
+    assert!(error(&bad_domain)
+        .starts_with(&format!("{TYPED}.route_config.virtual_hosts[0].domains[0]: 'a.*.com'")));
+}
+
+#[test]
+fn address_errors() {
+    let port = with("", "", "").replace("port_value: 10000", "port_value: 70000");
+    assert_eq!(
+        error(&port),
+        format!("{LISTENER}.address.socket_address.port_value: 70000 is out of range (0..=65535)")
+    );
+
+    let name = with("", "", "")
+        .replace("address: 127.0.0.1, port_value: 10000", "address: localhost, port_value: 10000");
+    assert_eq!(
+        error(&name),
+        format!("{LISTENER}.address.socket_address.address: 'localhost' is not a valid IP address")
+    );
+
+    let static_name =
+        with("", "", "").replace("address: 127.0.0.1, port_value: 1", "address: backend, port_value: 1");
+    assert!(error(&static_name).starts_with(
+        "static_resources.clusters[0].load_assignment.endpoints[0].lb_endpoints[0].endpoint.address.socket_address.address: 'backend' is not a valid IP address"
+    ));
+}
+
+#[test]
+fn cluster_validation() {
+    let case = |clusters: &str, want: &str| {
+        let got = error(&with("", "", clusters));
+        assert!(got.starts_with(want), "got {got:?}, want prefix {want:?}");
+    };
+    case(
+        "  - {name: o, type: ORIGINAL_DST}",
+        "static_resources.clusters[1].lb_policy: only CLUSTER_PROVIDED",
+    );
+    case(
+        "  - {name: o, lb_policy: CLUSTER_PROVIDED}",
+        "static_resources.clusters[1].lb_policy: CLUSTER_PROVIDED is not valid",
+    );
+    case(
+        "  - {name: s}",
+        "static_resources.clusters[1].load_assignment: a STATIC cluster needs at least one endpoint",
+    );
+    case(
+        "  - {name: l, type: LOGICAL_DNS}",
+        "static_resources.clusters[1].load_assignment: LOGICAL_DNS clusters must have a single",
+    );
+    case(
+        "  - {name: c, type: ORIGINAL_DST, lb_policy: CLUSTER_PROVIDED}",
+        "static_resources.clusters[1].name: duplicate cluster name 'c'",
+    );
+    case(
+        "  - {name: o, type: ORIGINAL_DST, lb_policy: CLUSTER_PROVIDED, connect_timeout: 0s}",
+        "static_resources.clusters[1].connect_timeout: must be greater than 0s",
+    );
+    case("  - {name: o, type: EDS}", "static_resources.clusters[1].type: unknown variant `EDS`");
+    case(
+        "  - {name: o, type: ORIGINAL_DST, lb_policy: CLUSTER_PROVIDED, http_protocol_options: {}, http2_protocol_options: {}}",
+        "static_resources.clusters[1].http2_protocol_options: cannot be combined with http_protocol_options",
+    );
+    case(
+        "  - {name: o, type: ORIGINAL_DST, lb_policy: CLUSTER_PROVIDED, typed_extension_protocol_options: {envoy.extensions.upstreams.http.v3.HttpProtocolOptions: {\"@type\": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions, auto_config: {}}}}",
+        "static_resources.clusters[1].typed_extension_protocol_options[\"envoy.extensions.upstreams.http.v3.HttpProtocolOptions\"].auto_config: unknown field",
+    );
+}
+
+#[test]
+fn yaml_syntax_errors_carry_the_position() {
+    let got = error("static_resources:\n  listeners: [\n");
+    assert!(got.starts_with("invalid YAML: ") && got.contains("line 2"), "{got}");
+    let got = error("admin:\n  address: x\n    port: 1\n");
+    assert!(got.contains("line 3, column"), "{got}");
+    assert_eq!(error(""), "the configuration is empty");
+}
+
+#[test]
+fn durations() {
+    use super::raw::parse_duration;
+    assert_eq!(parse_duration("0.25s"), Ok(Duration::from_millis(250)));
+    assert_eq!(parse_duration("1.000000001s"), Ok(Duration::new(1, 1)));
+    assert_eq!(parse_duration(".5s"), Ok(Duration::from_millis(500)));
+    for bad in ["5", "s", "-1s", "1.2.3s", "1.0000000001s", "1 s", "1e3s"] {
+        assert!(parse_duration(bad).is_err(), "{bad}");
+    }
+}

@@ -75,8 +75,8 @@ pub fn response_body(request_method: &Method, head: &ResponseHead) -> Result<Bod
         return Ok(BodyKind::Empty);
     }
     if head.headers.get("transfer-encoding").is_some() {
-        let chunked = head.version == Version::Http11
-            && last_coding_is_chunked(&head.headers) == Codings::Chunked;
+        let chunked =
+            head.version == Version::Http11 && last_coding_is_chunked(&head.headers) == Codings::Chunked;
         return Ok(if chunked { BodyKind::Chunked } else { BodyKind::UntilClose });
     }
     match content_length(&head.headers)? {
@@ -170,10 +170,8 @@ fn is_authority(target: &[u8]) -> bool {
         let ok = !host.is_empty() && host.iter().all(|&b| is_reg_name_byte(b));
         (ok, Some(&target[colon + 1..]))
     };
-    let port_ok = port
-        .filter(|p| p.len() <= 5)
-        .and_then(parse_decimal)
-        .is_some_and(|p| (1..=65535).contains(&p));
+    let port_ok =
+        port.filter(|p| p.len() <= 5).and_then(parse_decimal).is_some_and(|p| (1..=65535).contains(&p));
     host_ok && port_ok
 }
 
@@ -193,7 +191,12 @@ mod tests {
         for (name, value) in fields {
             headers.append(name, value.as_bytes());
         }
-        RequestHead { method, target: Bytes::from_static(target.as_bytes()), version: Version::Http11, headers }
+        RequestHead {
+            method,
+            target: Bytes::from_static(target.as_bytes()),
+            version: Version::Http11,
+            headers,
+        }
     }
 
     fn post(fields: &[(&str, &str)]) -> Result<BodyKind, HeadError> {
@@ -284,7 +287,10 @@ mod tests {
 
     #[test]
     fn chunked_last_across_fields() {
-        assert_eq!(post(&[("transfer-encoding", "gzip"), ("transfer-encoding", "chunked")]), Ok(BodyKind::Chunked));
+        assert_eq!(
+            post(&[("transfer-encoding", "gzip"), ("transfer-encoding", "chunked")]),
+            Ok(BodyKind::Chunked)
+        );
     }
 
     #[test]
@@ -294,7 +300,10 @@ mod tests {
 
     #[test]
     fn last_coding_not_chunked_is_not_implemented() {
-        assert_eq!(post(&[("transfer-encoding", "chunked, gzip")]), Err(HeadError::UnsupportedTransferEncoding));
+        assert_eq!(
+            post(&[("transfer-encoding", "chunked, gzip")]),
+            Err(HeadError::UnsupportedTransferEncoding)
+        );
     }
 
     #[test]
@@ -309,7 +318,10 @@ mod tests {
 
     #[test]
     fn chunked_twice_is_refused() {
-        assert_eq!(post(&[("transfer-encoding", "chunked, chunked")]), Err(HeadError::InvalidTransferEncoding));
+        assert_eq!(
+            post(&[("transfer-encoding", "chunked, chunked")]),
+            Err(HeadError::InvalidTransferEncoding)
+        );
     }
 
     #[test]
@@ -385,12 +397,8 @@ mod tests {
     }
 
     fn respond(method: Method, status: u16, fields: &[(&str, &str)]) -> Result<BodyKind, HeadError> {
-        let mut head = ResponseHead {
-            version: Version::Http11,
-            status,
-            reason: Bytes::new(),
-            headers: Headers::new(),
-        };
+        let mut head =
+            ResponseHead { version: Version::Http11, status, reason: Bytes::new(), headers: Headers::new() };
         for (name, value) in fields {
             head.headers.append(name, value.as_bytes());
         }
@@ -455,6 +463,9 @@ mod tests {
 
     #[test]
     fn response_bad_content_length_is_an_error() {
-        assert_eq!(respond(Method::Get, 200, &[("content-length", "x")]), Err(HeadError::InvalidContentLength));
+        assert_eq!(
+            respond(Method::Get, 200, &[("content-length", "x")]),
+            Err(HeadError::InvalidContentLength)
+        );
     }
 }

@@ -60,13 +60,8 @@ pub fn parse_request_head(buf: &[u8], limits: &Limits) -> Result<Option<(Request
     let mut heap = Vec::new();
     let slots = header_slots(&mut inline, &mut heap, limits.max_headers);
     let mut req = httparse::Request::new(&mut []);
-    let len = match req.parse_with_uninit_headers(window, slots) {
-        Ok(httparse::Status::Complete(len)) => len,
-        Ok(httparse::Status::Partial) if buf.len() > limits.max_head_bytes => {
-            return Err(HeadError::HeadersTooLarge)
-        }
-        Ok(httparse::Status::Partial) => return Ok(None),
-        Err(e) => return Err(map_error(e)),
+    let Some(len) = complete(req.parse_with_uninit_headers(window, slots), buf.len(), limits)? else {
+        return Ok(None);
     };
     let (Some(method), Some(target), Some(version)) = (req.method, req.path, req.version) else {
         return Err(HeadError::Malformed);
@@ -93,13 +88,10 @@ pub fn parse_response_head(buf: &[u8]) -> Result<Option<(ResponseHead, usize)>, 
     let mut heap = Vec::new();
     let slots = header_slots(&mut inline, &mut heap, limits.max_headers);
     let mut res = httparse::Response::new(&mut []);
-    let len = match res.parse_with_uninit_headers(window, slots) {
-        Ok(httparse::Status::Complete(len)) => len,
-        Ok(httparse::Status::Partial) if buf.len() > limits.max_head_bytes => {
-            return Err(HeadError::HeadersTooLarge)
-        }
-        Ok(httparse::Status::Partial) => return Ok(None),
-        Err(e) => return Err(map_error(e)),
+    let parsed =
+        httparse::ParserConfig::default().parse_response_with_uninit_headers(&mut res, window, slots);
+    let Some(len) = complete(parsed, buf.len(), &limits)? else {
+        return Ok(None);
     };
     let (Some(version), Some(status)) = (res.version, res.code) else {
         return Err(HeadError::Malformed);
@@ -135,13 +127,28 @@ fn header_slots<'a, 'b>(
     }
 }
 
+/// The head's length, `None` while incomplete within the limit, or the refusal.
+fn complete(
+    parsed: httparse::Result<usize>,
+    buf_len: usize,
+    limits: &Limits,
+) -> Result<Option<usize>, HeadError> {
+    match parsed {
+        Ok(httparse::Status::Complete(len)) => Ok(Some(len)),
+        Ok(httparse::Status::Partial) if buf_len > limits.max_head_bytes => Err(HeadError::HeadersTooLarge),
+        Ok(httparse::Status::Partial) => Ok(None),
+        Err(e) => Err(map_error(e)),
+    }
+}
+
 fn map_error(e: httparse::Error) -> HeadError {
     match e {
         httparse::Error::TooManyHeaders => HeadError::TooManyHeaders,
         httparse::Error::HeaderName | httparse::Error::HeaderValue => HeadError::InvalidCharacters,
-        httparse::Error::NewLine | httparse::Error::Status | httparse::Error::Token | httparse::Error::Version => {
-            HeadError::Malformed
-        }
+        httparse::Error::NewLine
+        | httparse::Error::Status
+        | httparse::Error::Token
+        | httparse::Error::Version => HeadError::Malformed,
     }
 }
 
@@ -340,7 +347,10 @@ mod tests {
 
     #[test]
     fn incomplete_at_the_limit_waits() {
-        assert_eq!(parse_request_head(&b"GET /aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"[..32], &SMALL), Ok(None));
+        assert_eq!(
+            parse_request_head(&b"GET /aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"[..32], &SMALL),
+            Ok(None)
+        );
     }
 
     #[test]

@@ -78,7 +78,10 @@ impl Net {
                     }
                     Output::Connect { conn, addr } => {
                         let fresh = VConn { target: Some(addr), ..VConn::default() };
-                        assert!(self.conns.insert(conn, fresh).is_none(), "connect reused a live id {conn:?}");
+                        assert!(
+                            self.conns.insert(conn, fresh).is_none(),
+                            "connect reused a live id {conn:?}"
+                        );
                     }
                     Output::Write { conn, data } => {
                         let c = self.live(conn);
@@ -162,7 +165,10 @@ impl Net {
 
     /// The connection's final state, live or closed.
     pub fn state(&self, conn: ConnId) -> &VConn {
-        self.conns.get(&conn).or_else(|| self.closed.iter().rev().find(|(id, _)| *id == conn).map(|(_, c)| c)).unwrap()
+        self.conns
+            .get(&conn)
+            .or_else(|| self.closed.iter().rev().find(|(id, _)| *id == conn).map(|(_, c)| c))
+            .unwrap()
     }
 
     pub fn stat(&self, name: &str) -> u64 {

@@ -39,7 +39,11 @@ impl Resolver {
     pub fn new(callback: impl Fn(QueryId, Vec<IpAddr>) + Send + Sync + 'static) -> Resolver {
         let state = PoolState { jobs: VecDeque::new(), threads: 0, idle: 0, closed: false };
         Resolver {
-            shared: Arc::new(Pool { state: Mutex::new(state), work: Condvar::new(), callback: Box::new(callback) }),
+            shared: Arc::new(Pool {
+                state: Mutex::new(state),
+                work: Condvar::new(),
+                callback: Box::new(callback),
+            }),
         }
     }
 

@@ -1,0 +1,129 @@
+//! What the HTTP/1.1 connection manager answers before any tunnel exists.
+
+mod support;
+
+use burrow_core::{CloseKind, Input};
+use support::{terminate_config, Net};
+
+fn reply_to(config: &str, request: &[u8]) -> (String, Option<CloseKind>, Net) {
+    let mut net = Net::new(config);
+    let client = net.connect_client(0);
+    net.send(client, request);
+    let state = net.state(client);
+    (String::from_utf8(state.received.clone()).unwrap(), state.closed, net)
+}
+
+fn status_line(reply: &str) -> &str {
+    reply.split("\r\n").next().unwrap()
+}
+
+#[test]
+fn connect_is_refused_unless_an_upgrade_config_enables_it() {
+    let off = terminate_config(1 << 20)
+        .replace("upgrade_configs: [{ upgrade_type: CONNECT }]", "upgrade_configs: []")
+        .replace("upgrade_configs: [{ upgrade_type: CONNECT, connect_config: {} }]", "upgrade_configs: []");
+    let (reply, closed, net) = reply_to(&off, b"CONNECT a:1 HTTP/1.1\r\n\r\n");
+    assert_eq!(status_line(&reply), "HTTP/1.1 403 Forbidden");
+    assert!(reply.contains("content-length: 0\r\n"));
+    assert_eq!(closed, Some(CloseKind::Flush));
+    assert_eq!(net.stat("http.ingress.downstream_rq_ws_on_non_ws_route"), 1);
+    assert_eq!(net.stat("http.ingress.downstream_rq_4xx"), 1);
+    assert_eq!(net.stat("http.ingress.downstream_cx_upgrades_total"), 0);
+}
+
+#[test]
+fn the_route_table_decides_over_the_connection_manager() {
+    let base = terminate_config(1 << 20);
+    let route_off = base.replace("connect_config: {} }]", "enabled: false, connect_config: {} }]");
+    let (reply, ..) = reply_to(&route_off, b"CONNECT a:1 HTTP/1.1\r\n\r\n");
+    assert_eq!(status_line(&reply), "HTTP/1.1 403 Forbidden");
+    let hcm_off = base.replace("[{ upgrade_type: CONNECT }]", "[{ upgrade_type: CONNECT, enabled: false }]");
+    let (reply, closed, net) = reply_to(&hcm_off, b"CONNECT a:1 HTTP/1.1\r\n\r\n");
+    assert_eq!(reply, "", "allowed by the route: connecting, no answer yet");
+    assert_eq!(closed, None);
+    assert_eq!(net.upstreams().len(), 1);
+}
+
+#[test]
+fn plain_requests_to_connect_only_routes_get_404_and_keep_alive() {
+    let mut net = Net::new(&terminate_config(1 << 20));
+    let client = net.connect_client(0);
+    net.send(client, b"GET / HTTP/1.1\r\nhost: a\r\n\r\nGET /again HTTP/1.1\r\nhost: a\r\n\r\n");
+    let reply = String::from_utf8(net.state(client).received.clone()).unwrap();
+    assert_eq!(reply.matches("HTTP/1.1 404 Not Found\r\n").count(), 2, "{reply}");
+    assert!(!reply.contains("connection: close"));
+    assert_eq!(net.state(client).closed, None);
+    assert_eq!(net.stat("http.ingress.downstream_rq_total"), 2);
+    assert_eq!(net.stat("http.ingress.downstream_rq_4xx"), 2);
+}
+
+#[test]
+fn malformed_requests_get_envoys_status_and_close_only_their_connection() {
+    let cases: [(&[u8], &str); 6] = [
+        (b"CONNECT a:1 HTTP/1.1\r\ncontent-length: 5\r\n\r\nhello", "HTTP/1.1 400 Bad Request"),
+        (b"CONNECT /path HTTP/1.1\r\n\r\n", "HTTP/1.1 400 Bad Request"),
+        (b"GET / HTTP/1.0\r\n\r\n", "HTTP/1.1 426 Upgrade Required"),
+        (b"GET\x01 / HTTP/1.1\r\n\r\n", "HTTP/1.1 400 Bad Request"),
+        (
+            b"POST / HTTP/1.1\r\nhost: a\r\ncontent-length: 1\r\ntransfer-encoding: chunked\r\n\r\n",
+            "HTTP/1.1 400 Bad Request",
+        ),
+        (b"GET / HTTP/1.1\r\nhost: a\r\nx-big: ", "HTTP/1.1 431 Request Header Fields Too Large"),
+    ];
+    for (request, status) in cases {
+        let mut net = Net::new(&terminate_config(1 << 20));
+        let bystander = net.connect_client(0);
+        net.send(bystander, b"CONNECT a:1 HTTP/1.1\r\n\r\n");
+        let client = net.connect_client(0);
+        net.send(client, request);
+        if status.contains("431") {
+            net.send(client, &vec![b'x'; 61 * 1024]);
+        }
+        let reply = String::from_utf8(net.state(client).received.clone()).unwrap();
+        assert_eq!(status_line(&reply), status, "for {:?}", String::from_utf8_lossy(request));
+        assert!(reply.contains("connection: close\r\n"));
+        assert_eq!(net.state(client).closed, Some(CloseKind::Flush));
+        assert_eq!(net.state(bystander).closed, None, "another connection was harmed");
+    }
+}
+
+#[test]
+fn original_destination_connects_to_the_authority_and_resolves_names() {
+    let config = include_str!("../../configs/default.yaml");
+    let mut net = Net::new(config);
+    let client = net.connect_client(0);
+    net.send(client, b"CONNECT 127.0.0.1:8080 HTTP/1.1\r\n\r\n");
+    let up = net.upstreams()[0];
+    assert_eq!(net.state(up).target, Some("127.0.0.1:8080".parse().unwrap()));
+
+    let named = net.connect_client(0);
+    net.send(named, b"CONNECT localhost:9000 HTTP/1.1\r\n\r\nearly");
+    let (query, host) = net.resolves.pop().unwrap();
+    assert_eq!(host, "localhost");
+    net.input(Input::Resolved { query, addrs: vec!["127.0.0.1".parse().unwrap()] });
+    let up = *net.upstreams().last().unwrap();
+    assert_eq!(net.state(up).target, Some("127.0.0.1:9000".parse().unwrap()));
+    net.input(Input::Connected { conn: up });
+    assert_eq!(net.state(up).received, b"early");
+
+    let unresolved = net.connect_client(0);
+    net.send(unresolved, b"CONNECT nowhere.test:80 HTTP/1.1\r\n\r\n");
+    let (query, _) = net.resolves.pop().unwrap();
+    net.input(Input::Resolved { query, addrs: vec![] });
+    let reply = String::from_utf8(net.state(unresolved).received.clone()).unwrap();
+    assert_eq!(status_line(&reply), "HTTP/1.1 503 Service Unavailable");
+    assert!(reply.ends_with("no healthy upstream"));
+}
+
+#[test]
+fn admin_serves_stats_and_readiness() {
+    let config = include_str!("../../configs/default.yaml");
+    let mut net = Net::new(config);
+    let admin = net.connect_client(1);
+    net.send(admin, b"GET /ready HTTP/1.1\r\nhost: a\r\n\r\nGET /stats HTTP/1.1\r\nhost: a\r\n\r\n");
+    let reply = String::from_utf8(net.state(admin).received.clone()).unwrap();
+    assert!(reply.starts_with("HTTP/1.1 200 OK\r\n"), "{reply}");
+    assert!(reply.contains("\r\n\r\nLIVE\n"));
+    assert!(reply.contains("http.forward_proxy.downstream_cx_total: 0\n"));
+    assert!(reply.contains("cluster.original_destination.upstream_cx_total: 0\n"));
+}

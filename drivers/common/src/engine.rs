@@ -1,0 +1,629 @@
+//! The connection table both drivers share: it executes the core's outputs on sockets and
+//! turns socket results into the core's inputs.
+//!
+//! A driver supplies only the socket primitives ([`Net`]: bind, accept, connect, nonblocking
+//! read and write, interest changes) and its wait (mio's `poll`, tokio's reactor). Everything
+//! between the core and the sockets (write queues and `Flushed` accounting, half-close,
+//! close-after-flush, abort, pause/resume, read fairness, the one read buffer) is written once
+//! here, so both drivers feed the core exactly the same inputs for the same socket events.
+//!
+//! A driver's loop:
+//!
+//! ```text
+//! loop {
+//!     engine.drive(Instant::now());          // stop flag, timers, pending reads, flushes
+//!     if engine.is_finished() { break }
+//!     wait for readiness or engine.deadline();
+//!     for each ready token: engine.ready(now, token, readable, writable);
+//!     for each DNS answer: engine.handle(now, Input::Resolved { .. });
+//! }
+//! ```
+//!
+//! Inputs are derived only from what read, write, accept and connect calls return, never from
+//! readiness flags, so a spurious or missing-but-retried readiness never changes what the core
+//! sees. A readiness report may be spurious; it only makes the engine try.
+
+use std::collections::VecDeque;
+use std::io::{self, IoSlice};
+use std::mem;
+use std::net::SocketAddr;
+use std::os::fd::AsFd;
+use std::task::Poll;
+use std::time::{Duration, Instant, SystemTime};
+
+use burrow_core::{CloseKind, CloseReason, ConnId, Family, Input, ListenerId, Output, Proxy, QueryId};
+use bytes::{Buf, Bytes, BytesMut};
+use slab::Slab;
+
+use crate::net;
+use crate::run::{Stop, Worker};
+
+/// Tokens at or above this bit name listeners; below it, connections.
+pub const LISTENER_BIT: usize = 1 << (usize::BITS - 2);
+/// The read buffer grows in blocks of this size; every `Input::Data` is a slice of one block.
+pub const READ_BLOCK: usize = 64 * 1024;
+/// A read gets at least this much room: below it, a fresh block is reserved.
+const MIN_READ_ROOM: usize = 16 * 1024;
+/// At most this much is read from one connection per wake-up before the others get a turn.
+pub const READ_BUDGET: usize = 256 * 1024;
+/// At most this many queued chunks go into one vectored write.
+pub const MAX_IOV: usize = 64;
+/// Once the core has finished, how long connections it closed with `CloseKind::Flush` get to
+/// write out what is still queued before the worker exits.
+pub const FLUSH_GRACE: Duration = Duration::from_secs(1);
+
+/// The socket primitives of one driver. Every method is nonblocking; `WouldBlock` means "the
+/// driver will report this token ready again when it may have changed" (for readiness-based
+/// drivers this is where interest is registered).
+pub trait Net {
+    type Listener;
+    type Stream: AsFd;
+
+    /// Bind and listen on `addr` (see [`net::listen`]) and watch the listener under `token`.
+    fn listen(&mut self, token: usize, addr: SocketAddr) -> io::Result<Self::Listener>;
+    fn unlisten(&mut self, listener: Self::Listener);
+    /// One accepted connection and its peer address, or `WouldBlock`.
+    fn accept(
+        &mut self,
+        token: usize,
+        listener: &mut Self::Listener,
+    ) -> io::Result<(Self::Stream, SocketAddr)>;
+    /// Start a nonblocking connect (see [`net::connect`]).
+    fn connect(&mut self, addr: SocketAddr) -> io::Result<Self::Stream>;
+    /// Watch a new stream (accepted or connecting) for reading and writing under `token`.
+    fn register(&mut self, token: usize, stream: &mut Self::Stream) -> io::Result<()>;
+    /// Whether the connect finished: `Pending` (the token will be reported again), connected,
+    /// or failed.
+    fn poll_connect(&mut self, token: usize, stream: &Self::Stream) -> Poll<io::Result<()>>;
+    /// Read into the spare capacity of `buf` (appending; no zeroing needed).
+    fn read(&mut self, token: usize, stream: &mut Self::Stream, buf: &mut BytesMut) -> io::Result<usize>;
+    fn write(&mut self, token: usize, stream: &mut Self::Stream, bufs: &[IoSlice<'_>]) -> io::Result<usize>;
+    /// Reading paused (`false`) or resumed (`true`); after a resume the engine reads at once.
+    fn set_reading(&mut self, token: usize, stream: &mut Self::Stream, reading: bool);
+    /// Stop watching and close.
+    fn close(&mut self, stream: Self::Stream);
+    /// Resolve `host` off the loop; the answer comes back as [`Engine::handle`] with
+    /// `Input::Resolved`.
+    fn resolve(&mut self, query: QueryId, host: String, family: Family);
+}
+
+/// One socket the core knows about (or knew: see `id`).
+struct Conn<S> {
+    /// `None` once the core released the id with `Close { kind: Flush }` while bytes were
+    /// still queued: the socket only lives on to write them out.
+    id: Option<ConnId>,
+    /// `None` once the socket is gone (failed, reset): the core will still send `Close`.
+    stream: Option<S>,
+    queue: VecDeque<Bytes>,
+    connecting: bool,
+    paused: bool,
+    read_closed: bool,
+    /// The core asked for a FIN after the queue.
+    shutdown: bool,
+    /// The FIN was sent.
+    shut: bool,
+    /// In the engine's `dirty` list.
+    dirty: bool,
+}
+
+impl<S> Conn<S> {
+    fn new(id: ConnId, stream: Option<S>, connecting: bool) -> Conn<S> {
+        Conn {
+            id: Some(id),
+            stream,
+            queue: VecDeque::new(),
+            connecting,
+            paused: false,
+            read_closed: false,
+            shutdown: false,
+            shut: false,
+            dirty: false,
+        }
+    }
+}
+
+/// One worker's core plus its sockets.
+pub struct Engine<N: Net> {
+    proxy: Proxy,
+    net: N,
+    conns: Slab<Conn<N::Stream>>,
+    /// `ConnId.0` -> token.
+    tokens: Vec<Option<usize>>,
+    listeners: Slab<(ListenerId, N::Listener)>,
+    /// The worker's one read buffer.
+    buf: BytesMut,
+    /// Connections to read without waiting for readiness: read budget spent, or resumed.
+    ready: Vec<usize>,
+    ready_spare: Vec<usize>,
+    /// Connections with bytes to write or a FIN to send.
+    dirty: VecDeque<usize>,
+    /// Inputs found while executing outputs, fed once the output queue is empty.
+    deferred: VecDeque<Input>,
+    /// Connections released by the core that are still writing out their queue.
+    orphans: usize,
+    stop: Stop,
+    drain: Duration,
+    stopping: bool,
+    finished_at: Option<Instant>,
+    listen_failed: bool,
+    now: Instant,
+}
+
+impl<N: Net> Engine<N> {
+    pub fn new(net: N, worker: &Worker) -> Engine<N> {
+        let now = Instant::now();
+        Engine {
+            proxy: Proxy::new(worker.config.clone(), worker.shared.clone(), now, SystemTime::now()),
+            net,
+            conns: Slab::with_capacity(256),
+            tokens: Vec::new(),
+            listeners: Slab::new(),
+            buf: BytesMut::new(),
+            ready: Vec::new(),
+            ready_spare: Vec::new(),
+            dirty: VecDeque::new(),
+            deferred: VecDeque::new(),
+            orphans: 0,
+            stop: worker.stop.clone(),
+            drain: worker.drain,
+            stopping: false,
+            finished_at: None,
+            listen_failed: false,
+            now,
+        }
+    }
+
+    /// The driver's own state (its poll registry, resolver, ...).
+    pub fn net(&mut self) -> &mut N {
+        &mut self.net
+    }
+
+    /// Everything due without waiting: the stop flag, the core's timers, reads left over from
+    /// the last wake-up, and writes. Call before every wait.
+    pub fn drive(&mut self, now: Instant) {
+        self.now = now;
+        self.execute(now); // what the core queued on its own (at start: the listeners)
+        if !self.stopping && self.stop.is_stopped() {
+            self.stopping = true;
+            self.proxy.shutdown(now, self.drain);
+            self.execute(now);
+        }
+        if self.proxy.poll_timeout().is_some_and(|deadline| deadline <= now) {
+            self.proxy.handle_timeout(now);
+            self.execute(now);
+        }
+        let mut ready = mem::replace(&mut self.ready, mem::take(&mut self.ready_spare));
+        for token in ready.drain(..) {
+            self.read(now, token);
+        }
+        self.ready_spare = ready;
+        while let Some(token) = self.dirty.pop_front() {
+            self.flush(now, token);
+        }
+        if self.finished_at.is_none() && self.proxy.is_finished() {
+            self.finished_at = Some(now);
+        }
+    }
+
+    /// When to wake up even if no socket is ready (`now` if there is work left already).
+    pub fn deadline(&self) -> Option<Instant> {
+        if self.has_work() {
+            return Some(self.now);
+        }
+        let grace = self.finished_at.filter(|_| self.orphans > 0).map(|at| at + FLUSH_GRACE);
+        match (self.proxy.poll_timeout(), grace) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// [`Engine::deadline`] as a timeout from now, for `poll`-style waits.
+    pub fn timeout(&self) -> Option<Duration> {
+        self.deadline().map(|deadline| deadline.saturating_duration_since(Instant::now()))
+    }
+
+    /// Reads left over that [`Engine::drive`] will do without waiting for readiness.
+    pub fn has_work(&self) -> bool {
+        !self.ready.is_empty() || !self.dirty.is_empty()
+    }
+
+    /// The core is finished and closed connections have flushed (or had their grace period).
+    pub fn is_finished(&self) -> bool {
+        match self.finished_at {
+            None => false,
+            Some(at) => self.orphans == 0 || at + FLUSH_GRACE <= Instant::now(),
+        }
+    }
+
+    /// How the worker ends: an error if a listener could not be bound.
+    pub fn result(&self) -> Result<(), String> {
+        if self.listen_failed {
+            Err("a listener could not be bound".to_string())
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Feed one input (e.g. a DNS answer) and execute what follows.
+    pub fn handle(&mut self, now: Instant, input: Input) {
+        trace_input(&input);
+        self.proxy.handle(now, input);
+        self.execute(now);
+    }
+
+    /// The socket under `token` may be readable and/or writable.
+    pub fn ready(&mut self, now: Instant, token: usize, readable: bool, writable: bool) {
+        if token & LISTENER_BIT != 0 {
+            return self.accept(now, token & !LISTENER_BIT);
+        }
+        let Some(conn) = self.conns.get_mut(token) else { return };
+        let Some(stream) = conn.stream.as_ref() else { return };
+        if conn.connecting {
+            match self.net.poll_connect(token, stream) {
+                Poll::Pending => {}
+                Poll::Ready(Ok(())) => {
+                    conn.connecting = false;
+                    let id = conn.id;
+                    self.mark_dirty(token);
+                    if let Some(id) = id {
+                        self.handle(now, Input::Connected { conn: id });
+                    }
+                    self.read(now, token);
+                }
+                Poll::Ready(Err(e)) => {
+                    tracing::debug!(token, "connect failed: {e}");
+                    if let Some(stream) = conn.stream.take() {
+                        self.net.close(stream);
+                    }
+                    if let Some(id) = conn.id {
+                        self.handle(now, Input::ConnectFailed { conn: id });
+                    }
+                }
+            }
+            return;
+        }
+        if writable && (!conn.queue.is_empty() || conn.shutdown && !conn.shut) {
+            self.mark_dirty(token);
+        }
+        if readable {
+            self.read(now, token);
+        }
+    }
+
+    fn accept(&mut self, now: Instant, index: usize) {
+        loop {
+            let Some((listener_id, listener)) = self.listeners.get_mut(index) else { return };
+            let listener_id = *listener_id;
+            match self.net.accept(index | LISTENER_BIT, listener) {
+                Ok((mut stream, peer)) => {
+                    let local = match net::local_addr(&stream) {
+                        Ok(local) => local,
+                        Err(e) => {
+                            tracing::debug!("accepted socket without a local address: {e}");
+                            self.net.close(stream);
+                            continue;
+                        }
+                    };
+                    if let Err(e) = net::set_nodelay(&stream) {
+                        tracing::debug!("TCP_NODELAY: {e}");
+                    }
+                    let entry = self.conns.vacant_entry();
+                    let token = entry.key();
+                    if let Err(e) = self.net.register(token, &mut stream) {
+                        tracing::warn!("cannot watch an accepted connection: {e}");
+                        self.net.close(stream);
+                        continue;
+                    }
+                    let id = self.proxy.accept(now, listener_id, peer, local);
+                    tracing::trace!(conn = id.0, %peer, %local, "accepted");
+                    entry.insert(Conn::new(id, Some(stream), false));
+                    self.map(id, token);
+                    self.execute(now);
+                    self.read(now, token);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e)
+                    if matches!(e.kind(), io::ErrorKind::Interrupted | io::ErrorKind::ConnectionAborted) => {}
+                Err(e) => {
+                    tracing::warn!("accept failed: {e}");
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Reads until the socket is empty, the connection is paused or closed, or its budget for
+    /// this wake-up is spent (then it goes on the ready list).
+    fn read(&mut self, now: Instant, token: usize) {
+        let mut budget = READ_BUDGET;
+        loop {
+            let Some(conn) = self.conns.get_mut(token) else { return };
+            let (Some(id), Some(stream)) = (conn.id, conn.stream.as_mut()) else { return };
+            if conn.connecting || conn.paused || conn.read_closed {
+                return;
+            }
+            if self.buf.capacity() - self.buf.len() < MIN_READ_ROOM {
+                self.buf.reserve(READ_BLOCK);
+            }
+            match self.net.read(token, stream, &mut self.buf) {
+                Ok(0) => {
+                    conn.read_closed = true;
+                    self.handle(now, Input::ReadClosed { conn: id });
+                    return;
+                }
+                Ok(n) => {
+                    let data = self.buf.split().freeze();
+                    self.handle(now, Input::Data { conn: id, data });
+                    if n >= budget {
+                        self.ready.push(token);
+                        return;
+                    }
+                    budget -= n;
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    tracing::debug!(conn = id.0, "read failed: {e}");
+                    self.lost(now, token, CloseReason::Reset);
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Writes the queue (vectored, up to [`MAX_IOV`] chunks a call) until it is empty or the
+    /// socket is full, then the FIN or the close it was waiting for; reports `Flushed`.
+    fn flush(&mut self, now: Instant, token: usize) {
+        let Some(conn) = self.conns.get_mut(token) else { return };
+        conn.dirty = false;
+        let Some(stream) = conn.stream.as_mut() else { return };
+        if conn.connecting {
+            return;
+        }
+        let mut written = 0;
+        let mut error = None;
+        while !conn.queue.is_empty() {
+            let mut iov = [IoSlice::new(&[]); MAX_IOV];
+            let mut count = 0;
+            for (slot, chunk) in iov.iter_mut().zip(&conn.queue) {
+                *slot = IoSlice::new(chunk);
+                count += 1;
+            }
+            match self.net.write(token, stream, &iov[..count]) {
+                Ok(0) => {
+                    error = Some(io::Error::from(io::ErrorKind::WriteZero));
+                    break;
+                }
+                Ok(n) => {
+                    written += n;
+                    let mut left = n;
+                    while left > 0 {
+                        let front = conn.queue.front_mut().expect("wrote more than was queued");
+                        if front.len() <= left {
+                            left -= front.len();
+                            conn.queue.pop_front();
+                        } else {
+                            front.advance(left);
+                            left = 0;
+                        }
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    error = Some(e);
+                    break;
+                }
+            }
+        }
+        let id = conn.id;
+        if let Some(e) = error {
+            // What did reach the socket no longer matters: the connection is gone.
+            tracing::debug!(conn = id.map(|id| id.0), "write failed: {e}");
+            self.lost(now, token, CloseReason::WriteError);
+            return;
+        }
+        if conn.queue.is_empty() {
+            if id.is_none() {
+                // Released by the core and now fully written: close (FIN).
+                let conn = self.conns.remove(token);
+                self.orphans -= 1;
+                if let Some(stream) = conn.stream {
+                    self.net.close(stream);
+                }
+                return;
+            }
+            if conn.shutdown && !conn.shut {
+                conn.shut = true;
+                if let Err(e) = net::shutdown_write(stream) {
+                    tracing::debug!(token, "shutdown failed: {e}");
+                }
+            }
+        }
+        if let (Some(id), true) = (id, written > 0) {
+            self.handle(now, Input::Flushed { conn: id, bytes: written });
+        }
+    }
+
+    /// The socket failed: close it and tell the core (which will still send `Close`), or, for a
+    /// connection the core already released, just drop it.
+    fn lost(&mut self, now: Instant, token: usize, reason: CloseReason) {
+        let Some(conn) = self.conns.get_mut(token) else { return };
+        conn.queue.clear();
+        if let Some(stream) = conn.stream.take() {
+            self.net.close(stream);
+        }
+        match conn.id {
+            Some(id) => self.handle(now, Input::Closed { conn: id, reason }),
+            None => {
+                self.conns.remove(token);
+                self.orphans -= 1;
+            }
+        }
+    }
+
+    fn mark_dirty(&mut self, token: usize) {
+        let conn = &mut self.conns[token];
+        if !conn.dirty {
+            conn.dirty = true;
+            self.dirty.push_back(token);
+        }
+    }
+
+    fn map(&mut self, id: ConnId, token: usize) {
+        let index = id.0 as usize;
+        if self.tokens.len() <= index {
+            self.tokens.resize(index + 1, None);
+        }
+        debug_assert!(self.tokens[index].is_none(), "the core reused a live id");
+        self.tokens[index] = Some(token);
+    }
+
+    fn token(&self, id: ConnId) -> Option<usize> {
+        let token = self.tokens.get(id.0 as usize).copied().flatten();
+        if token.is_none() {
+            tracing::warn!(conn = id.0, "output for an unknown connection");
+        }
+        token
+    }
+
+    /// Executes the core's outputs until it has none, feeding inputs found on the way (a bind
+    /// or connect that failed at once) only when the output queue is empty, so that an id the
+    /// core hands out is never one whose `Close` is still waiting to be executed.
+    fn execute(&mut self, now: Instant) {
+        loop {
+            while let Some(output) = self.proxy.poll_output() {
+                self.apply(output);
+            }
+            match self.deferred.pop_front() {
+                Some(input) => {
+                    trace_input(&input);
+                    self.proxy.handle(now, input);
+                }
+                None => return,
+            }
+        }
+    }
+
+    fn apply(&mut self, output: Output) {
+        match &output {
+            Output::Write { conn, data } => tracing::trace!(conn = conn.0, len = data.len(), "output: write"),
+            output => tracing::trace!(?output, "output"),
+        }
+        match output {
+            Output::Listen { listener, addr } => {
+                let entry = self.listeners.vacant_entry();
+                match self.net.listen(entry.key() | LISTENER_BIT, addr) {
+                    Ok(socket) => {
+                        tracing::debug!("listening on {addr}");
+                        entry.insert((listener, socket));
+                    }
+                    Err(e) => {
+                        tracing::error!("cannot listen on {addr}: {e}");
+                        self.listen_failed = true;
+                        self.deferred.push_back(Input::ListenFailed { listener });
+                    }
+                }
+            }
+            Output::Unlisten { listener } => {
+                let found =
+                    self.listeners.iter().find(|(_, (id, _))| *id == listener).map(|(index, _)| index);
+                if let Some(index) = found {
+                    let (_, socket) = self.listeners.remove(index);
+                    self.net.unlisten(socket);
+                }
+            }
+            Output::Connect { conn, addr } => {
+                let entry = self.conns.vacant_entry();
+                let token = entry.key();
+                let stream = self.net.connect(addr).and_then(|mut stream| {
+                    match self.net.register(token, &mut stream) {
+                        Ok(()) => Ok(stream),
+                        Err(e) => {
+                            self.net.close(stream);
+                            Err(e)
+                        }
+                    }
+                });
+                match stream {
+                    Ok(stream) => {
+                        entry.insert(Conn::new(conn, Some(stream), true));
+                    }
+                    Err(e) => {
+                        tracing::debug!(conn = conn.0, "connect to {addr} failed: {e}");
+                        entry.insert(Conn::new(conn, None, false));
+                        self.deferred.push_back(Input::ConnectFailed { conn });
+                    }
+                }
+                self.map(conn, token);
+            }
+            Output::Write { conn, data } => {
+                let Some(token) = self.token(conn) else { return };
+                let c = &mut self.conns[token];
+                if c.stream.is_some() && !data.is_empty() {
+                    c.queue.push_back(data);
+                    self.mark_dirty(token);
+                }
+            }
+            Output::Shutdown { conn } => {
+                let Some(token) = self.token(conn) else { return };
+                self.conns[token].shutdown = true;
+                self.mark_dirty(token);
+            }
+            Output::Close { conn, kind } => {
+                let Some(token) = self.token(conn) else { return };
+                self.tokens[conn.0 as usize] = None;
+                let c = &mut self.conns[token];
+                match c.stream.take() {
+                    Some(stream) if kind == CloseKind::Flush && !c.queue.is_empty() && !c.connecting => {
+                        c.stream = Some(stream);
+                        c.id = None;
+                        self.orphans += 1;
+                        self.mark_dirty(token);
+                    }
+                    stream => {
+                        self.conns.remove(token);
+                        if let Some(stream) = stream {
+                            if kind == CloseKind::Abort {
+                                if let Err(e) = net::set_abort_on_close(&stream) {
+                                    tracing::debug!(conn = conn.0, "SO_LINGER: {e}");
+                                }
+                            }
+                            self.net.close(stream);
+                        }
+                    }
+                }
+            }
+            Output::PauseRead { conn } => {
+                let Some(token) = self.token(conn) else { return };
+                let c = &mut self.conns[token];
+                if !c.paused {
+                    c.paused = true;
+                    if let Some(stream) = c.stream.as_mut() {
+                        self.net.set_reading(token, stream, false);
+                    }
+                }
+            }
+            Output::ResumeRead { conn } => {
+                let Some(token) = self.token(conn) else { return };
+                let c = &mut self.conns[token];
+                if c.paused {
+                    c.paused = false;
+                    if let Some(stream) = c.stream.as_mut() {
+                        self.net.set_reading(token, stream, true);
+                        // Readiness may have been reported (and ignored) while paused.
+                        self.ready.push(token);
+                    }
+                }
+            }
+            Output::Resolve { query, host, family } => self.net.resolve(query, host, family),
+        }
+    }
+}
+
+fn trace_input(input: &Input) {
+    match input {
+        Input::Data { conn, data } => tracing::trace!(conn = conn.0, len = data.len(), "input: data"),
+        input => tracing::trace!(?input, "input"),
+    }
+}
