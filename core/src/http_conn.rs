@@ -97,13 +97,13 @@ impl HttpConn {
                     Vec::new()
                 }
                 // A client that half-closes between requests is done with the connection.
-                State::Head | State::Closing => self.close(ctx, CloseKind::Flush),
+                State::Head | State::Closing => self.close(CloseKind::Flush),
             },
             Event::Closed(_) => {
                 ctx.shared.http[self.listener].downstream_cx_destroy_remote.inc();
                 match &self.state {
                     State::Tunnel(_) => self.end_tunnel(ctx, CloseKind::Abort, false),
-                    _ => self.close(ctx, CloseKind::Abort),
+                    _ => self.close(CloseKind::Abort),
                 }
             }
             Event::Flushed => {
@@ -385,8 +385,8 @@ impl HttpConn {
         self.send(ctx, status, response);
         self.end_request(ctx);
         if close {
-            self.state = State::Closing;
-            return self.close(ctx, CloseKind::Flush);
+            ctx.shared.http[self.listener].downstream_cx_destroy_local.inc();
+            return self.close(CloseKind::Flush);
         }
         Vec::new()
     }
@@ -410,8 +410,7 @@ impl HttpConn {
         }
     }
 
-    fn close(&mut self, ctx: &mut Ctx, kind: CloseKind) -> Closes {
-        let _ = ctx;
+    fn close(&mut self, kind: CloseKind) -> Closes {
         self.state = State::Closing;
         vec![(self.id, kind)]
     }
