@@ -496,19 +496,6 @@ mod tests {
         assert_eq!(g.value(), 0);
     }
 
-    #[test]
-    fn updates_from_many_threads_all_land() {
-        let stats = Arc::new(Stats::default());
-        let threads: Vec<_> = (0..4)
-            .map(|_| {
-                let c = stats.counter("c");
-                std::thread::spawn(move || (0..1000).for_each(|_| c.inc()))
-            })
-            .collect();
-        threads.into_iter().for_each(|t| t.join().unwrap());
-        assert_eq!(stats.value("c"), Some(4000));
-    }
-
     fn sample_store() -> Stats {
         let stats = Stats::default();
         stats.counter("http.ingress_http.downstream_cx_total").add(5);

@@ -41,22 +41,3 @@ impl Timers {
         }
     }
 }
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use std::time::Duration;
-
-    #[test]
-    fn fires_in_deadline_order_and_only_when_due() {
-        let t0 = Instant::now();
-        let mut timers = Timers::default();
-        timers.set(t0 + Duration::from_secs(2), Timer::Drain);
-        timers.set(t0 + Duration::from_secs(1), Timer::Connect(ConnId(3)));
-        assert_eq!(timers.next(), Some(t0 + Duration::from_secs(1)));
-        assert_eq!(timers.expired(t0), None);
-        assert_eq!(timers.expired(t0 + Duration::from_secs(5)), Some(Timer::Connect(ConnId(3))));
-        assert_eq!(timers.expired(t0 + Duration::from_secs(5)), Some(Timer::Drain));
-        assert_eq!(timers.expired(t0 + Duration::from_secs(5)), None);
-    }
-}
