@@ -17,7 +17,7 @@ fn open_tunnel() -> (Proxy, ConnId, ConnId) {
     let config = Arc::new(Config::from_yaml(CONFIG).expect("config"));
     let shared = Arc::new(Shared::new(&config));
     let now = Instant::now();
-    let mut proxy = Proxy::new(config, shared, now, SystemTime::now());
+    let mut proxy = Proxy::new(config, shared, now, SystemTime::now(), 1);
     while proxy.poll_output().is_some() {}
     let peer: SocketAddr = "127.0.0.1:50000".parse().unwrap();
     let local: SocketAddr = "127.0.0.1:10001".parse().unwrap();

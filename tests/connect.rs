@@ -259,7 +259,10 @@ fn sigterm_drains_open_tunnels_then_exits_zero() {
         proxy.signal(libc::SIGTERM);
         // Listeners stop accepting, the open tunnel keeps working.
         thread::sleep(Duration::from_millis(200));
-        assert!(TcpStream::connect_timeout(&listen, Duration::from_secs(1)).is_err(), "{driver}: still accepting");
+        assert!(
+            TcpStream::connect_timeout(&listen, Duration::from_secs(1)).is_err(),
+            "{driver}: still accepting"
+        );
         stream.write_all(b"still open").unwrap();
         assert_eq!(read_exact_len(&mut stream, 10), b"still open", "{driver}");
         assert!(proxy.wait_exit(Duration::from_millis(300)).is_none(), "{driver}: exited with a tunnel open");

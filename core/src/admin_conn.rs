@@ -39,7 +39,7 @@ impl AdminConn {
                 self.answer(ctx, now, id, state)
             }
             Event::ReadClosed => Some(CloseKind::Flush),
-            Event::Closed(_) => Some(CloseKind::Abort),
+            Event::Closed => Some(CloseKind::Abort),
             Event::Flushed => {
                 self.busy = ctx.queued(id) > 0;
                 (self.is_idle() && ctx.draining()).then_some(CloseKind::Flush)
@@ -87,6 +87,7 @@ impl AdminConn {
                 &response.body,
                 &date,
                 !keep_alive,
+                &[],
             );
             if head.method == http1::Method::Head {
                 reply.truncate(reply.len() - response.body.len());

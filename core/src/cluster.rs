@@ -5,6 +5,7 @@ use std::time::Instant;
 
 use crate::config::{Cluster, Config, Discovery, Endpoint, LbPolicy};
 use crate::io::{ConnId, Output, QueryId};
+use crate::pool::PoolLimits;
 use crate::timers::{Timer, Timers};
 
 /// Where a new upstream connection should go.
@@ -187,6 +188,15 @@ impl Clusters {
 
     pub(crate) fn connect_timeout(&self, cluster: usize) -> std::time::Duration {
         self.clusters[cluster].config.connect_timeout
+    }
+
+    pub(crate) fn pool_limits(&self, cluster: usize) -> PoolLimits {
+        let c = &self.clusters[cluster].config;
+        PoolLimits {
+            connect_timeout: c.connect_timeout,
+            idle_timeout: c.idle_timeout,
+            max_requests_per_connection: c.max_requests_per_connection,
+        }
     }
 
     pub(crate) fn buffer_limit(&self, cluster: usize) -> usize {

@@ -1,51 +1,68 @@
 //! A downstream HTTP/1.1 connection of a connection manager: request heads, routing, upgrade
-//! negotiation, local replies, and the switch to a CONNECT tunnel.
+//! negotiation, local replies, keep-alive, and the switch to a tunnel. Forwarding a request
+//! upstream is in [`crate::forward`].
 
 use std::net::{IpAddr, SocketAddr};
-use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 
 use crate::cluster::Pick;
-use crate::config::{Config, HttpConnectionManager, NetworkFilter, RouteAction, RouteTarget};
-use crate::http1::{self, BodyKind, HeadError, Limits, Method, RequestHead, Version};
-use crate::io::{CloseKind, CloseReason, ConnId};
+use crate::config::{
+    Config, HttpConnectionManager, NetworkFilter, RouteAction, RouteTarget, RouteUpgradeConfig,
+};
+use crate::forward::Stream;
+use crate::http1::{self, BodyKind, HeadError, Limits, Method, RequestHead};
+use crate::io::{CloseKind, ConnId};
 use crate::local_reply;
-use crate::proxy::{Ctx, Event};
+use crate::pool::Pools;
+use crate::proxy::{Ctx, Event, PoolEvent};
 use crate::route::{self, RouteRequest};
-use crate::shared::HttpStats;
 use crate::timers::Timer;
 use crate::tunnel::{Closes, Step, Tunnel};
 
 pub(crate) struct HttpConn {
-    id: ConnId,
-    listener: usize,
+    pub(crate) id: ConnId,
+    pub(crate) listener: usize,
+    pub(crate) peer: SocketAddr,
     local: SocketAddr,
     limits: Limits,
-    buffer_limit: usize,
-    /// Bytes of a request head not yet complete.
-    head: BytesMut,
-    state: State,
+    pub(crate) buffer_limit: usize,
+    /// Bytes of a request head not yet complete, or read ahead of the current request.
+    pub(crate) head: BytesMut,
+    pub(crate) state: State,
     /// This connection is counted in `downstream_cx_upgrades_active`.
     upgraded: bool,
     /// A request is in flight (counted in `downstream_rq_active`).
     in_request: bool,
+    /// When the connection last carried a request (for the connection idle timeout).
+    last_activity: Instant,
+    /// The earliest deadline this connection has in the timer table.
+    armed: Option<Instant>,
 }
 
-enum State {
+pub(crate) enum State {
     /// Between requests, or reading a request head.
     Head,
     /// A CONNECT waits for its target's name to resolve; early bytes wait with it.
     Resolving { cluster: usize, port: u16, early: Vec<Bytes>, fin: bool, deadline: Instant },
-    /// A CONNECT terminated into raw TCP.
+    /// A request being proxied to an upstream.
+    Proxying(Box<Stream>),
+    /// A terminated CONNECT or an upgraded request: raw bytes both ways.
     Tunnel(Tunnel),
     /// A final response is queued; the connection closes once it is flushed.
     Closing,
 }
 
 impl HttpConn {
-    pub(crate) fn new(ctx: &mut Ctx, id: ConnId, listener: usize, local: SocketAddr) -> HttpConn {
+    pub(crate) fn new(
+        ctx: &mut Ctx,
+        now: Instant,
+        id: ConnId,
+        listener: usize,
+        peer: SocketAddr,
+        local: SocketAddr,
+    ) -> HttpConn {
         let config = &ctx.config.listeners[listener];
         let hcm = hcm(&ctx.config, listener);
         let stats = &ctx.shared.http[listener];
@@ -55,125 +72,130 @@ impl HttpConn {
         stats.downstream_cx_http1_active.inc();
         ctx.shared.listeners[listener].downstream_cx_total.inc();
         ctx.shared.listeners[listener].downstream_cx_active.inc();
-        HttpConn {
+        let mut conn = HttpConn {
             id,
             listener,
+            peer,
             local,
-            limits: Limits {
-                max_head_bytes: hcm.max_request_headers_kb as usize * 1024,
-                max_headers: hcm.max_headers_count as usize,
-                accept_http_10: hcm.http_protocol_options.accept_http_10,
-            },
+            limits: Limits::new(
+                hcm.max_request_headers_kb,
+                hcm.max_headers_count,
+                hcm.http_protocol_options.accept_http_10,
+            ),
             buffer_limit: config.per_connection_buffer_limit_bytes as usize,
             head: BytesMut::new(),
             state: State::Head,
             upgraded: false,
             in_request: false,
-        }
+            last_activity: now,
+            armed: None,
+        };
+        conn.rearm(ctx);
+        conn
     }
 
-    /// The upstream connection, if a tunnel has one.
-    pub(crate) fn upstream(&self) -> Option<ConnId> {
-        match &self.state {
-            State::Tunnel(t) => Some(t.upstream),
-            _ => None,
-        }
+    pub(crate) fn hcm<'c>(&self, config: &'c Config) -> &'c HttpConnectionManager {
+        hcm(config, self.listener)
     }
 
     /// An event on the downstream connection itself.
     pub(crate) fn on_downstream(&mut self, ctx: &mut Ctx, now: Instant, event: Event) -> Closes {
-        match event {
+        let closes = match event {
             Event::Data(data) => {
                 ctx.shared.http[self.listener].downstream_cx_rx_bytes_total.add(data.len() as u64);
                 self.on_data(ctx, now, data)
             }
             Event::ReadClosed => match &mut self.state {
                 State::Tunnel(tunnel) => match tunnel.down_read_closed(ctx) {
-                    Step::Done => self.end_tunnel(ctx, CloseKind::Flush, false),
+                    Step::Done => self.end_tunnel(ctx, now, CloseKind::Flush, false),
                     Step::Continue => Vec::new(),
                 },
                 State::Resolving { fin, .. } => {
                     *fin = true;
                     Vec::new()
                 }
+                State::Proxying(_) => self.stream_down_closed(ctx, now, false),
                 // A client that half-closes between requests is done with the connection.
                 State::Head | State::Closing => self.close(CloseKind::Flush),
             },
-            Event::Closed(_) => {
+            Event::Closed => {
                 ctx.shared.http[self.listener].downstream_cx_destroy_remote.inc();
                 match &self.state {
-                    State::Tunnel(_) => self.end_tunnel(ctx, CloseKind::Abort, false),
+                    State::Tunnel(_) => self.end_tunnel(ctx, now, CloseKind::Abort, false),
+                    State::Proxying(_) => self.stream_down_closed(ctx, now, true),
                     _ => self.close(CloseKind::Abort),
                 }
             }
             Event::Flushed => {
-                if let State::Tunnel(tunnel) = &mut self.state {
-                    tunnel.flushed(ctx, self.id, self.id);
+                match &mut self.state {
+                    State::Tunnel(tunnel) => tunnel.flushed(ctx, self.id, self.id),
+                    State::Proxying(stream) => stream.down_flushed(ctx, self.id, self.buffer_limit),
+                    _ => {}
                 }
                 Vec::new()
             }
             Event::Resolved(addrs) => self.on_resolved(ctx, now, addrs),
-            // Timers are not cancelled: only a deadline that is really due counts.
-            Event::ConnectTimeout => match &self.state {
-                State::Tunnel(t) if t.connect_expired(now) => {
-                    ctx.shared.clusters[t.cluster].upstream_cx_connect_timeout.inc();
-                    self.connect_failed(ctx, now, local_reply::CONNECT_TIMEOUT)
-                }
-                State::Resolving { cluster, deadline, .. } if *deadline <= now => {
-                    ctx.shared.clusters[*cluster].upstream_cx_connect_timeout.inc();
-                    self.reply(ctx, now, 503, local_reply::CONNECT_TIMEOUT, true)
-                }
-                _ => Vec::new(),
-            },
+            Event::Timer => self.on_timer(ctx, now),
             Event::Connected | Event::ConnectFailed => Vec::new(),
-        }
+        };
+        self.rearm(ctx);
+        closes
     }
 
-    /// An event on this connection's upstream (the tunnel's target).
+    /// An event on a terminated CONNECT's or an upgrade's upstream connection.
     pub(crate) fn on_upstream(&mut self, ctx: &mut Ctx, now: Instant, event: Event) -> Closes {
         let State::Tunnel(tunnel) = &mut self.state else { return Vec::new() };
         let up = tunnel.upstream;
-        match event {
+        let closes = match event {
             Event::Connected => {
                 let date = ctx.clock.date(now);
-                let reply = local_reply::connect_established(&date);
-                self.send(ctx, 200, reply);
+                self.send(ctx, 200, local_reply::connect_established(&date));
                 let State::Tunnel(tunnel) = &mut self.state else { unreachable!() };
-                tunnel.connected(ctx, self.id);
+                tunnel.connected(ctx, now, self.id);
                 Vec::new()
             }
-            Event::ConnectFailed => self.connect_failed(ctx, now, local_reply::CONNECT_FAILURE),
+            Event::ConnectFailed => {
+                ctx.shared.clusters[tunnel.cluster].upstream_cx_connect_fail.inc();
+                self.connect_failed(ctx, now, local_reply::CONNECT_FAILURE)
+            }
             Event::Data(data) => {
-                let len = tunnel.up_data(ctx, self.id, data);
+                let len = tunnel.up_data(ctx, now, self.id, data);
                 ctx.shared.http[self.listener].downstream_cx_tx_bytes_total.add(len);
                 Vec::new()
             }
             Event::ReadClosed => match tunnel.up_read_closed(ctx, self.id) {
-                Step::Done => self.end_tunnel(ctx, CloseKind::Flush, false),
+                Step::Done => self.end_tunnel(ctx, now, CloseKind::Flush, false),
                 Step::Continue => Vec::new(),
             },
-            Event::Closed(reason) => {
-                debug_assert!(matches!(reason, CloseReason::Reset | CloseReason::WriteError));
-                self.end_tunnel(ctx, CloseKind::Flush, true)
-            }
+            Event::Closed => self.end_tunnel(ctx, now, CloseKind::Flush, true),
             Event::Flushed => {
                 tunnel.flushed(ctx, self.id, up);
                 Vec::new()
             }
-            Event::ConnectTimeout | Event::Resolved(_) => Vec::new(),
-        }
+            Event::Timer | Event::Resolved(_) => Vec::new(),
+        };
+        self.rearm(ctx);
+        closes
+    }
+
+    /// An event from the HTTP pool about this connection's request.
+    pub(crate) fn on_pool(&mut self, ctx: &mut Ctx, now: Instant, event: PoolEvent) -> Closes {
+        let closes = self.stream_pool_event(ctx, now, event);
+        self.rearm(ctx);
+        closes
     }
 
     fn on_data(&mut self, ctx: &mut Ctx, now: Instant, data: Bytes) -> Closes {
         match &mut self.state {
             State::Tunnel(tunnel) => {
-                tunnel.down_data(ctx, self.id, data);
+                tunnel.down_data(ctx, now, self.id, data);
                 Vec::new()
             }
             State::Resolving { early, .. } => {
                 early.push(data);
                 Vec::new()
             }
+            State::Proxying(_) => self.stream_down_data(ctx, now, data),
             State::Closing => Vec::new(),
             State::Head => {
                 self.head.extend_from_slice(&data);
@@ -183,15 +205,15 @@ impl HttpConn {
     }
 
     /// Parses and answers requests while whole heads are buffered.
-    fn next_request(&mut self, ctx: &mut Ctx, now: Instant) -> Closes {
+    pub(crate) fn next_request(&mut self, ctx: &mut Ctx, now: Instant) -> Closes {
         while matches!(self.state, State::Head) && !self.head.is_empty() {
             let (head, consumed) = match http1::parse_request_head(&self.head, &self.limits) {
                 Ok(Some(parsed)) => parsed,
                 Ok(None) => return Vec::new(),
                 Err(error) => return self.protocol_error(ctx, now, error),
             };
-            let head_bytes = self.head.split_to(consumed);
-            drop(head_bytes);
+            let _ = self.head.split_to(consumed);
+            self.last_activity = now;
             let stats = &ctx.shared.http[self.listener];
             stats.downstream_rq_total.inc();
             stats.downstream_rq_http1_total.inc();
@@ -204,7 +226,7 @@ impl HttpConn {
             let closes = if head.method == Method::Connect {
                 self.on_connect(ctx, now, &head)
             } else {
-                self.on_request(ctx, now, &head, body)
+                self.on_request(ctx, now, head, body)
             };
             if !closes.is_empty() {
                 return closes;
@@ -213,45 +235,69 @@ impl HttpConn {
         Vec::new()
     }
 
-    /// A request other than CONNECT. burrow does not proxy these yet: it routes them and
-    /// answers what Envoy answers without an upstream (403 for refused upgrades, 404 for no
-    /// route, 400 without `host`), and 501 where Envoy would forward upstream.
-    fn on_request(&mut self, ctx: &mut Ctx, now: Instant, head: &RequestHead, body: BodyKind) -> Closes {
-        let stats = &ctx.shared.http[self.listener];
-        let Some(host) = head.headers.get("host").filter(|h| !h.is_empty()) else {
+    /// A request other than CONNECT: routed, checked against the upgrade table, then
+    /// answered locally or forwarded.
+    fn on_request(&mut self, ctx: &mut Ctx, now: Instant, mut head: RequestHead, body: BodyKind) -> Closes {
+        if head.headers.get("host").is_none_or(|h| h.is_empty()) {
             return self.reply(ctx, now, 400, "missing required header: host", true);
-        };
-        let keep_alive = body == BodyKind::Empty && wants_keep_alive(head) && !ctx.draining();
+        }
+        // `Upgrade: h2c` is dropped and the request goes on as plain HTTP/1.1 (Envoy U10).
+        if upgrade_token(&head).is_some_and(|t| t.eq_ignore_ascii_case(b"h2c")) {
+            head.headers.remove("upgrade");
+            head.headers.remove("http2-settings");
+            if head.headers.contains_token("connection", "upgrade") {
+                head.headers.remove("connection");
+            }
+        }
+        let upgrade = upgrade_token(&head).map(<[u8]>::to_vec);
+        let keep_alive = head.keep_alive() && upgrade.is_none();
         let config = ctx.config.clone();
         let hcm = hcm(&config, self.listener);
-        let path = head.target.as_ref();
-        let header = |name: &str| head.headers.get(name);
-        let request =
-            RouteRequest { method: head.method.as_str(), authority: host, path: Some(path), header: &header };
-        let route = route::select(&hcm.route_config, &request);
-        if let Some(upgrade) = upgrade_token(head) {
-            if !upgrade.eq_ignore_ascii_case(b"h2c") {
-                let route_upgrades =
-                    route.and_then(|r| route_target(&r.action)).map(|t| t.upgrade_configs.as_slice());
-                if !upgrade_allowed(hcm, route_upgrades, upgrade) {
-                    stats.downstream_rq_ws_on_non_ws_route.inc();
-                    return self.reply(ctx, now, 403, "", true);
-                }
+        let index = {
+            let host = head.headers.get("host").unwrap_or_default();
+            let header = |name: &str| head.headers.get(name);
+            let request = RouteRequest {
+                method: head.method.as_str(),
+                authority: host,
+                path: Some(&head.target),
+                header: &header,
+            };
+            route::select_index(&hcm.route_config, &request)
+        };
+        let route = index.map(|i| i.get(&hcm.route_config));
+        if let Some(token) = &upgrade {
+            let route_upgrades =
+                route.and_then(|r| route_target(&r.action)).map(|t| t.upgrade_configs.as_slice());
+            if !upgrade_allowed(hcm, route_upgrades, token) {
+                ctx.shared.http[self.listener].downstream_rq_ws_on_non_ws_route.inc();
+                return self.reply(ctx, now, 403, "", true);
             }
+            self.count_upgrade(ctx);
         }
-        match route {
-            None => self.reply(ctx, now, 404, "", !keep_alive),
-            Some(_) => {
-                tracing::warn!("request routed to a cluster: HTTP request proxying is not implemented yet");
-                self.reply(
-                    ctx,
-                    now,
-                    501,
-                    "burrow: proxying HTTP requests is not implemented yet",
-                    !keep_alive,
-                )
+        // A local answer before the body was read ends the connection: the body would
+        // otherwise be taken for the next request.
+        let reusable = keep_alive && body == BodyKind::Empty && !ctx.draining();
+        let (Some(index), Some(route)) = (index, route) else {
+            return self.reply(ctx, now, 404, "", !reusable);
+        };
+        let target = match &route.action {
+            RouteAction::DirectResponse { status, body } => {
+                return self.reply(ctx, now, *status, body.as_deref().unwrap_or(""), !reusable);
             }
-        }
+            RouteAction::Route(target) => target,
+        };
+        let cluster = target.cluster;
+        let original = ctx.clusters.original_dst_header(cluster).and_then(|name| head.headers.get(name));
+        let addr = match ctx.clusters.pick(cluster, original, self.local) {
+            Pick::Addr(addr) => addr,
+            // Envoy's original destination takes IP literals only for proxied requests.
+            Pick::Resolve { .. } | Pick::NoHost => {
+                ctx.shared.clusters[cluster].upstream_cx_none_healthy.inc();
+                return self.reply(ctx, now, 503, local_reply::NO_HEALTHY_UPSTREAM, !reusable);
+            }
+        };
+        let leftover = self.head.split().freeze();
+        self.start_stream(ctx, now, head, body, index, addr, upgrade.is_some(), keep_alive, leftover)
     }
 
     fn on_connect(&mut self, ctx: &mut Ctx, now: Instant, head: &RequestHead) -> Closes {
@@ -266,10 +312,7 @@ impl HttpConn {
             ctx.shared.http[self.listener].downstream_rq_ws_on_non_ws_route.inc();
             return self.reply(ctx, now, 403, "", true);
         }
-        let stats = &ctx.shared.http[self.listener];
-        stats.downstream_cx_upgrades_total.inc();
-        stats.downstream_cx_upgrades_active.inc();
-        self.upgraded = true;
+        self.count_upgrade(ctx);
         let Some(target) = target else {
             return self.reply(ctx, now, 404, "", true);
         };
@@ -277,7 +320,9 @@ impl HttpConn {
             u.upgrade_type.eq_ignore_ascii_case("CONNECT") && u.enabled && u.connect_config.is_some()
         });
         if !terminate {
-            tracing::warn!("CONNECT proxy mode (no connect_config) is not implemented yet");
+            tracing::warn!(
+                "CONNECT proxy mode (a CONNECT route without connect_config) is not implemented yet"
+            );
             return self.reply(ctx, now, 501, "burrow: CONNECT proxy mode is not implemented yet", true);
         }
         let cluster = target.cluster;
@@ -294,7 +339,6 @@ impl HttpConn {
                 let query = ctx.clusters.resolve_for(self.id, cluster, host);
                 ctx.push(query);
                 let deadline = now + ctx.clusters.connect_timeout(cluster);
-                ctx.timers.set(deadline, Timer::Connect(self.id));
                 self.state = State::Resolving { cluster, port, early, fin: false, deadline };
                 Vec::new()
             }
@@ -303,6 +347,13 @@ impl HttpConn {
                 self.reply(ctx, now, 503, local_reply::NO_HEALTHY_UPSTREAM, true)
             }
         }
+    }
+
+    fn count_upgrade(&mut self, ctx: &mut Ctx) {
+        let stats = &ctx.shared.http[self.listener];
+        stats.downstream_cx_upgrades_total.inc();
+        stats.downstream_cx_upgrades_active.inc();
+        self.upgraded = true;
     }
 
     fn on_resolved(&mut self, ctx: &mut Ctx, now: Instant, addrs: Vec<IpAddr>) -> Closes {
@@ -329,12 +380,19 @@ impl HttpConn {
         early: Vec<Bytes>,
         fin: bool,
     ) -> Closes {
-        let mut tunnel = Tunnel::connect(ctx, now, self.id, cluster, addr, self.buffer_limit);
-        for data in early {
-            tunnel.down_data(ctx, self.id, data);
+        if !ctx.shared.breakers[cluster].connections.try_acquire() {
+            ctx.shared.clusters[cluster].upstream_cx_overflow.inc();
+            return self.overloaded(ctx, now, true);
         }
-        let step = if fin { tunnel.down_read_closed(ctx) } else { Step::Continue };
-        debug_assert!(matches!(step, Step::Continue));
+        let idle = self.hcm(&ctx.config).stream_idle_timeout;
+        let mut tunnel = Tunnel::connect(ctx, now, self.id, cluster, addr, self.buffer_limit, idle);
+        for data in early {
+            tunnel.down_data(ctx, now, self.id, data);
+        }
+        if fin {
+            let step = tunnel.down_read_closed(ctx);
+            debug_assert!(matches!(step, Step::Continue));
+        }
         self.state = State::Tunnel(tunnel);
         Vec::new()
     }
@@ -343,28 +401,28 @@ impl HttpConn {
         let State::Tunnel(tunnel) = std::mem::replace(&mut self.state, State::Head) else {
             return Vec::new();
         };
-        let stats = &ctx.shared.clusters[tunnel.cluster];
-        stats.upstream_cx_connect_fail.inc();
-        stats.upstream_cx_active.dec();
-        stats.upstream_cx_destroy.inc();
-        stats.upstream_cx_destroy_local.inc();
+        retire_connect_tunnel(ctx, &tunnel, false);
         let mut closes = self.reply(ctx, now, 503, body, true);
         closes.push((tunnel.upstream, CloseKind::Abort));
         closes
     }
 
     /// Both directions of the tunnel are over (or one side failed): close both.
-    fn end_tunnel(&mut self, ctx: &mut Ctx, down: CloseKind, upstream_failed: bool) -> Closes {
+    pub(crate) fn end_tunnel(
+        &mut self,
+        ctx: &mut Ctx,
+        now: Instant,
+        down: CloseKind,
+        upstream_failed: bool,
+    ) -> Closes {
         let State::Tunnel(tunnel) = std::mem::replace(&mut self.state, State::Closing) else {
             return Vec::new();
         };
-        let stats = &ctx.shared.clusters[tunnel.cluster];
-        stats.upstream_cx_active.dec();
-        stats.upstream_cx_destroy.inc();
-        if upstream_failed {
-            stats.upstream_cx_destroy_remote.inc();
+        if tunnel.pooled {
+            let up = tunnel.upstream;
+            ctx.with_pool(tunnel.cluster, now, |pools: &mut Pools, cx| pools.closed(up, upstream_failed, cx));
         } else {
-            stats.upstream_cx_destroy_local.inc();
+            retire_connect_tunnel(ctx, &tunnel, upstream_failed);
         }
         let up_kind = if upstream_failed { CloseKind::Abort } else { CloseKind::Flush };
         vec![(self.id, down), (tunnel.upstream, up_kind)]
@@ -379,7 +437,15 @@ impl HttpConn {
     }
 
     /// Sends a local reply; with `close` the connection ends once it is written.
-    fn reply(&mut self, ctx: &mut Ctx, now: Instant, status: u16, body: &str, close: bool) -> Closes {
+    pub(crate) fn reply(
+        &mut self,
+        ctx: &mut Ctx,
+        now: Instant,
+        status: u16,
+        body: &str,
+        close: bool,
+    ) -> Closes {
+        let close = close || ctx.draining();
         let date = ctx.clock.date(now);
         let response = local_reply::encode(status, body, &date, close);
         self.send(ctx, status, response);
@@ -388,18 +454,33 @@ impl HttpConn {
             ctx.shared.http[self.listener].downstream_cx_destroy_local.inc();
             return self.close(CloseKind::Flush);
         }
+        // Pipelined requests already read are taken up by the caller's loop.
+        self.state = State::Head;
+        Vec::new()
+    }
+
+    /// Envoy's 503 for a request a circuit breaker refused.
+    pub(crate) fn overloaded(&mut self, ctx: &mut Ctx, now: Instant, close: bool) -> Closes {
+        let close = close || ctx.draining();
+        let date = ctx.clock.date(now);
+        self.send(ctx, 503, local_reply::overloaded(&date, close));
+        self.end_request(ctx);
+        if close {
+            return self.close(CloseKind::Flush);
+        }
+        self.state = State::Head;
         Vec::new()
     }
 
     /// Writes a response head (and body) downstream and counts it.
-    fn send(&mut self, ctx: &mut Ctx, status: u16, response: Bytes) {
+    pub(crate) fn send(&mut self, ctx: &mut Ctx, status: u16, response: Bytes) {
         let stats = &ctx.shared.http[self.listener];
         stats.response(status);
         stats.downstream_cx_tx_bytes_total.add(response.len() as u64);
         ctx.write(self.id, response);
     }
 
-    fn end_request(&mut self, ctx: &mut Ctx) {
+    pub(crate) fn end_request(&mut self, ctx: &mut Ctx) {
         if std::mem::take(&mut self.in_request) {
             let stats = &ctx.shared.http[self.listener];
             stats.downstream_rq_active.dec();
@@ -410,36 +491,109 @@ impl HttpConn {
         }
     }
 
-    fn close(&mut self, kind: CloseKind) -> Closes {
+    pub(crate) fn close(&mut self, kind: CloseKind) -> Closes {
         self.state = State::Closing;
         vec![(self.id, kind)]
     }
 
-    /// The connection is gone: settle its gauges.
-    pub(crate) fn finish(mut self: Box<Self>, ctx: &mut Ctx) {
+    /// The connection is gone: settle its gauges; returns the upstream connection it still
+    /// held, for the proxy to close.
+    pub(crate) fn finish(mut self: Box<Self>, ctx: &mut Ctx, now: Instant) -> Closes {
         self.end_request(ctx);
-        let stats: &HttpStats = &ctx.shared.http[self.listener];
+        let stats = &ctx.shared.http[self.listener];
         stats.downstream_cx_active.dec();
         stats.downstream_cx_http1_active.dec();
         ctx.shared.listeners[self.listener].downstream_cx_active.dec();
-        if let State::Tunnel(tunnel) = &self.state {
-            let stats = &ctx.shared.clusters[tunnel.cluster];
-            stats.upstream_cx_active.dec();
-            stats.upstream_cx_destroy.inc();
-            stats.upstream_cx_destroy_local.inc();
+        let up = match std::mem::replace(&mut self.state, State::Closing) {
+            State::Tunnel(tunnel) if tunnel.pooled => {
+                let up = tunnel.upstream;
+                ctx.with_pool(tunnel.cluster, now, |pools: &mut Pools, cx| pools.closed(up, false, cx));
+                Some(up)
+            }
+            State::Tunnel(tunnel) => {
+                retire_connect_tunnel(ctx, &tunnel, false);
+                Some(tunnel.upstream)
+            }
+            State::Proxying(stream) => stream.abandon(ctx, now, self.id),
+            _ => None,
+        };
+        up.map(|up| (up, CloseKind::Abort)).into_iter().collect()
+    }
+
+    /// A timer of this connection fired: act on whatever is due.
+    fn on_timer(&mut self, ctx: &mut Ctx, now: Instant) -> Closes {
+        self.armed = None;
+        match &self.state {
+            State::Tunnel(t) if t.connect_expired(now) => {
+                ctx.shared.clusters[t.cluster].upstream_cx_connect_timeout.inc();
+                ctx.shared.clusters[t.cluster].upstream_cx_connect_fail.inc();
+                self.connect_failed(ctx, now, local_reply::CONNECT_TIMEOUT)
+            }
+            State::Tunnel(t) if t.idle_expired(now) => {
+                ctx.shared.http[self.listener].downstream_rq_idle_timeout.inc();
+                self.end_tunnel(ctx, now, CloseKind::Flush, false)
+            }
+            State::Resolving { cluster, deadline, .. } if *deadline <= now => {
+                ctx.shared.clusters[*cluster].upstream_cx_connect_timeout.inc();
+                self.reply(ctx, now, 503, local_reply::CONNECT_TIMEOUT, true)
+            }
+            State::Proxying(_) => self.stream_timer(ctx, now),
+            State::Head if self.idle_deadline(ctx).is_some_and(|at| at <= now) => {
+                ctx.shared.http[self.listener].downstream_cx_idle_timeout.inc();
+                self.close(CloseKind::Flush)
+            }
+            _ => Vec::new(),
+        }
+    }
+
+    /// Between requests, with nothing buffered, the connection idle timeout runs.
+    fn idle_deadline(&self, ctx: &Ctx) -> Option<Instant> {
+        let idle: Option<Duration> = self.hcm(&ctx.config).idle_timeout;
+        (matches!(self.state, State::Head) && self.head.is_empty()).then_some(())?;
+        idle.map(|idle| self.last_activity + idle)
+    }
+
+    /// Makes sure the timer table holds this connection's next deadline.
+    fn rearm(&mut self, ctx: &mut Ctx) {
+        let next = match &self.state {
+            State::Head => self.idle_deadline(ctx),
+            State::Resolving { deadline, .. } => Some(*deadline),
+            State::Tunnel(tunnel) => tunnel.deadline(),
+            State::Proxying(stream) => stream.deadline(),
+            State::Closing => None,
+        };
+        if let Some(at) = next {
+            if self.armed.is_none_or(|armed| at < armed) {
+                self.armed = Some(at);
+                ctx.timers.set(at, Timer::Http(self.id));
+            }
         }
     }
 }
 
-fn hcm(config: &Arc<Config>, listener: usize) -> &HttpConnectionManager {
+/// Settles a terminated CONNECT's upstream connection: gauges, counters and its breaker unit.
+fn retire_connect_tunnel(ctx: &Ctx, tunnel: &Tunnel, remote: bool) {
+    let stats = &ctx.shared.clusters[tunnel.cluster];
+    stats.upstream_cx_active.dec();
+    stats.upstream_cx_destroy.inc();
+    if remote {
+        stats.upstream_cx_destroy_remote.inc();
+    } else {
+        stats.upstream_cx_destroy_local.inc();
+    }
+    ctx.shared.breakers[tunnel.cluster].connections.release();
+}
+
+fn hcm(config: &Config, listener: usize) -> &HttpConnectionManager {
     match &config.listeners[listener].filter {
         NetworkFilter::HttpConnectionManager(hcm) => hcm,
     }
 }
 
-fn route_target(action: &RouteAction) -> Option<&RouteTarget> {
+pub(crate) fn route_target(action: &RouteAction) -> Option<&RouteTarget> {
     match action {
         RouteAction::Route(target) => Some(target),
+        RouteAction::DirectResponse { .. } => None,
     }
 }
 
@@ -447,7 +601,7 @@ fn route_target(action: &RouteAction) -> Option<&RouteTarget> {
 /// connection manager does not list); otherwise the connection manager's entry does.
 fn upgrade_allowed(
     hcm: &HttpConnectionManager,
-    route: Option<&[crate::config::RouteUpgradeConfig]>,
+    route: Option<&[RouteUpgradeConfig]>,
     upgrade: &[u8],
 ) -> bool {
     let on_route =
@@ -459,16 +613,9 @@ fn upgrade_allowed(
 }
 
 /// The `Upgrade` token of an HTTP/1.1 upgrade request (`connection: upgrade` + `upgrade: x`).
-fn upgrade_token(head: &RequestHead) -> Option<&[u8]> {
+pub(crate) fn upgrade_token(head: &RequestHead) -> Option<&[u8]> {
     if !head.headers.contains_token("connection", "upgrade") {
         return None;
     }
     head.headers.get("upgrade").filter(|u| !u.is_empty())
-}
-
-fn wants_keep_alive(head: &RequestHead) -> bool {
-    match head.version {
-        Version::Http11 => !head.headers.contains_token("connection", "close"),
-        Version::Http10 => head.headers.contains_token("connection", "keep-alive"),
-    }
 }

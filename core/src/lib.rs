@@ -37,7 +37,7 @@
 //! # fn clock() -> Instant { unimplemented!("the driver's monotonic clock") }
 //! let config = Arc::new(Config::from_yaml(include_str!("../../configs/default.yaml")).unwrap());
 //! let shared = Arc::new(Shared::new(&config));
-//! let mut proxy = Proxy::new(config, shared, clock(), SystemTime::UNIX_EPOCH);
+//! let mut proxy = Proxy::new(config, shared, clock(), SystemTime::UNIX_EPOCH, 7);
 //! while !proxy.is_finished() {
 //!     while let Some(output) = proxy.poll_output() {
 //!         execute(output); // bind, connect, write, shutdown, close, pause, resolve...
@@ -53,19 +53,25 @@
 
 pub mod admin;
 mod admin_conn;
+mod breaker;
 mod clock;
 mod cluster;
 pub mod config;
+mod filters;
+mod forward;
+mod headers;
 pub mod http1;
 mod http_conn;
 mod io;
 mod local_reply;
+mod pool;
 mod proxy;
 mod route;
 mod shared;
 pub mod stats;
 mod timers;
 mod tunnel;
+mod upstream_h1;
 
 pub use io::{CloseKind, CloseReason, ConnId, Family, Input, ListenerId, Output, QueryId};
 pub use proxy::Proxy;

@@ -10,6 +10,17 @@ pub(crate) const CONNECT_FAILURE: &str =
 /// Envoy's body when the upstream connection did not come up within `connect_timeout`.
 pub(crate) const CONNECT_TIMEOUT: &str =
     "upstream connect error or disconnect/reset before headers. reset reason: connection timeout";
+/// Envoy's body when a bound upstream connection died before the response head.
+pub(crate) const CONNECTION_TERMINATION: &str =
+    "upstream connect error or disconnect/reset before headers. reset reason: connection termination";
+/// Envoy's body when the upstream broke HTTP before the response head.
+pub(crate) const PROTOCOL_ERROR: &str =
+    "upstream connect error or disconnect/reset before headers. reset reason: protocol error";
+/// Envoy's body when the route timeout passed before the response head.
+pub(crate) const UPSTREAM_TIMEOUT: &str = "upstream request timeout";
+/// Envoy's body when a circuit breaker refuses a request.
+pub(crate) const OVERFLOW: &str =
+    "upstream connect error or disconnect/reset before headers. reset reason: overflow";
 /// Envoy's body when a cluster has no host to connect to.
 pub(crate) const NO_HEALTHY_UPSTREAM: &str = "no healthy upstream";
 
@@ -17,7 +28,13 @@ pub(crate) const NO_HEALTHY_UPSTREAM: &str = "no healthy upstream";
 /// when there is a body, `date`, `server: envoy` (its default `server_name`) and, when the
 /// connection ends with it, `connection: close`.
 pub(crate) fn encode(status: u16, body: &str, date: &[u8], close: bool) -> Bytes {
-    encode_with(status, (!body.is_empty()).then_some("text/plain"), body.as_bytes(), date, close)
+    encode_with(status, (!body.is_empty()).then_some("text/plain"), body.as_bytes(), date, close, &[])
+}
+
+/// Envoy's answer when a circuit breaker refuses a request.
+pub(crate) fn overloaded(date: &[u8], close: bool) -> Bytes {
+    let body = OVERFLOW.as_bytes();
+    encode_with(503, Some("text/plain"), body, date, close, &[("x-envoy-overloaded", "true")])
 }
 
 /// A complete response with an explicit content type (none: no `content-type` header).
@@ -27,6 +44,7 @@ pub(crate) fn encode_with(
     body: &[u8],
     date: &[u8],
     close: bool,
+    extra: &[(&str, &str)],
 ) -> Bytes {
     let mut out = BytesMut::with_capacity(160 + body.len());
     status_line(&mut out, status);
@@ -39,6 +57,12 @@ pub(crate) fn encode_with(
         out.put_slice(b"\r\n");
     }
     common_headers(&mut out, date);
+    for (name, value) in extra {
+        out.put_slice(name.as_bytes());
+        out.put_slice(b": ");
+        out.put_slice(value.as_bytes());
+        out.put_slice(b"\r\n");
+    }
     if close {
         out.put_slice(b"connection: close\r\n");
     }

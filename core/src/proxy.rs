@@ -12,9 +12,13 @@ use crate::clock::Clock;
 use crate::cluster::{Clusters, QueryOwner};
 use crate::config::Config;
 use crate::http_conn::HttpConn;
-use crate::io::{CloseKind, CloseReason, ConnId, Input, ListenerId, Output, QueryId};
+use crate::io::{CloseKind, ConnId, Input, ListenerId, Output, QueryId};
+use crate::local_reply;
+use crate::pool::{Expired, PoolCtx, PoolIo, Pools, Released};
 use crate::shared::Shared;
+use crate::stats::Counter;
 use crate::timers::{Timer, Timers};
+use crate::upstream_h1::{UpEvent, UpEvents};
 
 /// A whole proxy worker: listeners, connections, clusters and timers.
 ///
@@ -38,6 +42,8 @@ enum Slot {
     Upstream {
         downstream: ConnId,
     },
+    /// An upstream HTTP/1.1 connection of the pool (its state lives in [`Ctx::pools`]).
+    Pooled,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -56,11 +62,20 @@ pub(crate) struct Ctx {
     pub(crate) clock: Clock,
     pub(crate) timers: Timers,
     pub(crate) clusters: Clusters,
+    pub(crate) pools: Pools,
     out: VecDeque<Output>,
     io: Vec<ConnIo>,
     free: Vec<u32>,
-    /// Upstream connections opened while a machine ran, put in their slots when it returns.
-    new_conns: Vec<(ConnId, Slot)>,
+    /// Slot changes made while a machine ran (new upstream connections, a pooled connection
+    /// turned tunnel), applied when it returns.
+    slot_updates: Vec<(ConnId, Slot)>,
+    /// Pool events for other downstream connections, delivered when the running machine
+    /// returns.
+    deferred: Vec<(ConnId, PoolEvent)>,
+    /// `upstream_rq_<code>` handles, made on first use of each code.
+    status_counters: std::collections::HashMap<(usize, u16), Counter>,
+    /// SplitMix64 state: request ids without an OS random source.
+    rng: u64,
     state: RunState,
     live: usize,
 }
@@ -74,8 +89,9 @@ struct ConnIo {
 }
 
 impl Proxy {
-    /// `now` and `wall` anchor the core's clock: `wall` is only used for `date` headers.
-    pub fn new(config: Arc<Config>, shared: Arc<Shared>, now: Instant, wall: SystemTime) -> Proxy {
+    /// `now` and `wall` anchor the core's clock (`wall` is only used for `date` headers);
+    /// `seed` is the worker's entropy (request ids), so equal seeds give equal outputs.
+    pub fn new(config: Arc<Config>, shared: Arc<Shared>, now: Instant, wall: SystemTime, seed: u64) -> Proxy {
         let clusters = Clusters::new(&config);
         let mut ctx = Ctx {
             config,
@@ -83,10 +99,14 @@ impl Proxy {
             clock: Clock::new(now, wall),
             timers: Timers::default(),
             clusters,
+            pools: Pools::default(),
             out: VecDeque::new(),
             io: Vec::new(),
             free: Vec::new(),
-            new_conns: Vec::new(),
+            slot_updates: Vec::new(),
+            deferred: Vec::new(),
+            status_counters: Default::default(),
+            rng: seed,
             state: RunState::Warming,
             live: 0,
         };
@@ -108,11 +128,10 @@ impl Proxy {
         peer: SocketAddr,
         local: SocketAddr,
     ) -> ConnId {
-        let _ = (now, peer);
         let id = self.alloc();
         let index = listener.0 as usize;
         let slot = if index < self.ctx.config.listeners.len() {
-            Slot::Http(Box::new(HttpConn::new(&mut self.ctx, id, index, local)))
+            Slot::Http(Box::new(HttpConn::new(&mut self.ctx, now, id, index, peer, local)))
         } else {
             Slot::Admin(Box::default())
         };
@@ -120,7 +139,7 @@ impl Proxy {
         self.ctx.live += 1;
         if self.ctx.state != RunState::Running && self.ctx.state != RunState::Warming {
             // Accepted in the window before the driver saw our Unlisten: turn it away.
-            self.release(id, CloseKind::Abort);
+            self.release(now, id, CloseKind::Abort);
         }
         id
     }
@@ -130,7 +149,7 @@ impl Proxy {
         match input {
             Input::Data { conn, data } => self.dispatch(now, conn, Event::Data(data)),
             Input::ReadClosed { conn } => self.dispatch(now, conn, Event::ReadClosed),
-            Input::Closed { conn, reason } => self.dispatch(now, conn, Event::Closed(reason)),
+            Input::Closed { conn, .. } => self.dispatch(now, conn, Event::Closed),
             Input::Connected { conn } => self.dispatch(now, conn, Event::Connected),
             Input::ConnectFailed { conn } => self.dispatch(now, conn, Event::ConnectFailed),
             Input::Flushed { conn, bytes } => {
@@ -151,14 +170,15 @@ impl Proxy {
     pub fn handle_timeout(&mut self, now: Instant) {
         while let Some(timer) = self.ctx.timers.expired(now) {
             match timer {
-                Timer::Connect(conn) => self.dispatch(now, conn, Event::ConnectTimeout),
+                Timer::Http(conn) => self.dispatch(now, conn, Event::Timer),
+                Timer::Pool(conn) => self.pool_timer(now, conn),
                 Timer::DnsRefresh(cluster) => {
                     let queries = self.ctx.clusters.refresh(cluster, now, &mut self.ctx.timers);
                     self.ctx.out.extend(queries);
                 }
                 Timer::Drain => {
                     if self.ctx.state == RunState::Draining {
-                        self.close_all();
+                        self.close_all(now);
                     }
                 }
             }
@@ -199,7 +219,7 @@ impl Proxy {
         for id in 0..self.conns.len() {
             if let Slot::Admin(admin) = &self.conns[id] {
                 if admin.is_idle() {
-                    self.release(ConnId(id as u32), CloseKind::Flush);
+                    self.release(now, ConnId(id as u32), CloseKind::Flush);
                 }
             }
         }
@@ -248,11 +268,12 @@ impl Proxy {
     fn dispatch(&mut self, now: Instant, conn: ConnId, event: Event) {
         let Some(slot) = self.conns.get_mut(conn.0 as usize) else { return };
         match slot {
-            Slot::Http(_) => self.with_http(conn, |http, ctx| http.on_downstream(ctx, now, event)),
+            Slot::Http(_) => self.with_http(now, conn, |http, ctx| http.on_downstream(ctx, now, event)),
             Slot::Upstream { downstream } => {
                 let downstream = *downstream;
-                self.with_http(downstream, |http, ctx| http.on_upstream(ctx, now, event))
+                self.with_http(now, downstream, |http, ctx| http.on_upstream(ctx, now, event))
             }
+            Slot::Pooled => self.pooled_event(now, conn, event),
             Slot::Admin(admin) => {
                 let admin_state = if self.ctx.state == RunState::Running {
                     crate::admin::ServerState::Live
@@ -260,17 +281,108 @@ impl Proxy {
                     crate::admin::ServerState::Draining
                 };
                 if let Some(kind) = admin.on_event(&mut self.ctx, now, conn, event, admin_state) {
-                    self.release(conn, kind);
+                    self.release(now, conn, kind);
                 }
             }
             Slot::Free | Slot::Busy | Slot::Closed => {}
         }
     }
 
+    /// An event on a pooled upstream connection: the pool's bookkeeping, then the request
+    /// bound to it (if any) hears what it means.
+    fn pooled_event(&mut self, now: Instant, conn: ConnId, event: Event) {
+        let Some(cluster) = self.ctx.pools.cluster_of(conn) else { return };
+        let bound = self.ctx.pools.bound(conn);
+        match event {
+            Event::Connected => {
+                if let Some(waiter) = self.ctx.with_pool(cluster, now, |p, cx| p.connected(conn, cx)) {
+                    self.deliver(now, waiter, PoolEvent::Bound(conn));
+                }
+            }
+            Event::ConnectFailed => {
+                let failed = self.ctx.with_pool(cluster, now, |p, cx| p.closed(conn, true, cx));
+                self.release(now, conn, CloseKind::Abort);
+                if let Some(waiter) = failed {
+                    self.deliver(now, waiter, PoolEvent::Failed(local_reply::CONNECT_FAILURE));
+                }
+            }
+            Event::Data(data) => {
+                let mut events = UpEvents::new();
+                if let Some(pooled) = self.ctx.pools.conn_mut(conn) {
+                    pooled.reader.read(data, &mut events);
+                }
+                match bound {
+                    Some(waiter) => self.deliver(now, waiter, PoolEvent::Response(events)),
+                    // Bytes on an idle connection: the upstream is confused; drop it.
+                    None if events.iter().any(|e| matches!(e, UpEvent::Error)) => {
+                        self.release(now, conn, CloseKind::Abort);
+                    }
+                    None => {}
+                }
+            }
+            Event::ReadClosed | Event::Closed => {
+                let mut events = UpEvents::new();
+                let clean = matches!(event, Event::ReadClosed)
+                    && self.ctx.pools.conn_mut(conn).is_some_and(|pooled| pooled.reader.eof(&mut events));
+                match bound {
+                    // The close ended a read-until-close body: the response completes.
+                    Some(waiter) if clean && !events.is_empty() => {
+                        self.deliver(now, waiter, PoolEvent::Response(events));
+                        self.release(now, conn, CloseKind::Flush);
+                    }
+                    Some(waiter) => {
+                        self.ctx.with_pool(cluster, now, |p, cx| p.closed(conn, true, cx));
+                        self.release(now, conn, CloseKind::Abort);
+                        self.deliver(now, waiter, PoolEvent::UpstreamGone);
+                    }
+                    None => {
+                        self.ctx.with_pool(cluster, now, |p, cx| p.closed(conn, true, cx));
+                        self.release(now, conn, CloseKind::Flush);
+                    }
+                }
+            }
+            Event::Flushed => {
+                if let Some(waiter) = bound {
+                    self.deliver(now, waiter, PoolEvent::UpstreamFlushed);
+                }
+            }
+            Event::Timer | Event::Resolved(_) => {}
+        }
+    }
+
+    fn pool_timer(&mut self, now: Instant, conn: ConnId) {
+        if !matches!(self.conns.get(conn.0 as usize), Some(Slot::Pooled)) {
+            return;
+        }
+        let Some(cluster) = self.ctx.pools.cluster_of(conn) else { return };
+        match self.ctx.with_pool(cluster, now, |p, cx| p.expired(conn, cx)) {
+            Expired::Connect { failed } => {
+                self.release(now, conn, CloseKind::Abort);
+                if let Some(waiter) = failed {
+                    self.deliver(now, waiter, PoolEvent::Failed(local_reply::CONNECT_TIMEOUT));
+                }
+            }
+            Expired::Idle => self.release(now, conn, CloseKind::Flush),
+            Expired::Nothing => {}
+        }
+    }
+
+    /// Hands a pool event to a downstream connection's request.
+    fn deliver(&mut self, now: Instant, waiter: ConnId, event: PoolEvent) {
+        if matches!(self.conns.get(waiter.0 as usize), Some(Slot::Http(_))) {
+            self.with_http(now, waiter, |http, ctx| http.on_pool(ctx, now, event));
+        } else if let PoolEvent::Bound(up) = event {
+            // The request went away before its connection came: the connection goes back.
+            let closes = self.ctx.give_back(up, now);
+            self.apply(now, closes);
+        }
+    }
+
     /// Runs an HTTP connection's machine with the whole context at hand, then applies what it
-    /// asked for: new upstream connections to register, and ids to close.
+    /// asked for: slot changes, ids to close, and pool events for other connections.
     fn with_http(
         &mut self,
+        now: Instant,
         conn: ConnId,
         f: impl FnOnce(&mut HttpConn, &mut Ctx) -> Vec<(ConnId, CloseKind)>,
     ) {
@@ -279,48 +391,59 @@ impl Proxy {
         };
         let closes = f(&mut http, &mut self.ctx);
         self.conns[conn.0 as usize] = Slot::Http(http);
-        for (id, slot) in std::mem::take(&mut self.ctx.new_conns) {
+        self.apply(now, closes);
+    }
+
+    /// Applies what a machine asked for.
+    fn apply(&mut self, now: Instant, closes: Vec<(ConnId, CloseKind)>) {
+        for (id, slot) in std::mem::take(&mut self.ctx.slot_updates) {
             if self.conns.len() <= id.0 as usize {
                 self.conns.resize_with(id.0 as usize + 1, || Slot::Free);
             }
             self.conns[id.0 as usize] = slot;
         }
         for (id, kind) in closes {
-            self.release(id, kind);
+            self.release(now, id, kind);
+        }
+        for (waiter, event) in std::mem::take(&mut self.ctx.deferred) {
+            self.deliver(now, waiter, event);
         }
     }
 
     /// Emits the one `Close` for an id and retires its machine.
-    fn release(&mut self, conn: ConnId, kind: CloseKind) {
+    fn release(&mut self, now: Instant, conn: ConnId, kind: CloseKind) {
         let slot = std::mem::replace(&mut self.conns[conn.0 as usize], Slot::Closed);
+        let mut also = Vec::new();
         match slot {
             Slot::Free | Slot::Closed => {
                 self.conns[conn.0 as usize] = slot;
                 return;
             }
             Slot::Http(http) => {
-                http.finish(&mut self.ctx);
+                also = http.finish(&mut self.ctx, now);
                 self.ctx.live -= 1;
             }
             Slot::Admin(_) => self.ctx.live -= 1,
+            Slot::Pooled => {
+                if let Some(cluster) = self.ctx.pools.cluster_of(conn) {
+                    let failed = self.ctx.with_pool(cluster, now, |p, cx| p.closed(conn, false, cx));
+                    debug_assert!(failed.is_none() || kind == CloseKind::Abort);
+                    if let Some(waiter) = failed {
+                        self.ctx.defer(waiter, PoolEvent::UpstreamGone);
+                    }
+                }
+            }
             Slot::Upstream { .. } | Slot::Busy => {}
         }
         self.ctx.out.push_back(Output::Close { conn, kind });
+        self.apply(now, also);
     }
 
     /// Forcibly ends every connection (the drain period is over).
-    fn close_all(&mut self) {
+    fn close_all(&mut self, now: Instant) {
         for id in 0..self.conns.len() {
-            if matches!(self.conns[id], Slot::Http(_) | Slot::Admin(_)) {
-                let conn = ConnId(id as u32);
-                let upstream = match &self.conns[id] {
-                    Slot::Http(http) => http.upstream(),
-                    _ => None,
-                };
-                self.release(conn, CloseKind::Abort);
-                if let Some(up) = upstream {
-                    self.release(up, CloseKind::Abort);
-                }
+            if matches!(self.conns[id], Slot::Http(_) | Slot::Admin(_) | Slot::Pooled) {
+                self.release(now, ConnId(id as u32), CloseKind::Abort);
             }
         }
     }
@@ -336,12 +459,41 @@ impl Proxy {
 pub(crate) enum Event {
     Data(Bytes),
     ReadClosed,
-    Closed(CloseReason),
+    /// Reset or failed.
+    Closed,
     Connected,
     ConnectFailed,
-    ConnectTimeout,
     Flushed,
     Resolved(Vec<std::net::IpAddr>),
+    /// The connection's timer fired; it checks its own deadlines.
+    Timer,
+}
+
+/// What the HTTP pool tells the downstream connection whose request it serves.
+pub(crate) enum PoolEvent {
+    /// This connection now carries the request.
+    Bound(ConnId),
+    /// No connection could be had: answer 503 with this text.
+    Failed(&'static str),
+    /// The response, as read so far.
+    Response(UpEvents),
+    /// The upstream drained what was written to it.
+    UpstreamFlushed,
+    /// The connection died under the request.
+    UpstreamGone,
+}
+
+impl PoolIo for Ctx {
+    fn open(&mut self, addr: SocketAddr) -> ConnId {
+        let id = self.alloc();
+        self.slot_updates.push((id, Slot::Pooled));
+        self.out.push_back(Output::Connect { conn: id, addr });
+        id
+    }
+
+    fn timer(&mut self, conn: ConnId, at: Instant) {
+        self.timers.set(at, Timer::Pool(conn));
+    }
 }
 
 impl Ctx {
@@ -359,9 +511,77 @@ impl Ctx {
     /// Opens an upstream connection on behalf of `downstream`.
     pub(crate) fn connect(&mut self, downstream: ConnId, addr: SocketAddr) -> ConnId {
         let id = self.alloc();
-        self.new_conns.push((id, Slot::Upstream { downstream }));
+        self.slot_updates.push((id, Slot::Upstream { downstream }));
         self.out.push_back(Output::Connect { conn: id, addr });
         id
+    }
+
+    /// A pooled connection switched protocols: it now belongs to `downstream`'s tunnel.
+    pub(crate) fn adopt_upstream(&mut self, up: ConnId, downstream: ConnId) {
+        self.slot_updates.push((up, Slot::Upstream { downstream }));
+    }
+
+    /// Runs a pool operation for `cluster` with its breakers, stats and limits.
+    pub(crate) fn with_pool<R>(
+        &mut self,
+        cluster: usize,
+        now: Instant,
+        f: impl FnOnce(&mut Pools, &mut PoolCtx<'_>) -> R,
+    ) -> R {
+        let mut pools = std::mem::take(&mut self.pools);
+        let shared = self.shared.clone();
+        let limits = self.clusters.pool_limits(cluster);
+        let mut cx = PoolCtx {
+            breakers: &shared.breakers[cluster],
+            stats: &shared.clusters[cluster],
+            limits,
+            now,
+            io: self,
+        };
+        let result = f(&mut pools, &mut cx);
+        self.pools = pools;
+        result
+    }
+
+    /// A connection bound to a request that has gone: back to the pool, or to the next
+    /// request waiting for it.
+    pub(crate) fn give_back(&mut self, up: ConnId, now: Instant) -> Vec<(ConnId, CloseKind)> {
+        let Some(cluster) = self.pools.cluster_of(up) else { return Vec::new() };
+        // Nothing was written on it yet, so it is as good as new.
+        match self.with_pool(cluster, now, |p, cx| p.release(up, true, cx)) {
+            Released::Rebound { waiter } => {
+                self.defer(waiter, PoolEvent::Bound(up));
+                Vec::new()
+            }
+            Released::Idle => Vec::new(),
+            Released::Close => vec![(up, CloseKind::Flush)],
+        }
+    }
+
+    /// Queues a pool event for another downstream connection.
+    pub(crate) fn defer(&mut self, waiter: ConnId, event: PoolEvent) {
+        self.deferred.push((waiter, event));
+    }
+
+    /// The `upstream_rq_<code>` counter of a cluster.
+    pub(crate) fn upstream_status(&mut self, cluster: usize, status: u16) -> &Counter {
+        let (shared, config) = (&self.shared, &self.config);
+        self.status_counters.entry((cluster, status)).or_insert_with(|| {
+            let name = &config.clusters[cluster].name;
+            shared.stats.counter(&format!("cluster.{name}.upstream_rq_{status}"))
+        })
+    }
+
+    /// 64 random bits from the worker's seeded generator (SplitMix64).
+    pub(crate) fn random(&mut self) -> u128 {
+        let mut next = || {
+            self.rng = self.rng.wrapping_add(0x9e37_79b9_7f4a_7c15);
+            let mut z = self.rng;
+            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+            z ^ (z >> 31)
+        };
+        (u128::from(next()) << 64) | u128::from(next())
     }
 
     pub(crate) fn push(&mut self, output: Output) {

@@ -1,7 +1,7 @@
 //! Route selection as Envoy does it: a virtual host by authority, then the first route whose
 //! match fits the request.
 
-use crate::config::{HeaderMatcher, HeaderRule, PathMatch, Route, RouteConfig, VirtualHost};
+use crate::config::{HeaderMatcher, HeaderRule, PathMatch, Regex, Route, RouteConfig};
 
 /// What routing looks at. For CONNECT, `authority` is the request target and `path` is absent.
 pub(crate) struct RouteRequest<'a> {
@@ -29,24 +29,43 @@ impl RouteRequest<'_> {
 
 /// The route for a request, if any.
 pub(crate) fn select<'c>(config: &'c RouteConfig, request: &RouteRequest<'_>) -> Option<&'c Route> {
+    select_index(config, request).map(|at| at.get(config))
+}
+
+/// Where a selected route sits in its route config, so a stream can find it again later.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct RouteIndex {
+    vhost: usize,
+    route: usize,
+}
+
+impl RouteIndex {
+    pub(crate) fn get(self, config: &RouteConfig) -> &Route {
+        &config.virtual_hosts[self.vhost].routes[self.route]
+    }
+}
+
+/// [`select`], as an index.
+pub(crate) fn select_index(config: &RouteConfig, request: &RouteRequest<'_>) -> Option<RouteIndex> {
     let vhost = virtual_host(config, request.authority)?;
-    vhost.routes.iter().find(|route| matches(route, request))
+    let route = config.virtual_hosts[vhost].routes.iter().position(|route| matches(route, request))?;
+    Some(RouteIndex { vhost, route })
 }
 
 /// Envoy's order: an exact domain, then the longest `*suffix`, then the longest `prefix*`,
 /// then `*`. Domains are compared case-insensitively against the whole authority.
-fn virtual_host<'c>(config: &'c RouteConfig, authority: &[u8]) -> Option<&'c VirtualHost> {
+fn virtual_host(config: &RouteConfig, authority: &[u8]) -> Option<usize> {
     let host = authority.to_ascii_lowercase();
-    let mut best: Option<(u8, usize, &VirtualHost)> = None;
-    for vhost in &config.virtual_hosts {
+    let mut best: Option<(u8, usize, usize)> = None;
+    for (index, vhost) in config.virtual_hosts.iter().enumerate() {
         for domain in &vhost.domains {
             let Some(rank) = domain_rank(domain.as_bytes(), &host) else { continue };
             if best.is_none_or(|(class, len, _)| (rank.0, rank.1) > (class, len)) {
-                best = Some((rank.0, rank.1, vhost));
+                best = Some((rank.0, rank.1, index));
             }
         }
     }
-    best.map(|(_, _, vhost)| vhost)
+    best.map(|(_, _, index)| index)
 }
 
 /// (class, specificity) of a domain pattern that matches `host`: exact 3, suffix 2, prefix 1,
@@ -70,6 +89,9 @@ fn matches(route: &Route, request: &RouteRequest<'_>) -> bool {
         (_, None) => false,
         (PathMatch::Prefix(prefix), Some(path)) => path.starts_with(prefix.as_bytes()),
         (PathMatch::Path(exact), Some(path)) => path_without_query(path) == exact.as_bytes(),
+        (PathMatch::Regex(regex), Some(path)) => {
+            std::str::from_utf8(path_without_query(path)).is_ok_and(|p| full_match(regex, p))
+        }
     };
     path_ok && route.matcher.headers.iter().all(|m| header_matches(m, request))
 }
@@ -90,6 +112,7 @@ fn header_matches(matcher: &HeaderMatcher, request: &RouteRequest<'_>) -> bool {
         (HeaderRule::Suffix { value: want, ignore_case }, Some(v)) => {
             v.len() >= want.len() && eq(&v[v.len() - want.len()..], want, *ignore_case)
         }
+        (HeaderRule::Regex(regex), Some(v)) => std::str::from_utf8(v).is_ok_and(|v| full_match(regex, v)),
         (HeaderRule::Contains { value: want, ignore_case }, Some(v)) => {
             let (v, want) = if *ignore_case {
                 (v.to_ascii_lowercase(), want.to_ascii_lowercase().into_bytes())
@@ -100,6 +123,11 @@ fn header_matches(matcher: &HeaderMatcher, request: &RouteRequest<'_>) -> bool {
         }
     };
     hit != matcher.invert
+}
+
+/// Envoy's `safe_regex` must match the whole input.
+fn full_match(regex: &Regex, input: &str) -> bool {
+    regex.compiled.find(input).is_some_and(|m| m.start() == 0 && m.end() == input.len())
 }
 
 fn eq(value: &[u8], want: &str, ignore_case: bool) -> bool {
@@ -113,12 +141,21 @@ fn eq(value: &[u8], want: &str, ignore_case: bool) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{RouteAction, RouteMatch, RouteTarget};
+    use crate::config::{RouteAction, RouteMatch, RouteTarget, VirtualHost};
 
     fn route(path: PathMatch, headers: Vec<HeaderMatcher>, cluster: usize) -> Route {
         Route {
             matcher: RouteMatch { path, headers },
-            action: RouteAction::Route(RouteTarget { cluster, upgrade_configs: vec![] }),
+            action: RouteAction::Route(RouteTarget {
+                cluster,
+                upgrade_configs: vec![],
+                prefix_rewrite: None,
+                host_rewrite_literal: None,
+                timeout: None,
+                idle_timeout: None,
+            }),
+            disabled_filters: vec![],
+            enabled_filters: vec![],
         }
     }
 
@@ -129,6 +166,7 @@ mod tests {
     fn cluster_of(route: Option<&Route>) -> Option<usize> {
         route.map(|r| match &r.action {
             RouteAction::Route(t) => t.cluster,
+            RouteAction::DirectResponse { status, .. } => *status as usize,
         })
     }
 

@@ -1,5 +1,6 @@
 //! State shared by every worker of one process: what Envoy keeps process-wide.
 
+use crate::breaker::Breakers;
 use crate::config::{Config, NetworkFilter};
 use crate::stats::{Counter, Gauge, Stats};
 
@@ -11,6 +12,8 @@ pub struct Shared {
     /// One per listener, for its connection manager.
     pub(crate) http: Vec<HttpStats>,
     pub(crate) clusters: Vec<ClusterStats>,
+    /// Circuit breakers per cluster, process-wide.
+    pub(crate) breakers: Vec<Breakers>,
 }
 
 impl Shared {
@@ -29,7 +32,9 @@ impl Shared {
             })
             .collect();
         let clusters = config.clusters.iter().map(|c| ClusterStats::new(&stats, &c.name)).collect();
-        Shared { stats, listeners, http, clusters }
+        let breakers =
+            config.clusters.iter().map(|c| Breakers::new(&stats, &c.name, &c.circuit_breakers)).collect();
+        Shared { stats, listeners, http, clusters, breakers }
     }
 }
 
@@ -46,7 +51,7 @@ macro_rules! stat_struct {
         }
 
         impl $name {
-            fn new(stats: &Stats, scope: &str) -> $name {
+            pub(crate) fn new(stats: &Stats, scope: &str) -> $name {
                 $name {
                     $($c: stats.counter(&format!(concat!($prefix, ".{}.", stringify!($c)), scope)),)*
                     $($g: stats.gauge(&format!(concat!($prefix, ".{}.", stringify!($g)), scope)),)*
@@ -79,6 +84,8 @@ stat_struct!(
         downstream_rq_5xx,
         downstream_rq_ws_on_non_ws_route,
         downstream_rq_completed,
+        downstream_rq_idle_timeout,
+        downstream_cx_idle_timeout,
     },
     gauges {
         downstream_cx_active,
@@ -93,17 +100,52 @@ stat_struct!(
     "cluster",
     counters {
         upstream_cx_total,
+        upstream_cx_http1_total,
         upstream_cx_connect_fail,
         upstream_cx_connect_timeout,
         upstream_cx_none_healthy,
+        upstream_cx_overflow,
+        upstream_cx_max_requests,
+        upstream_cx_idle_timeout,
+        upstream_cx_close_notify,
+        upstream_cx_protocol_error,
         upstream_cx_destroy,
         upstream_cx_destroy_local,
         upstream_cx_destroy_remote,
+        upstream_cx_destroy_with_active_rq,
+        upstream_cx_destroy_local_with_active_rq,
+        upstream_cx_destroy_remote_with_active_rq,
         upstream_cx_rx_bytes_total,
         upstream_cx_tx_bytes_total,
+        upstream_rq_total,
+        upstream_rq_completed,
+        upstream_rq_pending_total,
+        upstream_rq_pending_overflow,
+        upstream_rq_pending_failure_eject,
+        upstream_rq_active_overflow,
+        upstream_rq_cancelled,
+        upstream_rq_timeout,
+        upstream_rq_1xx,
+        upstream_rq_2xx,
+        upstream_rq_3xx,
+        upstream_rq_4xx,
+        upstream_rq_5xx,
     },
-    gauges { upstream_cx_active }
+    gauges { upstream_cx_active, upstream_rq_active, upstream_rq_pending_active }
 );
+
+impl ClusterStats {
+    /// Counts an upstream response by status class (`upstream_rq_<N>xx`).
+    pub(crate) fn response(&self, status: u16) {
+        match status / 100 {
+            1 => self.upstream_rq_1xx.inc(),
+            2 => self.upstream_rq_2xx.inc(),
+            3 => self.upstream_rq_3xx.inc(),
+            4 => self.upstream_rq_4xx.inc(),
+            _ => self.upstream_rq_5xx.inc(),
+        }
+    }
+}
 
 impl HttpStats {
     /// Counts a response by status class, as Envoy's `downstream_rq_<N>xx`.

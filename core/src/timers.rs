@@ -10,8 +10,11 @@ use crate::io::ConnId;
 /// became moot (the connection finished, or the deadline moved) needs no cancelling.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub(crate) enum Timer {
-    /// An upstream connect attempt of this downstream connection ran out of time.
-    Connect(ConnId),
+    /// A downstream HTTP connection's deadline (connect, route, idle timeouts); it checks
+    /// which one is due.
+    Http(ConnId),
+    /// A pooled upstream connection's connect or idle deadline.
+    Pool(ConnId),
     /// A DNS cluster's addresses are due for refresh.
     DnsRefresh(usize),
     /// The graceful-shutdown drain period is over.

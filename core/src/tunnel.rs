@@ -5,14 +5,13 @@
 //! what is queued towards one side passes its buffer limit, the other side stops being read,
 //! and it is read again once the queue has drained to half the limit.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use smallvec::SmallVec;
 
 use crate::io::{CloseKind, ConnId, Output};
 use crate::proxy::Ctx;
-use crate::timers::Timer;
 
 /// Closes a tunnel asks for: (connection, how).
 pub(crate) type Closes = Vec<(ConnId, CloseKind)>;
@@ -20,7 +19,14 @@ pub(crate) type Closes = Vec<(ConnId, CloseKind)>;
 pub(crate) struct Tunnel {
     pub(crate) upstream: ConnId,
     pub(crate) cluster: usize,
+    /// The upstream connection came from the HTTP pool (an upgrade), rather than being opened
+    /// for a terminated CONNECT.
+    pub(crate) pooled: bool,
     phase: Phase,
+    /// `stream_idle_timeout` / route `idle_timeout`: the tunnel ends after this long without
+    /// a byte either way.
+    idle: Option<Duration>,
+    last_activity: Instant,
     /// The downstream has half-closed (forwarded once open).
     down_fin: bool,
     /// The upstream has half-closed (forwarded at once).
@@ -48,6 +54,7 @@ pub(crate) enum Step {
 }
 
 impl Tunnel {
+    /// Opens a TCP connection to the CONNECT target; the tunnel opens once it is up.
     pub(crate) fn connect(
         ctx: &mut Ctx,
         now: Instant,
@@ -55,22 +62,61 @@ impl Tunnel {
         cluster: usize,
         addr: std::net::SocketAddr,
         down_limit: usize,
+        idle: Option<Duration>,
     ) -> Tunnel {
         let upstream = ctx.connect(down, addr);
         let deadline = now + ctx.clusters.connect_timeout(cluster);
-        ctx.timers.set(deadline, Timer::Connect(down));
         let stats = &ctx.shared.clusters[cluster];
         stats.upstream_cx_total.inc();
         stats.upstream_cx_active.inc();
         Tunnel {
             upstream,
             cluster,
+            pooled: false,
             phase: Phase::Connecting { early: SmallVec::new(), early_len: 0, deadline },
+            idle,
+            last_activity: now,
             down_fin: false,
             up_fin: false,
             down_limit,
             up_limit: ctx.clusters.buffer_limit(cluster),
         }
+    }
+
+    /// A tunnel over an upstream connection that just switched protocols (a `101`).
+    pub(crate) fn open(
+        ctx: &Ctx,
+        now: Instant,
+        upstream: ConnId,
+        cluster: usize,
+        down_limit: usize,
+        idle: Option<Duration>,
+    ) -> Tunnel {
+        Tunnel {
+            upstream,
+            cluster,
+            pooled: true,
+            phase: Phase::Open,
+            idle,
+            last_activity: now,
+            down_fin: false,
+            up_fin: false,
+            down_limit,
+            up_limit: ctx.clusters.buffer_limit(cluster),
+        }
+    }
+
+    /// The next instant this tunnel must be looked at: its connect or idle deadline.
+    pub(crate) fn deadline(&self) -> Option<Instant> {
+        match self.phase {
+            Phase::Connecting { deadline, .. } => Some(deadline),
+            Phase::Open => self.idle.map(|idle| self.last_activity + idle),
+        }
+    }
+
+    /// Open, and idle for its whole idle timeout.
+    pub(crate) fn idle_expired(&self, now: Instant) -> bool {
+        matches!(self.phase, Phase::Open) && self.idle.is_some_and(|idle| self.last_activity + idle <= now)
     }
 
     /// Still connecting at the connect deadline.
@@ -79,7 +125,8 @@ impl Tunnel {
     }
 
     /// Downstream bytes: forwarded when open, held while connecting.
-    pub(crate) fn down_data(&mut self, ctx: &mut Ctx, down: ConnId, data: Bytes) {
+    pub(crate) fn down_data(&mut self, ctx: &mut Ctx, now: Instant, down: ConnId, data: Bytes) {
+        self.last_activity = now;
         match &mut self.phase {
             Phase::Connecting { early, early_len, .. } => {
                 *early_len += data.len();
@@ -99,7 +146,8 @@ impl Tunnel {
     }
 
     /// Upstream bytes go straight down (the upstream cannot send before it is connected).
-    pub(crate) fn up_data(&mut self, ctx: &mut Ctx, down: ConnId, data: Bytes) -> u64 {
+    pub(crate) fn up_data(&mut self, ctx: &mut Ctx, now: Instant, down: ConnId, data: Bytes) -> u64 {
+        self.last_activity = now;
         let len = data.len() as u64;
         ctx.shared.clusters[self.cluster].upstream_cx_rx_bytes_total.add(len);
         ctx.write(down, data);
@@ -111,10 +159,11 @@ impl Tunnel {
 
     /// The target accepted the connection: the caller has queued the `200`; release what
     /// the client sent early, in order, then its half-close if it came.
-    pub(crate) fn connected(&mut self, ctx: &mut Ctx, down: ConnId) -> Step {
+    pub(crate) fn connected(&mut self, ctx: &mut Ctx, now: Instant, down: ConnId) -> Step {
         let Phase::Connecting { early, .. } = std::mem::replace(&mut self.phase, Phase::Open) else {
             return Step::Continue;
         };
+        self.last_activity = now;
         for data in early {
             ctx.shared.clusters[self.cluster].upstream_cx_tx_bytes_total.add(data.len() as u64);
             ctx.write(self.upstream, data);

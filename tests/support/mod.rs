@@ -47,18 +47,16 @@ pub fn config(name: &str) -> String {
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
-/// The path of a driver binary (`burrow-mio` or `burrow-tokio`), built on first use if it is
-/// missing. `env!("CARGO_BIN_EXE_..")` only works within the binaries' own package, so they
-/// are looked up beside this test executable (`target/<profile>/deps/<test>` ->
-/// `target/<profile>/<binary>`). `cargo test --workspace` builds them before running tests;
-/// `cargo test -p burrow` alone does not, nor does it rebuild them when they are stale.
+/// The path of a driver binary (`burrow-mio` or `burrow-tokio`). `env!("CARGO_BIN_EXE_..")`
+/// only works within the binaries' own package, so they are looked up beside this test
+/// executable (`target/<profile>/deps/<test>` -> `target/<profile>/<binary>`). `cargo test`
+/// does not build another package's binaries, so the first call in each test process runs
+/// `cargo build` for them (quick when they are up to date), and no test runs a stale binary.
 pub fn binary(name: &str) -> PathBuf {
     static BUILD: Once = Once::new();
     let dir = profile_dir();
     let path = dir.join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
-    if !path.exists() {
-        BUILD.call_once(|| build_drivers(&dir));
-    }
+    BUILD.call_once(|| build_drivers(&dir));
     assert!(path.exists(), "{} was not built", path.display());
     path
 }

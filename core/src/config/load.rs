@@ -20,12 +20,19 @@ use crate::io::Family;
 pub const HCM_TYPE_URL: &str =
     "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager";
 pub const ROUTER_TYPE_URL: &str = "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router";
+pub const BUFFER_TYPE_URL: &str = "type.googleapis.com/envoy.extensions.filters.http.buffer.v3.Buffer";
+pub const BUFFER_PER_ROUTE_TYPE_URL: &str =
+    "type.googleapis.com/envoy.extensions.filters.http.buffer.v3.BufferPerRoute";
+/// The generic per-route filter switch of `typed_per_filter_config`.
+pub const FILTER_CONFIG_TYPE_URL: &str = "type.googleapis.com/envoy.config.route.v3.FilterConfig";
 pub const HTTP_PROTOCOL_OPTIONS_TYPE_URL: &str =
     "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions";
 /// The `typed_extension_protocol_options` key for [`HTTP_PROTOCOL_OPTIONS_TYPE_URL`].
 pub const HTTP_PROTOCOL_OPTIONS_NAME: &str = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions";
 
 const DEFAULT_BUFFER_LIMIT: u32 = 1024 * 1024;
+/// Envoy's `RouteConfiguration.max_direct_response_body_size_bytes` default.
+const MAX_DIRECT_RESPONSE_BODY: usize = 4096;
 
 type Result<T> = std::result::Result<T, ConfigError>;
 
@@ -271,45 +278,12 @@ fn hcm(
     };
     let route_config = route_config_of(route_config, &at(path, "route_config"), clusters)?;
 
-    let mut http_filters = Vec::with_capacity(h.http_filters.len());
-    for (i, f) in h.http_filters.into_iter().enumerate() {
-        let fpath = at(path, &format!("http_filters[{i}]"));
-        let Some(typed) = f.typed_config else {
-            return err(
-                fpath,
-                format!("Didn't find a registered implementation for '{}' with type URL: ''", f.name),
-            );
-        };
-        let typed_path = at(&fpath, "typed_config");
-        let (url, body) = split_typed(&typed, &typed_path)?;
-        match url.as_str() {
-            ROUTER_TYPE_URL => {
-                let _: raw::Router = decode(&body, &typed_path)?;
-                http_filters.push(HttpFilter::Router);
-            }
-            _ => {
-                return err(
-                    at(&typed_path, "@type"),
-                    format!(
-                        "Didn't find a registered implementation for '{}' with type URL: '{}'",
-                        f.name,
-                        type_name(&url)
-                    ),
-                )
-            }
-        }
-    }
-    match http_filters.iter().position(|f| *f == HttpFilter::Router) {
-        None => {
-            return err(
-                at(path, "http_filters"),
-                "the HTTP filter chain must end with the router (envoy.filters.http.router)",
-            )
-        }
-        Some(i) if i + 1 != http_filters.len() => {
-            return err(at(path, &format!("http_filters[{i}]")), "the router must be the last HTTP filter")
-        }
-        Some(_) => {}
+    let http_filters = http_filter_chain(h.http_filters, &at(path, "http_filters"))?;
+    if http_filters.is_empty() {
+        return err(
+            at(path, "http_filters"),
+            "the HTTP filter chain must end with the router (envoy.filters.http.router)",
+        );
     }
 
     let mut upgrade_configs: Vec<UpgradeConfig> = Vec::with_capacity(h.upgrade_configs.len());
@@ -321,8 +295,12 @@ fn hcm(
         if upgrade_configs.iter().any(|o| o.upgrade_type.eq_ignore_ascii_case(&u.upgrade_type)) {
             return err(upath, format!("multiple upgrade configs with the same name: '{}'", u.upgrade_type));
         }
-        upgrade_configs
-            .push(UpgradeConfig { upgrade_type: u.upgrade_type, enabled: u.enabled.unwrap_or(true) });
+        let filters = http_filter_chain(u.filters, &at(path, &format!("upgrade_configs[{i}].filters")))?;
+        upgrade_configs.push(UpgradeConfig {
+            upgrade_type: u.upgrade_type,
+            enabled: u.enabled.unwrap_or(true),
+            filters: (!filters.is_empty()).then_some(filters),
+        });
     }
 
     let max_request_headers_kb = h.max_request_headers_kb.map_or(60, |v| v.0);
@@ -332,15 +310,21 @@ fn hcm(
             format!("{max_request_headers_kb} is out of range (1..=8192)"),
         );
     }
-    let max_headers_count =
-        h.common_http_protocol_options.and_then(|c| c.max_headers_count).map_or(100, |v| v.0);
+    let common = h.common_http_protocol_options;
+    let max_headers_count = common.as_ref().and_then(|c| c.max_headers_count).map_or(100, |v| v.0);
     if max_headers_count == 0 {
         return err(at(path, "common_http_protocol_options.max_headers_count"), "must be at least 1");
     }
-    let stream_idle_timeout = match h.stream_idle_timeout {
-        None => Some(Duration::from_secs(300)),
-        Some(d) if d.0.is_zero() => None,
-        Some(d) => Some(d.0),
+    let stream_idle_timeout = timeout_or(h.stream_idle_timeout, Some(Duration::from_secs(300)));
+    let idle_timeout = timeout_or(common.and_then(|c| c.idle_timeout), Some(Duration::from_secs(3600)));
+    let request_timeout = timeout_or(h.request_timeout, None);
+    let server_name = match h.server_name {
+        None => "envoy".to_string(),
+        Some(name) if name.is_empty() => "envoy".to_string(),
+        Some(name) => {
+            header_value(&name, &at(path, "server_name"))?;
+            name
+        }
     };
 
     Ok(HttpConnectionManager {
@@ -358,7 +342,89 @@ fn hcm(
         max_request_headers_kb,
         max_headers_count,
         stream_idle_timeout,
+        idle_timeout,
+        request_timeout,
+        use_remote_address: h.use_remote_address.unwrap_or(false),
+        generate_request_id: h.generate_request_id.unwrap_or(true),
+        server_name,
     })
+}
+
+/// A timeout field where zero disables the timeout and absence means `default`.
+fn timeout_or(value: Option<raw::Dur>, default: Option<Duration>) -> Option<Duration> {
+    match value {
+        None => default,
+        Some(d) if d.0.is_zero() => None,
+        Some(d) => Some(d.0),
+    }
+}
+
+/// Envoy's non-strict `HTTP_HEADER_VALUE` rule: no NUL, CR or LF.
+fn header_value(value: &str, path: &str) -> Result<()> {
+    if value.bytes().any(|b| matches!(b, 0 | b'\r' | b'\n')) {
+        return err(path, "must not contain NUL, CR or LF");
+    }
+    Ok(())
+}
+
+/// An HTTP filter chain (`path` names the list). A non-empty chain ends with the router, which
+/// appears once and is not disabled; an empty one is returned as is for the caller to judge.
+fn http_filter_chain(filters: Vec<raw::HttpFilter>, path: &str) -> Result<Vec<HttpFilter>> {
+    let count = filters.len();
+    let mut chain = Vec::with_capacity(count);
+    for (i, f) in filters.into_iter().enumerate() {
+        let fpath = format!("{path}[{i}]");
+        if f.name.is_empty() {
+            return err(at(&fpath, "name"), "empty");
+        }
+        let Some(typed) = f.typed_config else {
+            return err(
+                fpath,
+                format!("Didn't find a registered implementation for '{}' with type URL: ''", f.name),
+            );
+        };
+        let typed_path = at(&fpath, "typed_config");
+        let (url, body) = split_typed(&typed, &typed_path)?;
+        let kind = match url.as_str() {
+            ROUTER_TYPE_URL => {
+                let _: raw::Router = decode(&body, &typed_path)?;
+                HttpFilterKind::Router
+            }
+            BUFFER_TYPE_URL => {
+                let b: raw::Buffer = decode(&body, &typed_path)?;
+                match b.max_request_bytes {
+                    None => return err(typed_path, "missing max_request_bytes"),
+                    Some(raw::U32(0)) => {
+                        return err(at(&typed_path, "max_request_bytes"), "must be greater than 0")
+                    }
+                    Some(raw::U32(max_request_bytes)) => HttpFilterKind::Buffer { max_request_bytes },
+                }
+            }
+            _ => {
+                return err(
+                    at(&typed_path, "@type"),
+                    format!(
+                        "Didn't find a registered implementation for '{}' with type URL: '{}'",
+                        f.name,
+                        type_name(&url)
+                    ),
+                )
+            }
+        };
+        let disabled = f.disabled.unwrap_or(false);
+        if kind == HttpFilterKind::Router {
+            if disabled {
+                return err(at(&fpath, "disabled"), "the router cannot be disabled");
+            }
+            if i + 1 != count {
+                return err(fpath, "the router must be the last HTTP filter");
+            }
+        } else if i + 1 == count {
+            return err(path, "the HTTP filter chain must end with the router (envoy.filters.http.router)");
+        }
+        chain.push(HttpFilter { name: f.name, kind, disabled });
+    }
+    Ok(chain)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -425,33 +491,105 @@ fn route(r: raw::Route, path: &str, clusters: &HashMap<String, usize>) -> Result
         return err(path, "missing match");
     };
     let mpath = at(path, "match");
-    let path_match = match (m.prefix, m.path, m.connect_matcher) {
-        (Some(p), None, None) => PathMatch::Prefix(p),
-        (None, Some(p), None) => PathMatch::Path(p),
-        (None, None, Some(_)) => PathMatch::Connect,
-        (None, None, None) => {
-            return err(mpath, "one of prefix, path or connect_matcher is required");
-        }
-        _ => return err(mpath, "only one of prefix, path and connect_matcher may be set"),
+    let mut path_matches = Vec::new();
+    if let Some(p) = m.prefix {
+        path_matches.push(PathMatch::Prefix(p));
+    }
+    if let Some(p) = m.path {
+        path_matches.push(PathMatch::Path(p));
+    }
+    if let Some(re) = m.safe_regex {
+        path_matches.push(PathMatch::Regex(regex(re, &at(&mpath, "safe_regex"))?));
+    }
+    if m.connect_matcher.is_some() {
+        path_matches.push(PathMatch::Connect);
+    }
+    if path_matches.len() > 1 {
+        return err(mpath, "only one of prefix, path, safe_regex and connect_matcher may be set");
+    }
+    let Some(path_match) = path_matches.pop() else {
+        return err(mpath, "one of prefix, path, safe_regex or connect_matcher is required");
     };
     let mut headers = Vec::with_capacity(m.headers.len());
     for (i, h) in m.headers.into_iter().enumerate() {
         headers.push(header_matcher(h, &at(&mpath, &format!("headers[{i}]")))?);
     }
 
-    let Some(action) = r.route else {
-        return err(path, "missing route (burrow supports only the route action)");
+    if r.redirect.is_some() {
+        return err(
+            at(path, "redirect"),
+            "unsupported: burrow supports the route and direct_response actions",
+        );
+    }
+    let action = match (r.route, r.direct_response) {
+        (Some(action), None) => RouteAction::Route(route_target(action, &at(path, "route"), clusters)?),
+        (None, Some(d)) => direct_response(d, &at(path, "direct_response"))?,
+        (None, None) => return err(path, "one of route or direct_response is required"),
+        (Some(_), Some(_)) => return err(path, "only one of route and direct_response may be set"),
     };
-    let apath = at(path, "route");
+
+    let mut disabled_filters = Vec::new();
+    let mut enabled_filters = Vec::new();
+    for (name, value) in r.typed_per_filter_config.unwrap_or_default() {
+        let fpath = at(path, &format!("typed_per_filter_config[\"{name}\"]"));
+        let (url, body) = split_typed(&value, &fpath)?;
+        let disabled = match url.as_str() {
+            FILTER_CONFIG_TYPE_URL => {
+                let fc: raw::FilterConfig = decode(&body, &fpath)?;
+                if fc.config.is_some() {
+                    return err(
+                        at(&fpath, "config"),
+                        "unsupported: burrow reads only `disabled` from a FilterConfig",
+                    );
+                }
+                fc.disabled.unwrap_or(false)
+            }
+            BUFFER_PER_ROUTE_TYPE_URL => {
+                let b: raw::BufferPerRoute = decode(&body, &fpath)?;
+                match (b.disabled, b.buffer) {
+                    (_, Some(_)) => {
+                        return err(
+                            at(&fpath, "buffer"),
+                            "unsupported: a per-route buffer override (only disabled: true is supported)",
+                        )
+                    }
+                    (Some(true), None) => true,
+                    (Some(false), None) => return err(at(&fpath, "disabled"), "must be true"),
+                    (None, None) => return err(fpath, "one of disabled or buffer is required"),
+                }
+            }
+            _ => {
+                let supported = [FILTER_CONFIG_TYPE_URL, BUFFER_PER_ROUTE_TYPE_URL].join(" and ");
+                let message =
+                    format!("unsupported per-filter config type '{url}' (burrow supports {supported})");
+                return err(at(&fpath, "@type"), message);
+            }
+        };
+        if disabled {
+            disabled_filters.push(name);
+        } else {
+            enabled_filters.push(name);
+        }
+    }
+
+    Ok(Route { matcher: RouteMatch { path: path_match, headers }, action, disabled_filters, enabled_filters })
+}
+
+/// A route's `route` action; `path` names it.
+fn route_target(
+    action: raw::RouteAction,
+    apath: &str,
+    clusters: &HashMap<String, usize>,
+) -> Result<RouteTarget> {
     let Some(cluster_name) = action.cluster else {
         return err(apath, "missing cluster (cluster_header and weighted_clusters are not supported)");
     };
     let Some(&cluster) = clusters.get(&cluster_name) else {
-        return err(at(&apath, "cluster"), format!("unknown cluster '{cluster_name}'"));
+        return err(at(apath, "cluster"), format!("unknown cluster '{cluster_name}'"));
     };
     let mut upgrade_configs: Vec<RouteUpgradeConfig> = Vec::with_capacity(action.upgrade_configs.len());
     for (i, u) in action.upgrade_configs.into_iter().enumerate() {
-        let upath = at(&apath, &format!("upgrade_configs[{i}]"));
+        let upath = at(apath, &format!("upgrade_configs[{i}]"));
         if u.upgrade_type.is_empty() {
             return err(at(&upath, "upgrade_type"), "empty");
         }
@@ -475,10 +613,78 @@ fn route(r: raw::Route, path: &str, clusters: &HashMap<String, usize>) -> Result
         });
     }
 
-    Ok(Route {
-        matcher: RouteMatch { path: path_match, headers },
-        action: RouteAction::Route(RouteTarget { cluster, upgrade_configs }),
+    // Proto3 strings: empty is unset.
+    let prefix_rewrite = action.prefix_rewrite.filter(|p| !p.is_empty());
+    if let Some(p) = &prefix_rewrite {
+        header_value(p, &at(apath, "prefix_rewrite"))?;
+    }
+    let host_rewrite_literal = action.host_rewrite_literal.filter(|h| !h.is_empty());
+    if let Some(h) = &host_rewrite_literal {
+        header_value(h, &at(apath, "host_rewrite_literal"))?;
+    }
+
+    Ok(RouteTarget {
+        cluster,
+        upgrade_configs,
+        prefix_rewrite,
+        host_rewrite_literal,
+        timeout: timeout_or(action.timeout, Some(Duration::from_secs(15))),
+        idle_timeout: action.idle_timeout.map(|d| timeout_or(Some(d), None)),
     })
+}
+
+/// A route's `direct_response` action; `path` names it.
+fn direct_response(d: raw::DirectResponseAction, path: &str) -> Result<RouteAction> {
+    let status = match d.status {
+        None => return err(path, "missing status"),
+        Some(raw::U32(s)) if (200..=599).contains(&s) => s as u16,
+        Some(raw::U32(s)) => return err(at(path, "status"), format!("{s} is out of range (200..=599)")),
+    };
+    let body = match d.body {
+        None => None,
+        Some(b) => {
+            let bpath = at(path, "body");
+            let unsupported = |field: &str, why: &str| err(at(&bpath, field), format!("unsupported: {why}"));
+            if b.filename.is_some() {
+                return unsupported("filename", "burrow does not read files here");
+            }
+            if b.environment_variable.is_some() {
+                return unsupported("environment_variable", "burrow does not read the environment here");
+            }
+            if b.inline_bytes.is_some() {
+                return unsupported("inline_bytes", "use inline_string");
+            }
+            let Some(text) = b.inline_string else {
+                return err(bpath, "missing inline_string");
+            };
+            if text.len() > MAX_DIRECT_RESPONSE_BODY {
+                return err(
+                    at(&bpath, "inline_string"),
+                    format!(
+                        "response body size is {} bytes; maximum is {MAX_DIRECT_RESPONSE_BODY}",
+                        text.len()
+                    ),
+                );
+            }
+            Some(text)
+        }
+    };
+    Ok(RouteAction::DirectResponse { status, body })
+}
+
+/// Compiles a `RegexMatcher` (`path` names it) so that it matches whole inputs only.
+fn regex(m: raw::RegexMatcher, path: &str) -> Result<Regex> {
+    let rpath = at(path, "regex");
+    if m.regex.is_empty() {
+        return err(rpath, "empty");
+    }
+    // Checked alone first: an unbalanced source could otherwise escape the anchoring group.
+    if let Err(e) = regex::Regex::new(&m.regex) {
+        return err(rpath, format!("invalid regex: {e}"));
+    }
+    let compiled = regex::Regex::new(&format!(r"\A(?:{})\z", m.regex))
+        .or_else(|e| err(&rpath, format!("invalid regex: {e}")))?;
+    Ok(Regex { source: m.regex, compiled })
 }
 
 fn header_matcher(h: raw::HeaderMatcher, path: &str) -> Result<HeaderMatcher> {
@@ -503,11 +709,14 @@ fn header_matcher(h: raw::HeaderMatcher, path: &str) -> Result<HeaderMatcher> {
     if let Some(value) = h.contains_match {
         rules.push(HeaderRule::Contains { value, ignore_case });
     }
+    if let Some(re) = h.safe_regex_match {
+        rules.push(HeaderRule::Regex(regex(re, &at(path, "safe_regex_match"))?));
+    }
     if let Some(p) = h.present_match {
         rules.push(HeaderRule::Present(p));
     }
     if rules.len() > 1 {
-        return err(path, "only one of string_match, exact_match, prefix_match, suffix_match, contains_match and present_match may be set");
+        return err(path, "only one of string_match, exact_match, prefix_match, suffix_match, contains_match, safe_regex_match and present_match may be set");
     }
     // With no rule, Envoy matches on the header's presence.
     let rule = rules.pop().unwrap_or(HeaderRule::Present(true));
@@ -523,16 +732,29 @@ fn string_matcher(s: raw::StringMatcher, path: &str) -> Result<HeaderRule> {
             Ok(value)
         }
     };
-    match (s.exact, s.prefix, s.suffix, s.contains) {
-        (Some(value), None, None, None) => Ok(HeaderRule::Exact { value, ignore_case }),
-        (None, Some(v), None, None) => Ok(HeaderRule::Prefix { value: nonempty("prefix", v)?, ignore_case }),
-        (None, None, Some(v), None) => Ok(HeaderRule::Suffix { value: nonempty("suffix", v)?, ignore_case }),
-        (None, None, None, Some(v)) => {
-            Ok(HeaderRule::Contains { value: nonempty("contains", v)?, ignore_case })
-        }
-        (None, None, None, None) => err(path, "one of exact, prefix, suffix or contains is required"),
-        _ => err(path, "only one of exact, prefix, suffix and contains may be set"),
+    let mut rules = Vec::new();
+    if let Some(value) = s.exact {
+        rules.push(HeaderRule::Exact { value, ignore_case });
     }
+    if let Some(v) = s.prefix {
+        rules.push(HeaderRule::Prefix { value: nonempty("prefix", v)?, ignore_case });
+    }
+    if let Some(v) = s.suffix {
+        rules.push(HeaderRule::Suffix { value: nonempty("suffix", v)?, ignore_case });
+    }
+    if let Some(v) = s.contains {
+        rules.push(HeaderRule::Contains { value: nonempty("contains", v)?, ignore_case });
+    }
+    if let Some(re) = s.safe_regex {
+        // `ignore_case` has no effect on safe_regex, as in Envoy.
+        rules.push(HeaderRule::Regex(regex(re, &at(path, "safe_regex"))?));
+    }
+    if rules.len() > 1 {
+        return err(path, "only one of exact, prefix, suffix, contains and safe_regex may be set");
+    }
+    rules
+        .pop()
+        .map_or_else(|| err(path, "one of exact, prefix, suffix, contains or safe_regex is required"), Ok)
 }
 
 // ---------------------------------------------------------------------------------------------

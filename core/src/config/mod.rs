@@ -9,8 +9,26 @@ mod model;
 mod raw;
 
 pub use error::ConfigError;
-pub use load::{HCM_TYPE_URL, HTTP_PROTOCOL_OPTIONS_NAME, HTTP_PROTOCOL_OPTIONS_TYPE_URL, ROUTER_TYPE_URL};
+pub use load::{
+    BUFFER_PER_ROUTE_TYPE_URL, BUFFER_TYPE_URL, FILTER_CONFIG_TYPE_URL, HCM_TYPE_URL,
+    HTTP_PROTOCOL_OPTIONS_NAME, HTTP_PROTOCOL_OPTIONS_TYPE_URL, ROUTER_TYPE_URL,
+};
 pub use model::*;
 
 #[cfg(test)]
 mod tests;
+
+impl Config {
+    /// Advice worth logging at start-up about a config that is valid but likely not what its
+    /// author wants.
+    pub fn warnings(&self) -> Vec<String> {
+        self.listeners
+            .iter()
+            .flat_map(|listener| match &listener.filter {
+                NetworkFilter::HttpConnectionManager(hcm) => {
+                    crate::filters::upgrade_warnings(&listener.name, hcm)
+                }
+            })
+            .collect()
+    }
+}

@@ -65,11 +65,37 @@ pub struct HttpConnectionManager {
     pub max_headers_count: u32,
     /// `stream_idle_timeout` (default 5 minutes; zero disables).
     pub stream_idle_timeout: Option<Duration>,
+    /// `common_http_protocol_options.idle_timeout` for downstream connections (default 1 h;
+    /// zero disables).
+    pub idle_timeout: Option<Duration>,
+    /// `request_timeout` (default none).
+    pub request_timeout: Option<Duration>,
+    /// Append the peer address to `x-forwarded-for` and trust it as the client (default false).
+    pub use_remote_address: bool,
+    /// Add `x-request-id` when absent (default true).
+    pub generate_request_id: bool,
+    /// `server_name` (default "envoy").
+    pub server_name: String,
+}
+
+/// One entry of an HTTP filter chain.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HttpFilter {
+    /// The filter's `name`, which `typed_per_filter_config` refers to.
+    pub name: String,
+    pub kind: HttpFilterKind,
+    /// `disabled: true` in the chain: off unless a route enables it.
+    pub disabled: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum HttpFilter {
+pub enum HttpFilterKind {
     Router,
+    /// `envoy.extensions.filters.http.buffer.v3.Buffer`: buffers a whole request body,
+    /// answering 413 past `max_request_bytes`.
+    Buffer {
+        max_request_bytes: u32,
+    },
 }
 
 /// An HCM-level upgrade entry.
@@ -78,6 +104,9 @@ pub struct UpgradeConfig {
     /// As written; compared case-insensitively.
     pub upgrade_type: String,
     pub enabled: bool,
+    /// A chain of its own for this upgrade type (ends with the router); `None`: the
+    /// connection manager's `http_filters`.
+    pub filters: Option<Vec<HttpFilter>>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -109,6 +138,12 @@ pub struct VirtualHost {
 pub struct Route {
     pub matcher: RouteMatch,
     pub action: RouteAction,
+    /// Names of HTTP filters turned off on this route (`typed_per_filter_config` with
+    /// `envoy.config.route.v3.FilterConfig{disabled: true}`).
+    pub disabled_filters: Vec<String>,
+    /// Names of chain filters marked `disabled` that this route turns on
+    /// (`FilterConfig{disabled: false}`).
+    pub enabled_filters: Vec<String>,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -121,6 +156,8 @@ pub struct RouteMatch {
 pub enum PathMatch {
     Prefix(String),
     Path(String),
+    /// `safe_regex`: the whole path (without the query) must match.
+    Regex(Regex),
     /// Matches CONNECT requests only (`connect_matcher: {}`).
     Connect,
 }
@@ -135,16 +172,51 @@ pub struct HeaderMatcher {
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum HeaderRule {
-    Exact { value: String, ignore_case: bool },
-    Prefix { value: String, ignore_case: bool },
-    Suffix { value: String, ignore_case: bool },
-    Contains { value: String, ignore_case: bool },
+    Exact {
+        value: String,
+        ignore_case: bool,
+    },
+    Prefix {
+        value: String,
+        ignore_case: bool,
+    },
+    Suffix {
+        value: String,
+        ignore_case: bool,
+    },
+    Contains {
+        value: String,
+        ignore_case: bool,
+    },
+    /// `string_match.safe_regex`: the whole value must match.
+    Regex(Regex),
     Present(bool),
 }
+
+/// A compiled `safe_regex` (RE2 syntax, which the `regex` crate follows), anchored at both
+/// ends as Envoy matches it.
+#[derive(Clone, Debug)]
+pub struct Regex {
+    pub source: String,
+    pub compiled: regex::Regex,
+}
+
+impl PartialEq for Regex {
+    fn eq(&self, other: &Regex) -> bool {
+        self.source == other.source
+    }
+}
+
+impl Eq for Regex {}
 
 #[derive(Clone, Debug, PartialEq)]
 pub enum RouteAction {
     Route(RouteTarget),
+    /// `direct_response`: answered by the proxy itself.
+    DirectResponse {
+        status: u16,
+        body: Option<String>,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -152,6 +224,13 @@ pub struct RouteTarget {
     /// Index into [`Config::clusters`].
     pub cluster: usize,
     pub upgrade_configs: Vec<RouteUpgradeConfig>,
+    pub prefix_rewrite: Option<String>,
+    pub host_rewrite_literal: Option<String>,
+    /// `timeout` for the whole upstream response (default 15 s; zero disables).
+    pub timeout: Option<Duration>,
+    /// `idle_timeout` of the stream, overriding the connection manager's
+    /// `stream_idle_timeout` (zero disables).
+    pub idle_timeout: Option<Option<Duration>>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -263,12 +263,22 @@ pub struct FilterChain {
     pub filters: Vec<Filter>,
 }
 
-/// A network or HTTP filter: a name and a `typed_config` whose `@type` selects the message.
+/// A network filter: a name and a `typed_config` whose `@type` selects the message.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Filter {
     pub name: String,
     pub typed_config: Option<Value>,
+}
+
+/// An HTTP filter (`HttpFilter`): a network filter's fields plus `disabled`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpFilter {
+    #[serde(default)]
+    pub name: String,
+    pub typed_config: Option<Value>,
+    pub disabled: Option<bool>,
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -281,7 +291,7 @@ pub struct HttpConnectionManager {
     pub codec_type: Option<CodecType>,
     pub route_config: Option<RouteConfiguration>,
     #[serde(default, deserialize_with = "nullable")]
-    pub http_filters: Vec<Filter>,
+    pub http_filters: Vec<HttpFilter>,
     #[serde(default, deserialize_with = "nullable")]
     pub upgrade_configs: Vec<UpgradeConfig>,
     pub http_protocol_options: Option<Http1ProtocolOptions>,
@@ -289,6 +299,10 @@ pub struct HttpConnectionManager {
     pub max_request_headers_kb: Option<U32>,
     pub common_http_protocol_options: Option<DownstreamCommonHttpProtocolOptions>,
     pub stream_idle_timeout: Option<Dur>,
+    pub request_timeout: Option<Dur>,
+    pub use_remote_address: Option<bool>,
+    pub generate_request_id: Option<bool>,
+    pub server_name: Option<String>,
 }
 
 #[derive(Clone, Copy, Debug, Deserialize)]
@@ -306,6 +320,8 @@ pub struct UpgradeConfig {
     #[serde(default)]
     pub upgrade_type: String,
     pub enabled: Option<bool>,
+    #[serde(default, deserialize_with = "nullable")]
+    pub filters: Vec<HttpFilter>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -324,12 +340,39 @@ pub struct Http2ProtocolOptions {
 #[serde(deny_unknown_fields)]
 pub struct DownstreamCommonHttpProtocolOptions {
     pub max_headers_count: Option<U32>,
+    pub idle_timeout: Option<Dur>,
 }
 
 /// `envoy.extensions.filters.http.router.v3.Router`: none of its options are supported yet.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Router {}
+
+/// `envoy.extensions.filters.http.buffer.v3.Buffer`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Buffer {
+    pub max_request_bytes: Option<U32>,
+}
+
+/// `envoy.extensions.filters.http.buffer.v3.BufferPerRoute`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BufferPerRoute {
+    pub disabled: Option<bool>,
+    pub buffer: Option<Value>,
+}
+
+/// `envoy.config.route.v3.FilterConfig`, a route's generic per-filter switch.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FilterConfig {
+    pub config: Option<Value>,
+    /// Accepted; burrow knows every filter its chains can name.
+    #[allow(dead_code)]
+    pub is_optional: Option<bool>,
+    pub disabled: Option<bool>,
+}
 
 // ---------------------------------------------------------------------------------------------
 // Routes
@@ -362,6 +405,27 @@ pub struct Route {
     #[serde(rename = "match")]
     pub matcher: Option<RouteMatch>,
     pub route: Option<RouteAction>,
+    pub direct_response: Option<DirectResponseAction>,
+    /// Not supported; read so that the error can say so.
+    pub redirect: Option<Value>,
+    /// Filter name → typed message (`FilterConfig` or a filter's own per-route message).
+    pub typed_per_filter_config: Option<Map<String, Value>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DirectResponseAction {
+    pub status: Option<U32>,
+    pub body: Option<DataSource>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DataSource {
+    pub inline_string: Option<String>,
+    pub inline_bytes: Option<Value>,
+    pub filename: Option<Value>,
+    pub environment_variable: Option<Value>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -369,6 +433,7 @@ pub struct Route {
 pub struct RouteMatch {
     pub prefix: Option<String>,
     pub path: Option<String>,
+    pub safe_regex: Option<RegexMatcher>,
     pub connect_matcher: Option<Empty>,
     #[serde(default, deserialize_with = "nullable")]
     pub headers: Vec<HeaderMatcher>,
@@ -384,6 +449,7 @@ pub struct HeaderMatcher {
     pub prefix_match: Option<String>,
     pub suffix_match: Option<String>,
     pub contains_match: Option<String>,
+    pub safe_regex_match: Option<RegexMatcher>,
     pub present_match: Option<bool>,
     pub invert_match: Option<bool>,
 }
@@ -395,7 +461,27 @@ pub struct StringMatcher {
     pub prefix: Option<String>,
     pub suffix: Option<String>,
     pub contains: Option<String>,
+    pub safe_regex: Option<RegexMatcher>,
     pub ignore_case: Option<bool>,
+}
+
+/// `envoy.type.matcher.v3.RegexMatcher`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegexMatcher {
+    /// Deprecated engine selection; accepted and ignored.
+    #[allow(dead_code)]
+    pub google_re2: Option<GoogleRe2>,
+    #[serde(default)]
+    pub regex: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GoogleRe2 {
+    /// Deprecated; accepted and ignored.
+    #[allow(dead_code)]
+    pub max_program_size: Option<U32>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -404,6 +490,10 @@ pub struct RouteAction {
     pub cluster: Option<String>,
     #[serde(default, deserialize_with = "nullable")]
     pub upgrade_configs: Vec<RouteUpgradeConfig>,
+    pub prefix_rewrite: Option<String>,
+    pub host_rewrite_literal: Option<String>,
+    pub timeout: Option<Dur>,
+    pub idle_timeout: Option<Dur>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -92,6 +92,22 @@ fn hcm_of(config: &Config) -> &HttpConnectionManager {
     h
 }
 
+fn router() -> HttpFilter {
+    HttpFilter { name: "envoy.filters.http.router".into(), kind: HttpFilterKind::Router, disabled: false }
+}
+
+/// A route target with Envoy's defaults for everything but the cluster and upgrades.
+fn target(cluster: usize, upgrade_configs: Vec<RouteUpgradeConfig>) -> RouteTarget {
+    RouteTarget {
+        cluster,
+        upgrade_configs,
+        prefix_rewrite: None,
+        host_rewrite_literal: None,
+        timeout: Some(Duration::from_secs(15)),
+        idle_timeout: None,
+    }
+}
+
 fn parse(text: &str) -> Config {
     Config::from_yaml(text).unwrap_or_else(|e| panic!("{e}"))
 }
@@ -156,12 +172,20 @@ fn terminate_http1_connect() {
     let hcm = hcm_of(&config);
     assert_eq!(hcm.stat_prefix, "ingress_http");
     assert_eq!(hcm.codec_type, CodecType::Auto);
-    assert_eq!(hcm.http_filters, vec![HttpFilter::Router]);
-    assert_eq!(hcm.upgrade_configs, vec![UpgradeConfig { upgrade_type: "CONNECT".into(), enabled: true }]);
+    assert_eq!(hcm.http_filters, vec![router()]);
+    assert_eq!(
+        hcm.upgrade_configs,
+        vec![UpgradeConfig { upgrade_type: "CONNECT".into(), enabled: true, filters: None }]
+    );
     assert_eq!(hcm.http_protocol_options, Http1Options { accept_http_10: false });
     assert_eq!(hcm.max_request_headers_kb, 60);
     assert_eq!(hcm.max_headers_count, 100);
     assert_eq!(hcm.stream_idle_timeout, Some(Duration::from_secs(300)));
+    assert_eq!(hcm.idle_timeout, Some(Duration::from_secs(3600)));
+    assert_eq!(hcm.request_timeout, None);
+    assert!(!hcm.use_remote_address);
+    assert!(hcm.generate_request_id);
+    assert_eq!(hcm.server_name, "envoy");
 
     let vh = &hcm.route_config.virtual_hosts[0];
     assert_eq!(hcm.route_config.name, "local_route");
@@ -182,14 +206,18 @@ fn terminate_http1_connect() {
                     invert: false,
                 }],
             },
-            action: RouteAction::Route(RouteTarget { cluster: 1, upgrade_configs: connect_upgrade.clone() }),
+            action: RouteAction::Route(target(1, connect_upgrade.clone())),
+            disabled_filters: vec![],
+            enabled_filters: vec![],
         }
     );
     assert_eq!(
         vh.routes[1],
         Route {
             matcher: RouteMatch { path: PathMatch::Connect, headers: vec![] },
-            action: RouteAction::Route(RouteTarget { cluster: 0, upgrade_configs: connect_upgrade }),
+            action: RouteAction::Route(target(0, connect_upgrade)),
+            disabled_filters: vec![],
+            enabled_filters: vec![],
         }
     );
 
@@ -277,8 +305,13 @@ fn hcm_options_and_cluster_protocols() {
     assert!(h.http_protocol_options.accept_http_10);
     assert_eq!((h.max_request_headers_kb, h.max_headers_count), (96, 50));
     assert_eq!(h.stream_idle_timeout, None);
-    assert_eq!(h.upgrade_configs, vec![UpgradeConfig { upgrade_type: "websocket".into(), enabled: false }]);
-    let RouteAction::Route(target) = &h.route_config.virtual_hosts[0].routes[0].action;
+    assert_eq!(
+        h.upgrade_configs,
+        vec![UpgradeConfig { upgrade_type: "websocket".into(), enabled: false, filters: None }]
+    );
+    let RouteAction::Route(target) = &h.route_config.virtual_hosts[0].routes[0].action else {
+        panic!("not a route action");
+    };
     assert_eq!(target.upgrade_configs[0].connect_config, Some(ConnectConfig { allow_post: true }));
 
     let typed = &config.clusters[1];
@@ -382,9 +415,11 @@ fn unknown_fields_are_rejected_at_every_depth() {
     );
     inside(
         "",
-        "                  timeout: 0s",
+        "                  retry_policy: {}",
         "",
-        &format!("{TYPED}.route_config.virtual_hosts[0].routes[0].route.timeout: unknown field `timeout`"),
+        &format!(
+            "{TYPED}.route_config.virtual_hosts[0].routes[0].route.retry_policy: unknown field `retry_policy`"
+        ),
     );
     inside(
         "",
@@ -480,7 +515,7 @@ fn value_errors_name_their_path() {
         with("", "", "").replace(r#"match: {prefix: "/"}"#, r#"match: {prefix: "/", connect_matcher: {}}"#);
     assert_eq!(
         error(&two_matchers),
-        format!("{TYPED}.route_config.virtual_hosts[0].routes[0].match: only one of prefix, path and connect_matcher may be set")
+        format!("{TYPED}.route_config.virtual_hosts[0].routes[0].match: only one of prefix, path, safe_regex and connect_matcher may be set")
     );
     let bad_domain = with("", "", "").replace(r#"domains: ["*"]"#, r#"domains: ["a.*.com"]"#);
     assert!(error(&bad_domain)
@@ -568,4 +603,331 @@ fn durations() {
     for bad in ["5", "s", "-1s", "1.2.3s", "1.0000000001s", "1 s", "1e3s"] {
         assert!(parse_duration(bad).is_err(), "{bad}");
     }
+}
+
+/// The router entry of [`with`]'s `http_filters`, for replacing the whole chain.
+fn router_entry() -> String {
+    format!(
+        "          http_filters:\n          - name: envoy.filters.http.router\n            typed_config: {{\"@type\": {ROUTER_TYPE_URL}}}\n"
+    )
+}
+
+/// [`with`] with its HTTP filter chain replaced by `filters` (the `http_filters` key and list,
+/// indented to sit under `typed_config`) and `hcm_extra` added.
+fn with_filters(filters: &str, hcm_extra: &str) -> String {
+    with(hcm_extra, "", "").replace(&router_entry(), filters)
+}
+
+/// [`with`] with its only route replaced by `routes` (list entries indented by 14 spaces).
+fn with_routes(routes: &str) -> String {
+    let text = with("", "", "");
+    let only =
+        "              - match: {prefix: \"/\"}\n                route:\n                  cluster: c\n";
+    assert!(text.contains(only));
+    text.replace(only, &format!("{routes}\n"))
+}
+
+const ROUTES: &str = "static_resources.listeners[0].filter_chains[0].filters[0].typed_config.route_config.virtual_hosts[0].routes";
+
+#[test]
+fn shipped_configs_load() {
+    for text in [
+        include_str!("../../../configs/default.yaml"),
+        include_str!("../../../configs/terminate_http1_connect.yaml"),
+    ] {
+        parse(text);
+    }
+}
+
+#[test]
+fn http_filters_upgrade_chains_and_hcm_options() {
+    let filters = format!(
+        r#"          http_filters:
+          - name: buf
+            disabled: true
+            typed_config: {{"@type": {BUFFER_TYPE_URL}, max_request_bytes: "1024"}}
+          - name: envoy.filters.http.router
+            typed_config: {{"@type": {ROUTER_TYPE_URL}}}
+          upgrade_configs:
+          - upgrade_type: websocket
+            filters: [{{name: r2, typed_config: {{"@type": {ROUTER_TYPE_URL}}}}}]
+          - {{upgrade_type: foo, filters: []}}
+"#
+    );
+    let hcm = r#"          common_http_protocol_options: {idle_timeout: 0s}
+          request_timeout: 30s
+          use_remote_address: true
+          generate_request_id: false
+          server_name: burrow"#;
+    let config = parse(&with_filters(&filters, hcm));
+    let h = hcm_of(&config);
+    let buffer = HttpFilter {
+        name: "buf".into(),
+        kind: HttpFilterKind::Buffer { max_request_bytes: 1024 },
+        disabled: true,
+    };
+    assert_eq!(h.http_filters, vec![buffer, router()]);
+    let r2 = HttpFilter { name: "r2".into(), ..router() };
+    assert_eq!(
+        h.upgrade_configs,
+        vec![
+            UpgradeConfig { upgrade_type: "websocket".into(), enabled: true, filters: Some(vec![r2]) },
+            UpgradeConfig { upgrade_type: "foo".into(), enabled: true, filters: None },
+        ]
+    );
+    assert_eq!(h.idle_timeout, None);
+    assert_eq!(h.request_timeout, Some(Duration::from_secs(30)));
+    assert!(h.use_remote_address && !h.generate_request_id);
+    assert_eq!(h.server_name, "burrow");
+
+    let config = parse(&with(
+        "          common_http_protocol_options: {idle_timeout: 7s}\n          request_timeout: 0s",
+        "",
+        "",
+    ));
+    assert_eq!(
+        (hcm_of(&config).idle_timeout, hcm_of(&config).request_timeout),
+        (Some(Duration::from_secs(7)), None)
+    );
+}
+
+#[test]
+fn http_filter_errors() {
+    let buffer = |body: &str| {
+        format!("          - name: buf\n            typed_config: {{\"@type\": {BUFFER_TYPE_URL}{body}}}\n")
+    };
+    let router = "          - name: envoy.filters.http.router\n            typed_config: {\"@type\": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router}\n";
+    let case = |filters: String, want: &str| {
+        let got = error(&with_filters(&filters, ""));
+        assert!(got.starts_with(want), "got {got:?}, want prefix {want:?}");
+    };
+    let chain = |entries: &[&str]| format!("          http_filters:\n{}", entries.concat());
+    let b = buffer(", max_request_bytes: 10");
+    case(chain(&[&b]), &format!("{TYPED}.http_filters: the HTTP filter chain must end with the router"));
+    case(chain(&[router, &b]), &format!("{TYPED}.http_filters[0]: the router must be the last HTTP filter"));
+    case(
+        chain(&[
+            &router.replace("- name: envoy.filters.http.router", "- name: r\n            disabled: true")
+        ]),
+        &format!("{TYPED}.http_filters[0].disabled: the router cannot be disabled"),
+    );
+    case(
+        chain(&[&buffer(""), router]),
+        &format!("{TYPED}.http_filters[0].typed_config: missing max_request_bytes"),
+    );
+    case(
+        chain(&[&buffer(", max_request_bytes: 0"), router]),
+        &format!("{TYPED}.http_filters[0].typed_config.max_request_bytes: must be greater than 0"),
+    );
+    case(
+        chain(&[&buffer(", max_request_bytes: ten"), router]),
+        &format!("{TYPED}.http_filters[0].typed_config.max_request_bytes: 'ten' is not a valid uint32"),
+    );
+    case(
+        chain(&[&buffer(", max_request_bytes: 1, max_request_time: 1s"), router]),
+        &format!("{TYPED}.http_filters[0].typed_config.max_request_time: unknown field"),
+    );
+    case(
+        chain(&[router]).replace("- name: envoy.filters.http.router", "- name: \"\""),
+        &format!("{TYPED}.http_filters[0].name: empty"),
+    );
+
+    let upgrade = |filters: &str| {
+        format!("{}          upgrade_configs:\n          - upgrade_type: websocket\n            filters:\n{filters}", router_entry())
+    };
+    case(
+        upgrade(&b.replace("          ", "            ")),
+        &format!("{TYPED}.upgrade_configs[0].filters: the HTTP filter chain must end with the router"),
+    );
+    case(
+        upgrade(&[router, &b].concat().replace("          ", "            ")),
+        &format!("{TYPED}.upgrade_configs[0].filters[0]: the router must be the last HTTP filter"),
+    );
+
+    let hcm_case = |extra: &str, want: &str| assert_eq!(error(&with(extra, "", "")), want);
+    hcm_case(
+        "          server_name: \"a\\r\\nb\"",
+        &format!("{TYPED}.server_name: must not contain NUL, CR or LF"),
+    );
+    hcm_case(
+        "          use_remote_address: 1",
+        &format!("{TYPED}.use_remote_address: invalid type: integer `1`, expected a boolean"),
+    );
+}
+
+#[test]
+fn route_matchers_actions_and_per_filter_configs() {
+    let routes = format!(
+        r#"              - match:
+                  safe_regex: {{google_re2: {{}}, regex: "/api/v[0-9]+/.*"}}
+                  headers:
+                  - {{name: x-re, string_match: {{safe_regex: {{regex: "a+|ab"}}}}}}
+                  - {{name: x-old, safe_regex_match: {{regex: b}}}}
+                route:
+                  cluster: c
+                  prefix_rewrite: /new
+                  host_rewrite_literal: example.com
+                  timeout: 0s
+                  idle_timeout: 0s
+                typed_per_filter_config:
+                  buf: {{"@type": {FILTER_CONFIG_TYPE_URL}, disabled: true}}
+                  auth: {{"@type": {FILTER_CONFIG_TYPE_URL}, is_optional: true}}
+                  buf2: {{"@type": {BUFFER_PER_ROUTE_TYPE_URL}, disabled: true}}
+              - match: {{prefix: /x}}
+                route: {{cluster: c, timeout: 2s, idle_timeout: 5s, prefix_rewrite: ""}}
+              - match: {{prefix: /}}
+                direct_response: {{status: 503, body: {{inline_string: nope}}}}
+              - match: {{path: /empty}}
+                direct_response: {{status: "204"}}"#
+    );
+    let config = parse(&with_routes(&routes));
+    let routes = &hcm_of(&config).route_config.virtual_hosts[0].routes;
+
+    let PathMatch::Regex(re) = &routes[0].matcher.path else { panic!("{:?}", routes[0].matcher.path) };
+    assert_eq!(re.source, "/api/v[0-9]+/.*");
+    assert!(re.compiled.is_match("/api/v1/x") && !re.compiled.is_match("/x/api/v1/"));
+    let HeaderRule::Regex(re) = &routes[0].matcher.headers[0].rule else { panic!() };
+    // Anchored as a whole: the second alternative matches all of "ab".
+    assert_eq!(re.compiled.find("ab").map(|m| m.range()), Some(0..2));
+    assert!(!re.compiled.is_match("abc"));
+    assert!(matches!(&routes[0].matcher.headers[1].rule, HeaderRule::Regex(r) if r.source == "b"));
+    assert_eq!(
+        routes[0].action,
+        RouteAction::Route(RouteTarget {
+            prefix_rewrite: Some("/new".into()),
+            host_rewrite_literal: Some("example.com".into()),
+            timeout: None,
+            idle_timeout: Some(None),
+            ..target(0, vec![])
+        })
+    );
+    let mut disabled = routes[0].disabled_filters.clone();
+    disabled.sort();
+    assert_eq!(
+        (disabled, routes[0].enabled_filters.clone()),
+        (vec!["buf".into(), "buf2".into()], vec!["auth".to_string()])
+    );
+
+    assert_eq!(
+        routes[1].action,
+        RouteAction::Route(RouteTarget {
+            timeout: Some(Duration::from_secs(2)),
+            idle_timeout: Some(Some(Duration::from_secs(5))),
+            ..target(0, vec![])
+        })
+    );
+    assert!(routes[1].disabled_filters.is_empty() && routes[1].enabled_filters.is_empty());
+    assert_eq!(routes[2].action, RouteAction::DirectResponse { status: 503, body: Some("nope".into()) });
+    assert_eq!(routes[3].action, RouteAction::DirectResponse { status: 204, body: None });
+}
+
+#[test]
+fn route_errors() {
+    let case = |route: &str, want: &str| {
+        let got = error(&with_routes(route));
+        assert!(got.starts_with(want), "got {got:?}, want prefix {want:?}");
+    };
+    let r0 = format!("{ROUTES}[0]");
+    let target = "route: {cluster: c}";
+    case(
+        &format!("              - {{match: {{safe_regex: {{regex: \"(abc\"}}}}, {target}}}"),
+        &format!("{r0}.match.safe_regex.regex: invalid regex: regex parse error"),
+    );
+    case(
+        &format!("              - {{match: {{safe_regex: {{regex: \"\"}}}}, {target}}}"),
+        &format!("{r0}.match.safe_regex.regex: empty"),
+    );
+    case(
+        &format!("              - {{match: {{safe_regex: {{regex: \"a)|(b\"}}}}, {target}}}"),
+        &format!("{r0}.match.safe_regex.regex: invalid regex"),
+    );
+    case(
+        &format!("              - {{match: {{prefix: /, safe_regex: {{regex: a}}}}, {target}}}"),
+        &format!("{r0}.match: only one of prefix, path, safe_regex and connect_matcher may be set"),
+    );
+    case(
+        &format!("              - {{match: {{prefix: /, headers: [{{name: x, string_match: {{safe_regex: {{regex: \"[\"}}}}}}]}}, {target}}}"),
+        &format!("{r0}.match.headers[0].string_match.safe_regex.regex: invalid regex"),
+    );
+    case(
+        &format!("              - {{match: {{prefix: /, headers: [{{name: x, string_match: {{exact: a, safe_regex: {{regex: a}}}}}}]}}, {target}}}"),
+        &format!("{r0}.match.headers[0].string_match: only one of exact, prefix, suffix, contains and safe_regex may be set"),
+    );
+    case(
+        &format!("              - {{match: {{prefix: /, headers: [{{name: x, safe_regex_match: {{regex: \"*\"}}}}]}}, {target}}}"),
+        &format!("{r0}.match.headers[0].safe_regex_match.regex: invalid regex"),
+    );
+    case(
+        &format!("              - {{match: {{prefix: /}}, {target}, direct_response: {{status: 200}}}}"),
+        &format!("{r0}: only one of route and direct_response may be set"),
+    );
+    case(
+        "              - {match: {prefix: /}}",
+        &format!("{r0}: one of route or direct_response is required"),
+    );
+    case(
+        "              - {match: {prefix: /}, redirect: {host_redirect: x}}",
+        &format!("{r0}.redirect: unsupported"),
+    );
+    let direct = |body: &str| format!("              - {{match: {{prefix: /}}, direct_response: {body}}}");
+    case(&direct("{status: 100}"), &format!("{r0}.direct_response.status: 100 is out of range (200..=599)"));
+    case(&direct("{body: {inline_string: x}}"), &format!("{r0}.direct_response: missing status"));
+    case(
+        &direct("{status: 200, body: {filename: /etc/passwd}}"),
+        &format!("{r0}.direct_response.body.filename: unsupported: burrow does not read files here"),
+    );
+    case(
+        &direct(&format!("{{status: 200, body: {{inline_string: {}}}}}", "x".repeat(4097))),
+        &format!(
+            "{r0}.direct_response.body.inline_string: response body size is 4097 bytes; maximum is 4096"
+        ),
+    );
+    case(
+        "              - {match: {prefix: /}, route: {cluster: c, host_rewrite_literal: \"a\\nb\"}}",
+        &format!("{r0}.route.host_rewrite_literal: must not contain NUL, CR or LF"),
+    );
+    case(
+        "              - {match: {prefix: /}, route: {cluster: c, timeout: 5}}",
+        &format!("{r0}.route.timeout: invalid duration 5"),
+    );
+
+    let per_filter = |config: &str| {
+        format!(
+            "              - {{match: {{prefix: /}}, {target}, typed_per_filter_config: {{f: {config}}}}}"
+        )
+    };
+    let pf = format!("{r0}.typed_per_filter_config[\"f\"]");
+    case(
+        &per_filter("{\"@type\": type.googleapis.com/envoy.extensions.filters.http.cors.v3.CorsPolicy}"),
+        &format!("{pf}.@type: unsupported per-filter config type"),
+    );
+    case(&per_filter("{disabled: true}"), &format!("{pf}: missing @type"));
+    case(
+        &per_filter(&format!("{{\"@type\": {FILTER_CONFIG_TYPE_URL}, disabled: true, bogus: 1}}")),
+        &format!("{pf}.bogus: unknown field"),
+    );
+    case(
+        &per_filter(&format!("{{\"@type\": {FILTER_CONFIG_TYPE_URL}, config: {{}}}}")),
+        &format!("{pf}.config: unsupported"),
+    );
+    case(
+        &per_filter(&format!("{{\"@type\": {BUFFER_PER_ROUTE_TYPE_URL}, buffer: {{max_request_bytes: 5}}}}")),
+        &format!("{pf}.buffer: unsupported"),
+    );
+    case(
+        &per_filter(&format!("{{\"@type\": {BUFFER_PER_ROUTE_TYPE_URL}, disabled: false}}")),
+        &format!("{pf}.disabled: must be true"),
+    );
+    case(
+        &per_filter(&format!("{{\"@type\": {BUFFER_PER_ROUTE_TYPE_URL}}}")),
+        &format!("{pf}: one of disabled or buffer is required"),
+    );
+
+    let vhost_level = with("", "", "").replace(
+        "              domains: [\"*\"]\n",
+        &format!("              domains: [\"*\"]\n              typed_per_filter_config: {{f: {{\"@type\": {FILTER_CONFIG_TYPE_URL}}}}}\n"),
+    );
+    assert!(error(&vhost_level).starts_with(&format!(
+        "{TYPED}.route_config.virtual_hosts[0].typed_per_filter_config: unknown field"
+    )));
 }

@@ -61,6 +61,11 @@ impl BodyDecoder {
         BodyDecoder { state }
     }
 
+    /// Whether only the connection's close can end this body (`Tunnel`, `UntilClose`).
+    pub fn ends_at_close(&self) -> bool {
+        matches!(self.state, State::Raw)
+    }
+
     /// Takes the next piece of the body off the front of `input`.
     pub fn decode(&mut self, input: &mut Bytes) -> Result<Decoded, HeadError> {
         match &mut self.state {

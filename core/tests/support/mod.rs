@@ -49,7 +49,7 @@ impl Net {
         let shared = Arc::new(Shared::new(&config));
         let now = Instant::now();
         let wall = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
-        let proxy = Proxy::new(config, shared.clone(), now, wall);
+        let proxy = Proxy::new(config, shared.clone(), now, wall, 7);
         let mut net = Net {
             proxy,
             shared,

@@ -153,7 +153,7 @@ impl<N: Net> Engine<N> {
     pub fn new(net: N, worker: &Worker) -> Engine<N> {
         let now = Instant::now();
         Engine {
-            proxy: Proxy::new(worker.config.clone(), worker.shared.clone(), now, SystemTime::now()),
+            proxy: Proxy::new(worker.config.clone(), worker.shared.clone(), now, SystemTime::now(), seed()),
             net,
             conns: Slab::with_capacity(256),
             tokens: Vec::new(),
@@ -626,4 +626,13 @@ fn trace_input(input: &Input) {
         Input::Data { conn, data } => tracing::trace!(conn = conn.0, len = data.len(), "input: data"),
         input => tracing::trace!(?input, "input"),
     }
+}
+
+/// A worker's entropy for the core (request ids), from the standard library's per-process
+/// random hash keys, so no extra crate is needed for it.
+fn seed() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u64(std::process::id().into());
+    hasher.finish()
 }

@@ -84,6 +84,9 @@ where
             return ExitCode::FAILURE;
         }
     };
+    for warning in config.warnings() {
+        tracing::warn!("{warning}");
+    }
     match args.mode {
         Mode::Validate => {
             println!("configuration '{name}' OK");

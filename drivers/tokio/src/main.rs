@@ -41,7 +41,10 @@ fn worker(worker: Worker) -> Result<(), String> {
         .map_err(|e| format!("cannot start a runtime: {e}"))?;
     // The loop yields whenever it has nothing left to do, so tokio's cooperative budget (which
     // would make readiness polls return `Pending` spuriously) is not needed.
-    LocalSet::new().block_on(&runtime, tokio::task::unconstrained(serve(worker)))
+    let result = LocalSet::new().block_on(&runtime, tokio::task::unconstrained(serve(worker)));
+    // Don't wait for lookups still blocked in the resolver: their answers are not wanted.
+    runtime.shutdown_background();
+    result
 }
 
 async fn serve(worker: Worker) -> Result<(), String> {

@@ -1,0 +1,678 @@
+//! Forwarding one HTTP/1.1 request upstream through the pool, and relaying its response.
+//!
+//! A [`Stream`] is the router's state for one request of a downstream connection. The request
+//! head goes upstream once a pooled connection is bound; body bytes go as they are read, as
+//! the same `Bytes` (chunk framing is added around them, never copied in). Until bound, or
+//! while the buffer filter holds the body, they wait here, within the connection's buffer
+//! limit. An upgrade request's body is the tunnel: it waits for the `101` and is then
+//! spliced like a CONNECT.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use smallvec::SmallVec;
+
+use crate::filters;
+use crate::headers::{self, DownFraming, RequestContext};
+use crate::http1::{self, BodyDecoder, BodyKind, Decoded, Method, RequestHead};
+use crate::http_conn::{route_target, upgrade_token, HttpConn, State};
+use crate::io::{CloseKind, ConnId};
+use crate::local_reply;
+use crate::pool::{Acquired, HostKey, Pools, Released};
+use crate::proxy::{Ctx, PoolEvent};
+use crate::route::RouteIndex;
+use crate::tunnel::{Closes, Tunnel};
+use crate::upstream_h1::UpEvent;
+
+pub(crate) struct Stream {
+    key: HostKey,
+    /// The pooled connection carrying this request, once bound.
+    up: Option<ConnId>,
+    /// Asked the pool for a connection (pending or bound).
+    requested: bool,
+    /// The serialized upstream head, until it is written.
+    head: Option<Bytes>,
+    /// The request head, kept while the buffer filter holds the body (its length is only
+    /// known at the end).
+    raw_head: Option<RequestHead>,
+    route: RouteIndex,
+    method: Method,
+    request: Request,
+    /// Upstream wire bytes read but not yet sent.
+    held: SmallVec<[Bytes; 4]>,
+    held_len: usize,
+    /// The buffer filter's limit when it holds the body until its end.
+    buffering: Option<usize>,
+    /// For an upgrade: what the client may send before the `101` (the buffer filter's limit).
+    early_limit: Option<usize>,
+    /// Re-frame the request body as chunked upstream.
+    up_chunked: bool,
+    upgrade: bool,
+    response: Response,
+    /// The client allows another request on the connection after this one.
+    keep_alive: bool,
+    /// The client half-closed after its request: end the connection with the response.
+    down_fin: bool,
+    /// The upstream allows reuse after this response.
+    upstream_keep_alive: bool,
+    sent_at: Option<Instant>,
+    /// The route timeout, running from the end of the request.
+    timeout: Option<Duration>,
+    deadline: Option<Instant>,
+    idle: Option<Duration>,
+    last_activity: Instant,
+}
+
+enum Request {
+    Body(BodyDecoder),
+    Done,
+}
+
+enum Response {
+    AwaitingHead,
+    Body(DownFraming),
+    /// A refused upgrade: the response goes down, then both connections close.
+    Refused(DownFraming),
+}
+
+impl Stream {
+    /// The stream's next deadline: the route timeout, or the idle timeout.
+    pub(crate) fn deadline(&self) -> Option<Instant> {
+        let idle = self.idle.map(|idle| self.last_activity + idle);
+        match (self.deadline, idle) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    fn request_done(&self) -> bool {
+        matches!(self.request, Request::Done)
+    }
+
+    /// The client drained what was written to it: let the upstream be read again.
+    pub(crate) fn down_flushed(&mut self, ctx: &mut Ctx, down: ConnId, limit: usize) {
+        if let Some(up) = self.up {
+            if ctx.queued(down) <= limit / 2 {
+                ctx.resume_read(up);
+            }
+        }
+    }
+
+    /// The downstream connection is gone: give the upstream side back.
+    pub(crate) fn abandon(self: Box<Self>, ctx: &mut Ctx, now: Instant, down: ConnId) -> Option<ConnId> {
+        let key = self.key;
+        match self.up {
+            Some(up) => {
+                ctx.with_pool(key.0, now, |pools: &mut Pools, cx| pools.abandon(up, cx));
+                Some(up)
+            }
+            None => {
+                if self.requested {
+                    ctx.with_pool(key.0, now, |pools: &mut Pools, cx| pools.cancel(key, down, cx));
+                }
+                None
+            }
+        }
+    }
+}
+
+impl HttpConn {
+    fn stream(&mut self) -> &mut Stream {
+        match &mut self.state {
+            State::Proxying(stream) => stream,
+            _ => unreachable!("no stream in progress"),
+        }
+    }
+
+    /// Takes the stream out, leaving the connection between requests.
+    fn take_stream(&mut self) -> Box<Stream> {
+        match std::mem::replace(&mut self.state, State::Head) {
+            State::Proxying(stream) => stream,
+            _ => unreachable!("no stream in progress"),
+        }
+    }
+
+    /// Starts forwarding a routed request to `addr`. `leftover` is what was read past its head.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn start_stream(
+        &mut self,
+        ctx: &mut Ctx,
+        now: Instant,
+        head: RequestHead,
+        body: BodyKind,
+        route: RouteIndex,
+        addr: SocketAddr,
+        upgrade: bool,
+        keep_alive: bool,
+        leftover: Bytes,
+    ) -> Closes {
+        let config = ctx.config.clone();
+        let hcm = self.hcm(&config);
+        let route_config = route.get(&hcm.route_config);
+        let target = route_target(&route_config.action).expect("a forwarded route has a cluster");
+        let plan = filters::plan(hcm, upgrade_token(&head), Some(route_config));
+        // An upgrade's body is the tunnel, whatever framing its head claims (Envoy U6).
+        let body = if upgrade { BodyKind::Tunnel } else { body };
+        if body != BodyKind::Empty && !upgrade && head.headers.contains_token("expect", "100-continue") {
+            // Envoy answers `Expect: 100-continue` itself and does not forward it.
+            ctx.write(self.id, Bytes::from_static(b"HTTP/1.1 100 Continue\r\n\r\n"));
+        }
+        let buffering = if upgrade || body == BodyKind::Empty { None } else { plan.buffer_limit };
+        let mut stream = Stream {
+            key: (target.cluster, addr),
+            up: None,
+            requested: false,
+            head: None,
+            raw_head: None,
+            route,
+            method: head.method.clone(),
+            request: if body == BodyKind::Empty {
+                Request::Done
+            } else {
+                Request::Body(BodyDecoder::new(body))
+            },
+            held: SmallVec::new(),
+            held_len: 0,
+            buffering,
+            early_limit: if upgrade { plan.buffer_limit } else { None },
+            up_chunked: body == BodyKind::Chunked && buffering.is_none(),
+            upgrade,
+            response: Response::AwaitingHead,
+            keep_alive,
+            down_fin: false,
+            upstream_keep_alive: true,
+            sent_at: None,
+            timeout: target.timeout,
+            deadline: None,
+            idle: target.idle_timeout.unwrap_or(hcm.stream_idle_timeout),
+            last_activity: now,
+        };
+        if buffering.is_some() {
+            stream.raw_head = Some(head);
+        } else {
+            let up_body = if upgrade { BodyKind::Tunnel } else { body };
+            stream.head = Some(self.upstream_head(ctx, head, route, up_body, upgrade));
+        }
+        if stream.request_done() {
+            stream.deadline = stream.timeout.map(|t| now + t);
+        }
+        self.state = State::Proxying(Box::new(stream));
+        if !leftover.is_empty() {
+            let closes = self.stream_down_data(ctx, now, leftover);
+            if !matches!(self.state, State::Proxying(_)) || !closes.is_empty() {
+                return closes;
+            }
+        }
+        if self.stream().buffering.is_none() && !self.stream().requested {
+            return self.stream_acquire(ctx, now);
+        }
+        Vec::new()
+    }
+
+    /// The head the upstream gets for this request.
+    fn upstream_head(
+        &self,
+        ctx: &mut Ctx,
+        head: RequestHead,
+        route: RouteIndex,
+        body: BodyKind,
+        upgrade: bool,
+    ) -> Bytes {
+        let config = ctx.config.clone();
+        let hcm = self.hcm(&config);
+        let route = route.get(&hcm.route_config);
+        let target = route_target(&route.action).expect("a forwarded route has a cluster");
+        let matched_prefix = match &route.matcher.path {
+            crate::config::PathMatch::Prefix(prefix) => Some(prefix.as_str()),
+            _ => None,
+        };
+        let request_id = (hcm.generate_request_id && head.headers.get("x-request-id").is_none())
+            .then(|| headers::uuid4(ctx.random()));
+        let cx = RequestContext {
+            hcm,
+            route: target,
+            matched_prefix,
+            peer: self.peer,
+            body,
+            upgrade,
+            request_id: request_id.as_deref(),
+        };
+        headers::upstream_request(head, &cx)
+    }
+
+    /// Asks the pool for a connection.
+    fn stream_acquire(&mut self, ctx: &mut Ctx, now: Instant) -> Closes {
+        let down = self.id;
+        let stream = self.stream();
+        stream.requested = true;
+        let key = stream.key;
+        match ctx.with_pool(key.0, now, |pools: &mut Pools, cx| pools.acquire(key, down, cx)) {
+            Acquired::Bound(up) => self.stream_bound(ctx, now, up),
+            Acquired::Pending => {
+                // Read no further until there is somewhere to send it.
+                ctx.pause_read(down);
+                Vec::new()
+            }
+            Acquired::Overflow => {
+                let stream = self.take_stream();
+                let close = !stream.request_done() || !stream.keep_alive;
+                self.overloaded(ctx, now, close)
+            }
+        }
+    }
+
+    /// A pooled connection is ours: send the head and whatever body waited.
+    fn stream_bound(&mut self, ctx: &mut Ctx, now: Instant, up: ConnId) -> Closes {
+        let down = self.id;
+        let limit = self.buffer_limit;
+        let stream = self.stream();
+        stream.up = Some(up);
+        stream.sent_at = Some(now);
+        stream.last_activity = now;
+        let cluster = stream.key.0;
+        if let Some(pooled) = ctx.pools.conn_mut(up) {
+            pooled.reader.expect(stream.method.clone());
+        }
+        let head = stream.head.take().expect("the head is ready when binding");
+        let mut out = vec![head];
+        if !stream.upgrade {
+            out.extend(stream.held.drain(..));
+            stream.held_len = 0;
+        }
+        let sent: usize = out.iter().map(Bytes::len).sum();
+        for data in out {
+            ctx.write(up, data);
+        }
+        ctx.shared.clusters[cluster].upstream_cx_tx_bytes_total.add(sent as u64);
+        if ctx.queued(up) <= limit && !stream.request_done() && stream.held_len < limit {
+            ctx.resume_read(down);
+        }
+        Vec::new()
+    }
+
+    /// Bytes from the client while a stream is in progress.
+    pub(crate) fn stream_down_data(&mut self, ctx: &mut Ctx, now: Instant, mut data: Bytes) -> Closes {
+        let down = self.id;
+        self.stream().last_activity = now;
+        loop {
+            let stream = self.stream();
+            let Request::Body(decoder) = &mut stream.request else {
+                // Read ahead of the current request: it waits, and so does reading.
+                self.head.extend_from_slice(&data);
+                ctx.pause_read(down);
+                return Vec::new();
+            };
+            match decoder.decode(&mut data) {
+                Ok(Decoded::Data(chunk)) => {
+                    if let Some(status) = self.push_body(ctx, chunk) {
+                        return self.stream_local_reply(ctx, now, status.0, status.1);
+                    }
+                }
+                Ok(Decoded::NeedMore) => return Vec::new(),
+                Ok(Decoded::End) => {
+                    let stream = self.stream();
+                    stream.request = Request::Done;
+                    stream.deadline = stream.timeout.map(|t| now + t);
+                    if stream.up_chunked {
+                        self.push_wire(ctx, http1::last_chunk());
+                    }
+                    if !data.is_empty() {
+                        self.head.extend_from_slice(&data);
+                        ctx.pause_read(down);
+                    }
+                    if self.stream().buffering.is_some() {
+                        return self.end_buffering(ctx, now);
+                    }
+                    return Vec::new();
+                }
+                Err(error) => {
+                    ctx.shared.http[self.listener].downstream_cx_protocol_error.inc();
+                    return self.stream_local_reply(
+                        ctx,
+                        now,
+                        error.status(),
+                        http1::reason_phrase(error.status()),
+                    );
+                }
+            }
+        }
+    }
+
+    /// One piece of request body; returns a local reply to send instead, if the chain says so.
+    fn push_body(&mut self, ctx: &mut Ctx, chunk: Bytes) -> Option<(u16, &'static str)> {
+        let (down, limit) = (self.id, self.buffer_limit);
+        let stream = self.stream();
+        if stream.upgrade || stream.buffering.is_some() {
+            let cap = if stream.upgrade { stream.early_limit } else { stream.buffering };
+            stream.held_len += chunk.len();
+            stream.held.push(chunk);
+            if cap.is_some_and(|cap| stream.held_len > cap) {
+                return Some((413, "Payload Too Large"));
+            }
+            if stream.held_len >= limit && stream.buffering.is_none() {
+                ctx.pause_read(down);
+            }
+            return None;
+        }
+        if stream.up_chunked {
+            let mut framed: SmallVec<[Bytes; 3]> = SmallVec::new();
+            http1::encode_chunk(chunk, &mut framed);
+            for piece in framed {
+                self.push_wire(ctx, piece);
+            }
+        } else {
+            self.push_wire(ctx, chunk);
+        }
+        None
+    }
+
+    /// Upstream wire bytes of the request: written if bound, held otherwise.
+    fn push_wire(&mut self, ctx: &mut Ctx, data: Bytes) {
+        let down = self.id;
+        let limit = self.buffer_limit;
+        let stream = self.stream();
+        match stream.up {
+            Some(up) if stream.head.is_none() => {
+                ctx.shared.clusters[stream.key.0].upstream_cx_tx_bytes_total.add(data.len() as u64);
+                ctx.write(up, data);
+                if ctx.queued(up) > limit {
+                    ctx.pause_read(down);
+                }
+            }
+            _ => {
+                stream.held_len += data.len();
+                stream.held.push(data);
+                if stream.held_len >= limit {
+                    ctx.pause_read(down);
+                }
+            }
+        }
+    }
+
+    /// The buffer filter has the whole body: forward it with its length.
+    fn end_buffering(&mut self, ctx: &mut Ctx, now: Instant) -> Closes {
+        let stream = self.stream();
+        let head = stream.raw_head.take().expect("buffered request head");
+        let length = stream.held_len as u64;
+        let route = stream.route;
+        let mut head = head;
+        head.headers.remove("transfer-encoding");
+        head.headers.insert("content-length", length.to_string().as_bytes());
+        let body = if length == 0 { BodyKind::Empty } else { BodyKind::Length(length) };
+        let bytes = self.upstream_head(ctx, head, route, body, false);
+        let stream = self.stream();
+        stream.head = Some(bytes);
+        stream.buffering = None;
+        self.stream_acquire(ctx, now)
+    }
+
+    /// A local reply ends the stream: the upstream side is given back or cancelled.
+    fn stream_local_reply(&mut self, ctx: &mut Ctx, now: Instant, status: u16, body: &str) -> Closes {
+        let stream = self.take_stream();
+        let close = !stream.request_done() || !stream.keep_alive || stream.down_fin;
+        let mut closes = Vec::new();
+        if let Some(up) = stream.abandon(ctx, now, self.id) {
+            closes.push((up, CloseKind::Abort));
+        }
+        closes.extend(self.reply(ctx, now, status, body, close));
+        if closes.iter().all(|(id, _)| *id != self.id) {
+            closes.extend(self.resume_after_stream(ctx, now));
+        }
+        closes
+    }
+
+    /// Between requests again: read on, and answer what was read ahead.
+    fn resume_after_stream(&mut self, ctx: &mut Ctx, now: Instant) -> Closes {
+        ctx.resume_read(self.id);
+        self.next_request(ctx, now)
+    }
+
+    /// The client closed (FIN, or reset) during a stream.
+    pub(crate) fn stream_down_closed(&mut self, ctx: &mut Ctx, now: Instant, reset: bool) -> Closes {
+        let stream = self.stream();
+        if !reset && stream.request_done() && !stream.upgrade {
+            // A client may half-close once its request is sent; the response still goes out.
+            stream.down_fin = true;
+            return Vec::new();
+        }
+        let stream = self.take_stream();
+        let mut closes = vec![(self.id, if reset { CloseKind::Abort } else { CloseKind::Flush })];
+        if let Some(up) = stream.abandon(ctx, now, self.id) {
+            closes.push((up, CloseKind::Abort));
+        }
+        self.state = State::Closing;
+        closes
+    }
+
+    /// The pool's word on this connection's request.
+    pub(crate) fn stream_pool_event(&mut self, ctx: &mut Ctx, now: Instant, event: PoolEvent) -> Closes {
+        if !matches!(self.state, State::Proxying(_)) {
+            return match event {
+                // Bound to a request that has gone: hand the connection back.
+                PoolEvent::Bound(up) => ctx.give_back(up, now),
+                _ => Vec::new(),
+            };
+        }
+        match event {
+            PoolEvent::Bound(up) => self.stream_bound(ctx, now, up),
+            PoolEvent::Failed(body) => {
+                self.stream().requested = false;
+                self.stream_local_reply(ctx, now, 503, body)
+            }
+            PoolEvent::Response(events) => {
+                let mut closes = Vec::new();
+                for event in events {
+                    if !matches!(self.state, State::Proxying(_)) {
+                        // Upgraded: what followed the `101` belongs to the tunnel.
+                        if let (State::Tunnel(tunnel), UpEvent::Upgraded(rest) | UpEvent::Data(rest)) =
+                            (&mut self.state, event)
+                        {
+                            if !rest.is_empty() {
+                                tunnel.up_data(ctx, now, self.id, rest);
+                            }
+                        }
+                        continue;
+                    }
+                    closes.extend(self.on_response_event(ctx, now, event));
+                }
+                closes
+            }
+            PoolEvent::UpstreamFlushed => {
+                let limit = self.buffer_limit;
+                let down = self.id;
+                let stream = self.stream();
+                if let Some(up) = stream.up {
+                    if ctx.queued(up) <= limit / 2 && stream.held_len < limit && !stream.request_done() {
+                        ctx.resume_read(down);
+                    }
+                }
+                Vec::new()
+            }
+            PoolEvent::UpstreamGone => {
+                let stream = self.stream();
+                stream.up = None;
+                stream.requested = false;
+                if matches!(stream.response, Response::AwaitingHead) {
+                    self.stream_local_reply(ctx, now, 503, local_reply::CONNECTION_TERMINATION)
+                } else {
+                    self.take_stream();
+                    self.close(CloseKind::Flush)
+                }
+            }
+        }
+    }
+
+    fn on_response_event(&mut self, ctx: &mut Ctx, now: Instant, event: UpEvent) -> Closes {
+        let down = self.id;
+        let limit = self.buffer_limit;
+        self.stream().last_activity = now;
+        match event {
+            UpEvent::Head(head, kind) => self.on_response_head(ctx, now, *head, kind),
+            UpEvent::Data(data) => {
+                let stream = self.stream();
+                let cluster = stream.key.0;
+                let framing = match stream.response {
+                    Response::Body(f) | Response::Refused(f) => f,
+                    Response::AwaitingHead => return Vec::new(),
+                };
+                ctx.shared.clusters[cluster].upstream_cx_rx_bytes_total.add(data.len() as u64);
+                ctx.shared.http[self.listener].downstream_cx_tx_bytes_total.add(data.len() as u64);
+                if framing == DownFraming::Chunked {
+                    let mut framed: SmallVec<[Bytes; 3]> = SmallVec::new();
+                    http1::encode_chunk(data, &mut framed);
+                    for piece in framed {
+                        ctx.write(down, piece);
+                    }
+                } else {
+                    ctx.write(down, data);
+                }
+                if ctx.queued(down) > limit {
+                    if let Some(up) = self.stream().up {
+                        ctx.pause_read(up);
+                    }
+                }
+                Vec::new()
+            }
+            UpEvent::End => self.on_response_end(ctx, now),
+            UpEvent::Upgraded(_) => Vec::new(),
+            UpEvent::Error => {
+                let stream = self.stream();
+                ctx.shared.clusters[stream.key.0].upstream_cx_protocol_error.inc();
+                if matches!(stream.response, Response::AwaitingHead) {
+                    self.stream_local_reply(ctx, now, 503, local_reply::PROTOCOL_ERROR)
+                } else {
+                    let stream = self.take_stream();
+                    let mut closes = self.close(CloseKind::Flush);
+                    closes.extend(stream.abandon(ctx, now, down).map(|up| (up, CloseKind::Abort)));
+                    closes
+                }
+            }
+        }
+    }
+
+    fn on_response_head(
+        &mut self,
+        ctx: &mut Ctx,
+        now: Instant,
+        head: http1::ResponseHead,
+        kind: BodyKind,
+    ) -> Closes {
+        let draining = ctx.draining();
+        let config = ctx.config.clone();
+        let server_name = self.hcm(&config).server_name.clone();
+        let stream = self.stream();
+        let status = head.status;
+        let cluster = stream.key.0;
+        ctx.shared.clusters[cluster].response(status);
+        ctx.upstream_status(cluster, status).inc();
+        let elapsed = stream.sent_at.map_or(0, |at| now.saturating_duration_since(at).as_millis());
+        stream.upstream_keep_alive =
+            head.keep_alive() && !head.headers.contains_token("proxy-connection", "close");
+        if !stream.upstream_keep_alive {
+            ctx.shared.clusters[cluster].upstream_cx_close_notify.inc();
+        }
+        if stream.upgrade && status == 101 {
+            return self.switch_protocols(ctx, now, head, elapsed, &server_name);
+        }
+        // The route timeout covers the response head; the stream idle timeout the rest.
+        stream.deadline = None;
+        let close = !stream.keep_alive || stream.down_fin || draining || stream.upgrade;
+        let (bytes, framing) =
+            headers::downstream_response(head, kind, stream.upgrade, &server_name, elapsed, close);
+        stream.response = if stream.upgrade {
+            // Envoy U7: the upstream refused the upgrade; what the client sent early is dropped.
+            stream.held.clear();
+            stream.held_len = 0;
+            Response::Refused(framing)
+        } else {
+            Response::Body(framing)
+        };
+        self.send(ctx, status, bytes);
+        Vec::new()
+    }
+
+    /// A `101`: the stream becomes a tunnel over the same upstream connection.
+    fn switch_protocols(
+        &mut self,
+        ctx: &mut Ctx,
+        now: Instant,
+        head: http1::ResponseHead,
+        elapsed: u128,
+        server_name: &str,
+    ) -> Closes {
+        let down = self.id;
+        let stream = self.take_stream();
+        let up = stream.up.expect("a response comes on a bound connection");
+        let cluster = stream.key.0;
+        ctx.with_pool(cluster, now, |pools: &mut Pools, cx| pools.detach(up, cx));
+        ctx.adopt_upstream(up, down);
+        let (bytes, _) =
+            headers::downstream_response(head, BodyKind::Tunnel, true, server_name, elapsed, false);
+        self.send(ctx, 101, bytes);
+        let mut tunnel = Tunnel::open(ctx, now, up, cluster, self.buffer_limit, stream.idle);
+        for data in stream.held {
+            tunnel.down_data(ctx, now, down, data);
+        }
+        if stream.down_fin {
+            let _ = tunnel.down_read_closed(ctx);
+        }
+        ctx.resume_read(down);
+        self.state = State::Tunnel(tunnel);
+        Vec::new()
+    }
+
+    fn on_response_end(&mut self, ctx: &mut Ctx, now: Instant) -> Closes {
+        let down = self.id;
+        let stream = self.take_stream();
+        let up = stream.up.expect("a response comes on a bound connection");
+        let refused = matches!(stream.response, Response::Refused(_));
+        if matches!(
+            stream.response,
+            Response::Body(DownFraming::Chunked) | Response::Refused(DownFraming::Chunked)
+        ) {
+            ctx.write(down, http1::last_chunk());
+        }
+        ctx.shared.clusters[stream.key.0].upstream_rq_completed.inc();
+        self.end_request(ctx);
+        let reusable = stream.request_done() && stream.upstream_keep_alive && !refused;
+        let mut closes = Vec::new();
+        match ctx.with_pool(stream.key.0, now, |pools: &mut Pools, cx| pools.release(up, reusable, cx)) {
+            Released::Rebound { waiter } => ctx.defer(waiter, PoolEvent::Bound(up)),
+            Released::Idle => {}
+            Released::Close => closes.push((up, CloseKind::Flush)),
+        }
+        if !stream.request_done() || !stream.keep_alive || stream.down_fin || refused || ctx.draining() {
+            closes.extend(self.close(CloseKind::Flush));
+            return closes;
+        }
+        closes.extend(self.resume_after_stream(ctx, now));
+        closes
+    }
+
+    /// A stream deadline passed: the route timeout (504) or the stream idle timeout.
+    pub(crate) fn stream_timer(&mut self, ctx: &mut Ctx, now: Instant) -> Closes {
+        let stream = self.stream();
+        let cluster = stream.key.0;
+        let timed_out = stream.deadline.is_some_and(|at| at <= now);
+        let idle = stream.idle.is_some_and(|idle| stream.last_activity + idle <= now);
+        if !timed_out && !idle {
+            return Vec::new();
+        }
+        let awaiting = matches!(stream.response, Response::AwaitingHead);
+        if timed_out {
+            ctx.shared.clusters[cluster].upstream_rq_timeout.inc();
+        } else {
+            ctx.shared.http[self.listener].downstream_rq_idle_timeout.inc();
+        }
+        if awaiting {
+            let (status, body) =
+                if timed_out { (504, local_reply::UPSTREAM_TIMEOUT) } else { (408, "stream timeout") };
+            return self.stream_local_reply(ctx, now, status, body);
+        }
+        let stream = self.take_stream();
+        let mut closes = self.close(CloseKind::Flush);
+        closes.extend(stream.abandon(ctx, now, self.id).map(|up| (up, CloseKind::Abort)));
+        closes
+    }
+}

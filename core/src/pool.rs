@@ -1,0 +1,610 @@
+//! HTTP/1.1 upstream connection pools: one per (cluster, host) per worker.
+//!
+//! HTTP/1.1 has no multiplexing and burrow does not pipeline, so a connection carries one
+//! request at a time. A request takes an idle connection if there is one; otherwise it waits
+//! as pending while a new connection is opened, within the cluster's circuit breakers.
+//! Connections come back after a complete response if they may be reused.
+
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use crate::breaker::Breakers;
+use crate::io::ConnId;
+use crate::shared::ClusterStats;
+use crate::upstream_h1::ResponseReader;
+
+/// Which pool: a cluster's connections to one host.
+pub(crate) type HostKey = (usize, SocketAddr);
+
+/// Outcome of asking for a connection.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Acquired {
+    /// Bound to this ready connection now.
+    Bound(ConnId),
+    /// Waiting; the pool calls back through [`Pools::connected`] and friends.
+    Pending,
+    /// A circuit breaker refused it: answer 503 with `x-envoy-overloaded`.
+    Overflow,
+}
+
+/// What became of a connection handed back after a response.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Released {
+    /// Bound at once to the next pending request of its host.
+    Rebound { waiter: ConnId },
+    /// Idle in the pool.
+    Idle,
+    /// Not reusable: the caller closes it.
+    Close,
+}
+
+/// What a pool timer meant.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Expired {
+    /// The connect attempt ran out of time; the connection must be closed, and this pending
+    /// request (if any) fails with it.
+    Connect {
+        failed: Option<ConnId>,
+    },
+    /// An idle connection reached the idle timeout: close it.
+    Idle,
+    Nothing,
+}
+
+pub(crate) struct PoolConn {
+    pub(crate) key: HostKey,
+    state: ConnState,
+    pub(crate) reader: ResponseReader,
+    /// Requests this connection has carried.
+    requests: u32,
+    /// The connect deadline while connecting, the idle deadline while idle.
+    deadline: Option<Instant>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum ConnState {
+    Connecting,
+    Idle,
+    Bound(ConnId),
+}
+
+#[derive(Default)]
+struct HostPool {
+    /// Most recently used last: reuse the warmest connection.
+    idle: Vec<ConnId>,
+    pending: VecDeque<ConnId>,
+    connecting: usize,
+}
+
+/// Limits a pool applies, from the cluster's config.
+#[derive(Clone, Copy)]
+pub(crate) struct PoolLimits {
+    pub(crate) connect_timeout: Duration,
+    pub(crate) idle_timeout: Option<Duration>,
+    pub(crate) max_requests_per_connection: Option<u32>,
+}
+
+/// Everything a pool operation touches besides the pools themselves.
+pub(crate) struct PoolCtx<'a> {
+    pub(crate) breakers: &'a Breakers,
+    pub(crate) stats: &'a ClusterStats,
+    pub(crate) limits: PoolLimits,
+    pub(crate) now: Instant,
+    pub(crate) io: &'a mut dyn PoolIo,
+}
+
+/// What a pool asks of the proxy around it.
+pub(crate) trait PoolIo {
+    /// Opens a TCP connection to a host, returning its id.
+    fn open(&mut self, addr: SocketAddr) -> ConnId;
+    /// Calls the pool back about `conn` at `at` (connect and idle timeouts).
+    fn timer(&mut self, conn: ConnId, at: Instant);
+}
+
+#[derive(Default)]
+pub(crate) struct Pools {
+    hosts: HashMap<HostKey, HostPool>,
+    conns: HashMap<ConnId, PoolConn>,
+}
+
+impl Pools {
+    pub(crate) fn conn_mut(&mut self, conn: ConnId) -> Option<&mut PoolConn> {
+        self.conns.get_mut(&conn)
+    }
+
+    /// The cluster a pooled connection belongs to.
+    pub(crate) fn cluster_of(&self, conn: ConnId) -> Option<usize> {
+        self.conns.get(&conn).map(|c| c.key.0)
+    }
+
+    /// The request bound to a connection, if any.
+    pub(crate) fn bound(&self, conn: ConnId) -> Option<ConnId> {
+        match self.conns.get(&conn)?.state {
+            ConnState::Bound(waiter) => Some(waiter),
+            _ => None,
+        }
+    }
+
+    /// A request (named by its downstream connection) wants a connection to `key`.
+    pub(crate) fn acquire(&mut self, key: HostKey, waiter: ConnId, cx: &mut PoolCtx<'_>) -> Acquired {
+        if !cx.breakers.requests.try_acquire() {
+            cx.stats.upstream_rq_active_overflow.inc();
+            return Acquired::Overflow;
+        }
+        let host = self.hosts.entry(key).or_default();
+        if let Some(conn) = host.idle.pop() {
+            self.bind(conn, waiter, cx);
+            return Acquired::Bound(conn);
+        }
+        if !cx.breakers.pending.try_acquire() {
+            cx.breakers.requests.release();
+            cx.stats.upstream_rq_pending_overflow.inc();
+            return Acquired::Overflow;
+        }
+        host.pending.push_back(waiter);
+        cx.stats.upstream_rq_pending_total.inc();
+        cx.stats.upstream_rq_pending_active.inc();
+        self.open_for_pending(key, cx);
+        Acquired::Pending
+    }
+
+    /// Opens connections while pending requests outnumber the connections being opened.
+    fn open_for_pending(&mut self, key: HostKey, cx: &mut PoolCtx<'_>) {
+        loop {
+            let Some(host) = self.hosts.get_mut(&key) else { return };
+            if host.pending.len() <= host.connecting {
+                return;
+            }
+            if !cx.breakers.connections.try_acquire() {
+                cx.stats.upstream_cx_overflow.inc();
+                return;
+            }
+            host.connecting += 1;
+            let conn = cx.io.open(key.1);
+            let deadline = cx.now + cx.limits.connect_timeout;
+            cx.io.timer(conn, deadline);
+            cx.stats.upstream_cx_total.inc();
+            cx.stats.upstream_cx_http1_total.inc();
+            cx.stats.upstream_cx_active.inc();
+            let pooled = PoolConn {
+                key,
+                state: ConnState::Connecting,
+                reader: ResponseReader::default(),
+                requests: 0,
+                deadline: Some(deadline),
+            };
+            self.conns.insert(conn, pooled);
+        }
+    }
+
+    fn bind(&mut self, conn: ConnId, waiter: ConnId, cx: &mut PoolCtx<'_>) {
+        let pooled = self.conns.get_mut(&conn).expect("binding an unknown connection");
+        debug_assert!(!matches!(pooled.state, ConnState::Bound(_)), "HTTP/1.1 connection bound twice");
+        pooled.state = ConnState::Bound(waiter);
+        pooled.requests += 1;
+        pooled.deadline = None;
+        cx.stats.upstream_rq_total.inc();
+        cx.stats.upstream_rq_active.inc();
+    }
+
+    /// Binds the oldest pending request of the connection's host, if any.
+    fn take_pending(&mut self, conn: ConnId, cx: &mut PoolCtx<'_>) -> Option<ConnId> {
+        let key = self.conns.get(&conn)?.key;
+        let waiter = self.hosts.get_mut(&key)?.pending.pop_front()?;
+        cx.breakers.pending.release();
+        cx.stats.upstream_rq_pending_active.dec();
+        self.bind(conn, waiter, cx);
+        Some(waiter)
+    }
+
+    /// The connection is up: it serves the oldest pending request, or waits idle.
+    pub(crate) fn connected(&mut self, conn: ConnId, cx: &mut PoolCtx<'_>) -> Option<ConnId> {
+        let pooled = self.conns.get_mut(&conn)?;
+        if pooled.state != ConnState::Connecting {
+            return None;
+        }
+        if let Some(host) = self.hosts.get_mut(&pooled.key) {
+            host.connecting -= 1;
+        }
+        pooled.state = ConnState::Idle;
+        match self.take_pending(conn, cx) {
+            Some(waiter) => Some(waiter),
+            None => {
+                self.park(conn, cx);
+                None
+            }
+        }
+    }
+
+    fn park(&mut self, conn: ConnId, cx: &mut PoolCtx<'_>) {
+        let pooled = self.conns.get_mut(&conn).expect("parking an unknown connection");
+        pooled.state = ConnState::Idle;
+        pooled.deadline = cx.limits.idle_timeout.map(|idle| cx.now + idle);
+        if let Some(deadline) = pooled.deadline {
+            cx.io.timer(conn, deadline);
+        }
+        self.hosts.entry(pooled.key).or_default().idle.push(conn);
+    }
+
+    /// The response on `conn` is complete and the request is done with it.
+    pub(crate) fn release(&mut self, conn: ConnId, reusable: bool, cx: &mut PoolCtx<'_>) -> Released {
+        let Some(pooled) = self.conns.get_mut(&conn) else { return Released::Close };
+        if !matches!(pooled.state, ConnState::Bound(_)) {
+            return Released::Close;
+        }
+        cx.stats.upstream_rq_active.dec();
+        cx.breakers.requests.release();
+        let exhausted = cx.limits.max_requests_per_connection.is_some_and(|max| pooled.requests >= max);
+        if exhausted {
+            cx.stats.upstream_cx_max_requests.inc();
+        }
+        pooled.state = ConnState::Idle;
+        if !reusable || exhausted || !pooled.reader.is_idle() {
+            return Released::Close;
+        }
+        match self.take_pending(conn, cx) {
+            Some(waiter) => Released::Rebound { waiter },
+            None => {
+                self.park(conn, cx);
+                Released::Idle
+            }
+        }
+    }
+
+    /// A bound request gave up its connection without completing (the caller closes it):
+    /// nothing more to count than for [`Pools::closed`].
+    pub(crate) fn abandon(&mut self, conn: ConnId, cx: &mut PoolCtx<'_>) {
+        if let Some(pooled) = self.conns.get_mut(&conn) {
+            if matches!(pooled.state, ConnState::Bound(_)) {
+                cx.stats.upstream_rq_active.dec();
+                cx.breakers.requests.release();
+                cx.stats.upstream_cx_destroy_local_with_active_rq.inc();
+                cx.stats.upstream_cx_destroy_with_active_rq.inc();
+                pooled.state = ConnState::Idle;
+            }
+        }
+    }
+
+    /// The connection is gone (closed by either side, or failed to connect). Returns the
+    /// request that was bound to it, or — for a failed connect — the pending request that
+    /// attempt was for, which must fail. Then opens a replacement if requests still wait.
+    pub(crate) fn closed(&mut self, conn: ConnId, remote: bool, cx: &mut PoolCtx<'_>) -> Option<ConnId> {
+        let pooled = self.conns.remove(&conn)?;
+        cx.breakers.connections.release();
+        cx.stats.upstream_cx_active.dec();
+        cx.stats.upstream_cx_destroy.inc();
+        if remote {
+            cx.stats.upstream_cx_destroy_remote.inc();
+        } else {
+            cx.stats.upstream_cx_destroy_local.inc();
+        }
+        let host = self.hosts.entry(pooled.key).or_default();
+        let failed = match pooled.state {
+            ConnState::Connecting => {
+                host.connecting -= 1;
+                cx.stats.upstream_cx_connect_fail.inc();
+                // Fail the requests this attempt was for: those beyond what the attempts still
+                // in flight can serve.
+                if host.pending.len() > host.connecting {
+                    let waiter = host.pending.pop_back();
+                    if waiter.is_some() {
+                        cx.breakers.pending.release();
+                        cx.breakers.requests.release();
+                        cx.stats.upstream_rq_pending_active.dec();
+                        cx.stats.upstream_rq_pending_failure_eject.inc();
+                    }
+                    waiter
+                } else {
+                    None
+                }
+            }
+            ConnState::Idle => {
+                host.idle.retain(|&c| c != conn);
+                None
+            }
+            ConnState::Bound(waiter) => {
+                cx.stats.upstream_rq_active.dec();
+                cx.breakers.requests.release();
+                cx.stats.upstream_cx_destroy_with_active_rq.inc();
+                if remote {
+                    cx.stats.upstream_cx_destroy_remote_with_active_rq.inc();
+                } else {
+                    cx.stats.upstream_cx_destroy_local_with_active_rq.inc();
+                }
+                Some(waiter)
+            }
+        };
+        self.open_for_pending(pooled.key, cx);
+        failed
+    }
+
+    /// A pending request went away (its downstream closed) before a connection came.
+    pub(crate) fn cancel(&mut self, key: HostKey, waiter: ConnId, cx: &mut PoolCtx<'_>) {
+        let Some(host) = self.hosts.get_mut(&key) else { return };
+        let before = host.pending.len();
+        host.pending.retain(|&w| w != waiter);
+        if host.pending.len() < before {
+            cx.breakers.pending.release();
+            cx.breakers.requests.release();
+            cx.stats.upstream_rq_pending_active.dec();
+            cx.stats.upstream_rq_cancelled.inc();
+        }
+    }
+
+    /// The connection switched protocols (a `101`): it leaves the pool for good, though it
+    /// still counts against `max_connections` until it closes.
+    pub(crate) fn detach(&mut self, conn: ConnId, cx: &mut PoolCtx<'_>) {
+        if let Some(pooled) = self.conns.get_mut(&conn) {
+            if matches!(pooled.state, ConnState::Bound(_)) {
+                cx.stats.upstream_rq_active.dec();
+                cx.breakers.requests.release();
+            }
+            pooled.state = ConnState::Idle;
+        }
+    }
+
+    /// A pool timer fired for `conn`.
+    pub(crate) fn expired(&mut self, conn: ConnId, cx: &mut PoolCtx<'_>) -> Expired {
+        let Some(pooled) = self.conns.get(&conn) else { return Expired::Nothing };
+        if pooled.deadline.is_none_or(|at| at > cx.now) {
+            return Expired::Nothing;
+        }
+        match pooled.state {
+            ConnState::Connecting => {
+                cx.stats.upstream_cx_connect_timeout.inc();
+                Expired::Connect { failed: self.closed(conn, false, cx) }
+            }
+            ConnState::Idle => {
+                cx.stats.upstream_cx_idle_timeout.inc();
+                Expired::Idle
+            }
+            ConnState::Bound(_) => Expired::Nothing,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::config::Thresholds;
+    use crate::stats::Stats;
+
+    /// The pool's view of the outside: connections it opened and timers it asked for.
+    #[derive(Default)]
+    struct FakeIo {
+        next: u32,
+        opened: Vec<ConnId>,
+    }
+
+    impl PoolIo for FakeIo {
+        fn open(&mut self, _addr: SocketAddr) -> ConnId {
+            self.next += 1;
+            let id = ConnId(1000 + self.next);
+            self.opened.push(id);
+            id
+        }
+        fn timer(&mut self, _conn: ConnId, _at: Instant) {}
+    }
+
+    #[derive(Clone, Debug)]
+    enum Op {
+        Request,
+        Connect(usize, bool),
+        Respond(usize, bool),
+        Close(usize),
+        Cancel(usize),
+        ConnectTimeout(usize),
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            3 => Just(Op::Request),
+            3 => (any::<usize>(), prop::bool::weighted(0.8)).prop_map(|(i, ok)| Op::Connect(i, ok)),
+            3 => (any::<usize>(), prop::bool::weighted(0.8)).prop_map(|(i, r)| Op::Respond(i, r)),
+            1 => any::<usize>().prop_map(Op::Close),
+            1 => any::<usize>().prop_map(Op::Cancel),
+            1 => any::<usize>().prop_map(Op::ConnectTimeout),
+        ]
+    }
+
+    #[derive(Debug, PartialEq)]
+    enum Fate {
+        Waiting,
+        Bound(ConnId),
+        Answered,
+    }
+
+    struct World {
+        pools: Pools,
+        io: FakeIo,
+        breakers: Breakers,
+        stats: ClusterStats,
+        limits: PoolLimits,
+        now: Instant,
+        fates: Vec<Fate>,
+        /// Connections the test still considers open.
+        live: Vec<ConnId>,
+    }
+
+    const KEY: HostKey = (0, SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 80));
+
+    impl World {
+        fn run<R>(&mut self, f: impl FnOnce(&mut Pools, &mut PoolCtx<'_>) -> R) -> R {
+            let mut cx = PoolCtx {
+                breakers: &self.breakers,
+                stats: &self.stats,
+                limits: self.limits,
+                now: self.now,
+                io: &mut self.io,
+            };
+            f(&mut self.pools, &mut cx)
+        }
+
+        fn answer(&mut self, waiter: ConnId) {
+            let fate = &mut self.fates[waiter.0 as usize];
+            assert_ne!(*fate, Fate::Answered, "request {waiter:?} answered twice");
+            *fate = Fate::Answered;
+        }
+
+        fn bind(&mut self, waiter: ConnId, conn: ConnId) {
+            assert_eq!(self.fates[waiter.0 as usize], Fate::Waiting, "bound a request that was not waiting");
+            let holders = self.fates.iter().filter(|f| **f == Fate::Bound(conn)).count();
+            assert_eq!(holders, 0, "two requests bound to one HTTP/1.1 connection");
+            self.fates[waiter.0 as usize] = Fate::Bound(conn);
+        }
+
+        fn close(&mut self, conn: ConnId, remote: bool) {
+            self.live.retain(|&c| c != conn);
+            if let Some(waiter) = self.run(|p, cx| p.closed(conn, remote, cx)) {
+                self.answer(waiter);
+            }
+        }
+
+        fn pick(&self, i: usize) -> Option<ConnId> {
+            let open: Vec<ConnId> =
+                self.io.opened.iter().copied().filter(|c| self.live.contains(c) || !self.seen(*c)).collect();
+            (!open.is_empty()).then(|| open[i % open.len()])
+        }
+
+        fn seen(&self, conn: ConnId) -> bool {
+            !self.pools.conns.contains_key(&conn)
+        }
+
+        fn check(&self, t: &Thresholds) {
+            assert!(self.breakers.connections.count() <= self.breakers.connections.max());
+            assert!(self.breakers.pending.count() <= self.breakers.pending.max());
+            assert!(self.breakers.requests.count() <= self.breakers.requests.max());
+            assert!(
+                self.pools.conns.len() as u32 <= t.max_connections,
+                "more connections than max_connections"
+            );
+            let waiting = self.fates.iter().filter(|f| **f == Fate::Waiting).count() as u64;
+            let bound = self.fates.iter().filter(|f| matches!(f, Fate::Bound(_))).count() as u64;
+            assert_eq!(self.breakers.pending.count(), waiting, "pending breaker out of step");
+            assert_eq!(self.breakers.requests.count(), waiting + bound, "request breaker out of step");
+        }
+    }
+
+    proptest! {
+        /// Whatever arrives in whatever order, no breaker limit is passed, an HTTP/1.1
+        /// connection carries one request at a time, and every request is answered once.
+        #[test]
+        fn pool_keeps_its_limits_and_answers_every_request_once(
+            max_connections in 1u32..4,
+            max_pending in 1u32..4,
+            max_requests in 1u32..6,
+            max_per_conn in prop::option::of(1u32..4),
+            ops in prop::collection::vec(op(), 1..80),
+        ) {
+            let t = Thresholds { max_connections, max_pending_requests: max_pending, max_requests, max_retries: 3 };
+            let stats = Stats::default();
+            let mut w = World {
+                pools: Pools::default(),
+                io: FakeIo::default(),
+                breakers: Breakers::new(&stats, "c", &t),
+                stats: ClusterStats::new(&stats, "c"),
+                limits: PoolLimits {
+                    connect_timeout: Duration::from_secs(1),
+                    idle_timeout: None,
+                    max_requests_per_connection: max_per_conn,
+                },
+                now: Instant::now(),
+                fates: Vec::new(),
+                live: Vec::new(),
+            };
+            let mut connected: HashMap<ConnId, bool> = HashMap::new();
+            for op in ops {
+                match op {
+                    Op::Request => {
+                        let waiter = ConnId(w.fates.len() as u32);
+                        w.fates.push(Fate::Waiting);
+                        match w.run(|p, cx| p.acquire(KEY, waiter, cx)) {
+                            Acquired::Bound(conn) => w.bind(waiter, conn),
+                            Acquired::Pending => {}
+                            Acquired::Overflow => w.answer(waiter),
+                        }
+                    }
+                    Op::Connect(i, ok) => {
+                        let candidates: Vec<ConnId> = w.io.opened.iter().copied()
+                            .filter(|c| w.pools.conns.contains_key(c) && !connected.contains_key(c)).collect();
+                        if candidates.is_empty() { continue; }
+                        let conn = candidates[i % candidates.len()];
+                        if ok {
+                            connected.insert(conn, true);
+                            w.live.push(conn);
+                            if let Some(waiter) = w.run(|p, cx| p.connected(conn, cx)) {
+                                w.bind(waiter, conn);
+                            }
+                        } else {
+                            w.close(conn, true);
+                        }
+                    }
+                    Op::Respond(i, reusable) => {
+                        let bound: Vec<(usize, ConnId)> = w.fates.iter().enumerate()
+                            .filter_map(|(n, f)| match f { Fate::Bound(c) => Some((n, *c)), _ => None }).collect();
+                        if bound.is_empty() { continue; }
+                        let (waiter, conn) = bound[i % bound.len()];
+                        w.answer(ConnId(waiter as u32));
+                        match w.run(|p, cx| p.release(conn, reusable, cx)) {
+                            Released::Rebound { waiter } => w.bind(waiter, conn),
+                            Released::Idle => {}
+                            Released::Close => w.close(conn, false),
+                        }
+                    }
+                    Op::Close(i) => {
+                        if w.live.is_empty() { continue; }
+                        let conn = w.live[i % w.live.len()];
+                        w.close(conn, true);
+                    }
+                    Op::Cancel(i) => {
+                        let waiting: Vec<usize> = w.fates.iter().enumerate()
+                            .filter(|(_, f)| **f == Fate::Waiting).map(|(n, _)| n).collect();
+                        if waiting.is_empty() { continue; }
+                        let waiter = ConnId(waiting[i % waiting.len()] as u32);
+                        w.run(|p, cx| p.cancel(KEY, waiter, cx));
+                        w.answer(waiter);
+                    }
+                    Op::ConnectTimeout(i) => {
+                        let candidates: Vec<ConnId> = w.io.opened.iter().copied()
+                            .filter(|c| w.pools.conns.contains_key(c) && !connected.contains_key(c)).collect();
+                        if candidates.is_empty() { continue; }
+                        let conn = candidates[i % candidates.len()];
+                        w.now += Duration::from_secs(2);
+                        if let Expired::Connect { failed } = w.run(|p, cx| p.expired(conn, cx)) {
+                            if let Some(waiter) = failed { w.answer(waiter); }
+                        }
+                    }
+                }
+                w.check(&t);
+            }
+            // Settle: every connection comes up and every request gets its response.
+            for _ in 0..1000 {
+                let unconnected: Vec<ConnId> = w.io.opened.iter().copied()
+                    .filter(|c| w.pools.conns.contains_key(c) && !connected.contains_key(c)).collect();
+                for conn in unconnected {
+                    connected.insert(conn, true);
+                    w.live.push(conn);
+                    if let Some(waiter) = w.run(|p, cx| p.connected(conn, cx)) { w.bind(waiter, conn); }
+                }
+                let bound: Vec<(usize, ConnId)> = w.fates.iter().enumerate()
+                    .filter_map(|(n, f)| match f { Fate::Bound(c) => Some((n, *c)), _ => None }).collect();
+                if bound.is_empty() && !w.fates.contains(&Fate::Waiting) { break; }
+                for (waiter, conn) in bound {
+                    w.answer(ConnId(waiter as u32));
+                    match w.run(|p, cx| p.release(conn, true, cx)) {
+                        Released::Rebound { waiter } => w.bind(waiter, conn),
+                        Released::Idle => {}
+                        Released::Close => w.close(conn, false),
+                    }
+                }
+                w.check(&t);
+            }
+            prop_assert!(w.fates.iter().all(|f| *f == Fate::Answered), "unanswered requests: {:?}", w.fates);
+        }
+    }
+}
