@@ -465,16 +465,6 @@ mod tests {
             }
         }
 
-        fn pick(&self, i: usize) -> Option<ConnId> {
-            let open: Vec<ConnId> =
-                self.io.opened.iter().copied().filter(|c| self.live.contains(c) || !self.seen(*c)).collect();
-            (!open.is_empty()).then(|| open[i % open.len()])
-        }
-
-        fn seen(&self, conn: ConnId) -> bool {
-            !self.pools.conns.contains_key(&conn)
-        }
-
         fn check(&self, t: &Thresholds) {
             assert!(self.breakers.connections.count() <= self.breakers.connections.max());
             assert!(self.breakers.pending.count() <= self.breakers.pending.max());
@@ -575,8 +565,8 @@ mod tests {
                         if candidates.is_empty() { continue; }
                         let conn = candidates[i % candidates.len()];
                         w.now += Duration::from_secs(2);
-                        if let Expired::Connect { failed } = w.run(|p, cx| p.expired(conn, cx)) {
-                            if let Some(waiter) = failed { w.answer(waiter); }
+                        if let Expired::Connect { failed: Some(waiter) } = w.run(|p, cx| p.expired(conn, cx)) {
+                            w.answer(waiter);
                         }
                     }
                 }
