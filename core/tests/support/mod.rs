@@ -220,3 +220,50 @@ static_resources:
 "#
     )
 }
+
+/// A reverse proxy in Envoy's format: listener 0 on 127.0.0.1:10000 routes everything to
+/// the static cluster `backend` at 10.0.0.3:80, `websocket` and `foo` upgrades enabled, with
+/// `extra_hcm` and `extra_cluster` YAML lines spliced in (indented to fit).
+pub fn proxy_config(extra_hcm: &str, extra_cluster: &str) -> String {
+    format!(
+        r#"
+static_resources:
+  listeners:
+  - name: proxy
+    address: {{ socket_address: {{ address: 127.0.0.1, port_value: 10000 }} }}
+    filter_chains:
+    - filters:
+      - name: hcm
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+          stat_prefix: ingress
+          upgrade_configs: [{{ upgrade_type: websocket }}, {{ upgrade_type: foo }}]
+          route_config:
+            name: r
+            virtual_hosts:
+            - name: all
+              domains: ["*"]
+              routes:
+              - match: {{ prefix: "/direct" }}
+                direct_response: {{ status: 200, body: {{ inline_string: "direct" }} }}
+              - match: {{ prefix: "/api/" }}
+                route: {{ cluster: backend, prefix_rewrite: "/v2/", host_rewrite_literal: backend.internal, timeout: 2s }}
+              - match: {{ prefix: "/" }}
+                route: {{ cluster: backend }}
+{extra_hcm}
+          http_filters:
+          - name: envoy.filters.http.router
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
+  clusters:
+  - name: backend
+    connect_timeout: 1s
+{extra_cluster}
+    load_assignment:
+      cluster_name: backend
+      endpoints:
+      - lb_endpoints:
+        - endpoint: {{ address: {{ socket_address: {{ address: 10.0.0.3, port_value: 80 }} }} }}
+"#
+    )
+}

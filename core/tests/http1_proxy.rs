@@ -1,0 +1,205 @@
+//! HTTP/1.1 request proxying through the whole core, on the virtual network.
+
+mod support;
+
+use std::time::Duration;
+
+use burrow_core::{CloseKind, CloseReason, Input};
+use support::{proxy_config, Net};
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// Sends a request from a new client and brings the upstream connection up.
+fn request(net: &mut Net, bytes: &[u8]) -> (burrow_core::ConnId, burrow_core::ConnId) {
+    let client = net.connect_client(0);
+    net.send(client, bytes);
+    let up = *net.upstreams().last().expect("an upstream connection");
+    net.input(Input::Connected { conn: up });
+    (client, up)
+}
+
+#[test]
+fn get_is_rewritten_forwarded_and_its_response_relayed() {
+    let mut net = Net::new(&proxy_config("", ""));
+    let (client, up) = request(&mut net, b"GET /a?b=1 HTTP/1.1\r\nhost: example\r\nconnection: keep-alive, x-drop\r\nx-drop: 1\r\nte: trailers\r\nuser-agent: t\r\n\r\n");
+    let head = text(&net.state(up).received);
+    let lines: Vec<&str> = head.split("\r\n").collect();
+    assert_eq!(lines[0], "GET /a?b=1 HTTP/1.1");
+    assert_eq!(lines[1], "host: example");
+    assert_eq!(lines[2], "te: trailers");
+    assert_eq!(lines[3], "user-agent: t");
+    assert_eq!(lines[4], "x-forwarded-proto: http");
+    let id = lines[5].strip_prefix("x-request-id: ").expect("a request id");
+    assert_eq!(id.len(), 36);
+    assert_eq!(&id[14..15], "4", "a version-4 UUID");
+    assert_eq!(lines[6], "x-envoy-expected-rq-timeout-ms: 15000");
+    assert_eq!(&lines[7..], ["", ""]);
+    net.send(up, b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\nserver: origin\r\nkeep-alive: timeout=5\r\n\r\nhello");
+    let reply = text(&net.state(client).received);
+    assert_eq!(
+        reply,
+        "HTTP/1.1 200 OK\r\ncontent-length: 5\r\nx-envoy-upstream-service-time: 0\r\nserver: envoy\r\n\r\nhello"
+    );
+    assert_eq!(net.stat("cluster.backend.upstream_rq_200"), 1);
+    assert_eq!(net.stat("cluster.backend.upstream_rq_2xx"), 1);
+    assert_eq!(net.stat("http.ingress.downstream_rq_2xx"), 1);
+    assert_eq!(net.stat("cluster.backend.upstream_rq_active"), 0);
+    assert!(net.state(client).closed.is_none(), "keep-alive");
+}
+
+#[test]
+fn keep_alive_requests_reuse_one_upstream_connection() {
+    let mut net = Net::new(&proxy_config("", ""));
+    let (client, up) = request(&mut net, b"GET /1 HTTP/1.1\r\nhost: h\r\n\r\n");
+    for n in 1..=5 {
+        net.send(up, b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok");
+        if n < 5 {
+            net.send(client, format!("GET /{} HTTP/1.1\r\nhost: h\r\n\r\n", n + 1).as_bytes());
+        }
+    }
+    assert_eq!(net.upstreams(), vec![up], "one upstream connection for all");
+    assert_eq!(text(&net.state(client).received).matches("HTTP/1.1 200 OK").count(), 5);
+    assert_eq!(net.stat("cluster.backend.upstream_cx_total"), 1);
+    assert_eq!(net.stat("cluster.backend.upstream_rq_total"), 5);
+}
+
+#[test]
+fn chunked_bodies_are_reframed_without_loss() {
+    let mut net = Net::new(&proxy_config("", ""));
+    let client = net.connect_client(0);
+    net.send(client, b"POST /p HTTP/1.1\r\nhost: h\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\n");
+    let up = net.upstreams()[0];
+    net.send(client, b"6;ext=1\r\n world\r\n0\r\n\r\n");
+    net.input(Input::Connected { conn: up });
+    let sent = text(&net.state(up).received);
+    assert!(sent.contains("transfer-encoding: chunked\r\n"), "{sent}");
+    assert!(sent.ends_with("\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n"), "{sent}");
+    // A read-until-close response reaches the client re-chunked.
+    net.send(up, b"HTTP/1.1 200 OK\r\n\r\npart one, ");
+    net.send(up, b"part two");
+    net.input(Input::ReadClosed { conn: up });
+    let reply = text(&net.state(client).received);
+    assert!(reply.contains("transfer-encoding: chunked\r\n"), "{reply}");
+    assert!(reply.ends_with("\r\n\r\na\r\npart one, \r\n8\r\npart two\r\n0\r\n\r\n"), "{reply}");
+    assert!(net.state(client).closed.is_none());
+    assert_eq!(net.state(up).closed, Some(CloseKind::Flush));
+}
+
+#[test]
+fn an_upstream_dying_before_the_response_gets_503_connection_termination() {
+    let mut net = Net::new(&proxy_config("", ""));
+    let (client, up) = request(&mut net, b"GET / HTTP/1.1\r\nhost: h\r\n\r\n");
+    net.input(Input::Closed { conn: up, reason: CloseReason::Reset });
+    let reply = text(&net.state(client).received);
+    assert!(reply.starts_with("HTTP/1.1 503 Service Unavailable\r\n"), "{reply}");
+    assert!(reply.ends_with("reset reason: connection termination"), "{reply}");
+    assert_eq!(net.stat("cluster.backend.upstream_cx_destroy_remote_with_active_rq"), 1);
+    assert_eq!(net.stat("cluster.backend.upstream_rq_active"), 0);
+    assert_eq!(net.stat("cluster.backend.circuit_breakers.default.remaining_rq"), 1024);
+}
+
+#[test]
+fn route_timeout_answers_504_and_direct_responses_need_no_upstream() {
+    let mut net = Net::new(&proxy_config("", ""));
+    let (client, up) = request(&mut net, b"GET /api/x HTTP/1.1\r\nhost: h\r\n\r\n");
+    let sent = text(&net.state(up).received);
+    assert!(sent.starts_with("GET /v2/x HTTP/1.1\r\nhost: backend.internal\r\n") || sent.contains("host: backend.internal"), "{sent}");
+    assert!(sent.starts_with("GET /v2/x HTTP/1.1\r\n"), "{sent}");
+    assert!(sent.contains("x-envoy-original-path: /api/x\r\n"), "{sent}");
+    net.advance(Duration::from_millis(1999));
+    assert!(net.state(client).received.is_empty());
+    net.advance(Duration::from_millis(1));
+    let reply = text(&net.state(client).received);
+    assert!(reply.starts_with("HTTP/1.1 504 Gateway Timeout\r\n"), "{reply}");
+    assert!(reply.ends_with("upstream request timeout"));
+    assert_eq!(net.state(up).closed, Some(CloseKind::Abort));
+    assert_eq!(net.stat("cluster.backend.upstream_rq_timeout"), 1);
+
+    let client = net.connect_client(0);
+    net.send(client, b"GET /direct HTTP/1.1\r\nhost: h\r\n\r\n");
+    let reply = text(&net.state(client).received);
+    assert!(reply.starts_with("HTTP/1.1 200 OK\r\ncontent-length: 6\r\ncontent-type: text/plain\r\n"), "{reply}");
+    assert!(reply.ends_with("\r\n\r\ndirect"));
+}
+
+#[test]
+fn breakers_refuse_with_503_overloaded() {
+    let breakers = "    circuit_breakers: { thresholds: [{ max_connections: 1, max_pending_requests: 1 }] }";
+    let mut net = Net::new(&proxy_config("", breakers));
+    let first = net.connect_client(0);
+    net.send(first, b"GET / HTTP/1.1\r\nhost: h\r\n\r\n");
+    let up = net.upstreams()[0];
+    net.input(Input::Connected { conn: up });
+    // The one connection is busy: the second request waits, the third finds the queue full.
+    let second = net.connect_client(0);
+    net.send(second, b"GET / HTTP/1.1\r\nhost: h\r\n\r\n");
+    let third = net.connect_client(0);
+    net.send(third, b"GET / HTTP/1.1\r\nhost: h\r\n\r\n");
+    let reply = text(&net.state(third).received);
+    assert!(reply.starts_with("HTTP/1.1 503 Service Unavailable\r\n"), "{reply}");
+    assert!(reply.contains("x-envoy-overloaded: true\r\n"), "{reply}");
+    assert_eq!(net.upstreams().len(), 1, "max_connections 1");
+    assert_eq!(net.stat("cluster.backend.upstream_rq_pending_overflow"), 1);
+    assert_eq!(net.stat("cluster.backend.upstream_cx_overflow"), 1);
+    assert_eq!(net.stat("cluster.backend.circuit_breakers.default.cx_open"), 1);
+    // Both requests are served, one after the other, on the one connection.
+    net.send(up, b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n");
+    net.send(up, b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n");
+    assert!(text(&net.state(first).received).starts_with("HTTP/1.1 200 OK"));
+    assert!(text(&net.state(second).received).starts_with("HTTP/1.1 200 OK"));
+    assert_eq!(net.stat("cluster.backend.upstream_rq_pending_total"), 2);
+}
+
+#[test]
+fn an_upgrade_becomes_a_tunnel_after_101() {
+    let mut net = Net::new(&proxy_config("", ""));
+    let (client, up) =
+        request(&mut net, b"GET /ws HTTP/1.1\r\nhost: h\r\nconnection: Upgrade\r\nupgrade: FOO\r\n\r\nearly");
+    let sent = text(&net.state(up).received);
+    assert!(sent.contains("connection: Upgrade\r\nupgrade: FOO\r\n"), "{sent}");
+    assert!(!sent.contains("early"), "nothing of the tunnel goes before the 101");
+    net.send(up, b"HTTP/1.1 101 Switching Protocols\r\nupgrade: foo\r\nconnection: upgrade\r\n\r\nfrom origin");
+    let reply = text(&net.state(client).received);
+    assert!(reply.starts_with("HTTP/1.1 101 Switching Protocols\r\nupgrade: foo\r\nconnection: upgrade\r\n"), "{reply}");
+    assert!(reply.ends_with("\r\n\r\nfrom origin"), "{reply}");
+    assert!(text(&net.state(up).received).ends_with("\r\n\r\nearly"));
+    net.send(client, b"raw 7\r\nbytes");
+    assert!(text(&net.state(up).received).ends_with("earlyraw 7\r\nbytes"));
+    assert_eq!(net.stat("http.ingress.downstream_cx_upgrades_active"), 1);
+    assert_eq!(net.stat("http.ingress.downstream_rq_1xx"), 1);
+    net.input(Input::ReadClosed { conn: client });
+    net.input(Input::ReadClosed { conn: up });
+    assert_eq!(net.stat("http.ingress.downstream_cx_upgrades_active"), 0);
+    assert_eq!(net.stat("cluster.backend.upstream_cx_active"), 0);
+    assert_eq!(net.stat("cluster.backend.circuit_breakers.default.remaining_cx"), 1024);
+}
+
+#[test]
+fn a_refused_upgrade_is_passed_down_and_both_close() {
+    let mut net = Net::new(&proxy_config("", ""));
+    let (client, up) =
+        request(&mut net, b"GET /ws HTTP/1.1\r\nhost: h\r\nconnection: upgrade\r\nupgrade: websocket\r\n\r\nearly");
+    net.send(up, b"HTTP/1.1 426 Upgrade Required\r\nupgrade: websocket\r\nconnection: upgrade\r\ncontent-length: 0\r\n\r\n");
+    let reply = text(&net.state(client).received);
+    assert!(reply.starts_with("HTTP/1.1 426 Upgrade Required\r\n"), "{reply}");
+    assert!(reply.contains("upgrade: websocket\r\n"), "{reply}");
+    assert!(!text(&net.state(up).received).contains("early"));
+    assert_eq!(net.state(client).closed, Some(CloseKind::Flush));
+    assert!(net.state(up).closed.is_some());
+    assert_eq!(net.stat("http.ingress.downstream_cx_upgrades_active"), 0);
+}
+
+#[test]
+fn upgrades_not_enabled_are_refused_and_h2c_is_stripped() {
+    let mut net = Net::new(&proxy_config("", ""));
+    let client = net.connect_client(0);
+    net.send(client, b"GET / HTTP/1.1\r\nhost: h\r\nconnection: upgrade\r\nupgrade: bar\r\n\r\n");
+    assert!(text(&net.state(client).received).starts_with("HTTP/1.1 403 Forbidden\r\n"));
+    assert_eq!(net.stat("http.ingress.downstream_rq_ws_on_non_ws_route"), 1);
+    let (_, up) = request(&mut net, b"GET / HTTP/1.1\r\nhost: h\r\nconnection: Upgrade, HTTP2-Settings\r\nupgrade: h2c\r\nhttp2-settings: AAA\r\n\r\n");
+    let sent = text(&net.state(up).received);
+    assert!(!sent.to_ascii_lowercase().contains("upgrade"), "{sent}");
+    assert!(!sent.to_ascii_lowercase().contains("http2-settings"), "{sent}");
+}
