@@ -121,10 +121,10 @@ impl Clusters {
     }
 
     /// Resolves a name for a connection (original destination by name).
-    pub(crate) fn resolve_for(&mut self, conn: ConnId, cluster: usize, host: String) -> Output {
+    pub(crate) fn resolve_for(&mut self, conn: ConnId, cluster: usize, host: String) -> (QueryId, Output) {
         let family = self.clusters[cluster].config.dns_lookup_family;
         let query = QueryId(self.queries.insert(Query::Conn(conn)) as u32);
-        Output::Resolve { query, host, family }
+        (query, Output::Resolve { query, host, family })
     }
 
     /// Records an answer; returns whom it was for.

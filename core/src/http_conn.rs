@@ -13,7 +13,7 @@ use crate::config::{
 };
 use crate::forward::Stream;
 use crate::http1::{self, BodyKind, HeadError, Limits, Method, RequestHead};
-use crate::io::{CloseKind, ConnId};
+use crate::io::{CloseKind, ConnId, QueryId};
 use crate::local_reply;
 use crate::pool::Pools;
 use crate::proxy::{Ctx, Event, PoolEvent};
@@ -45,7 +45,7 @@ pub(crate) enum State {
     /// Between requests, or reading a request head.
     Head,
     /// A CONNECT waits for its target's name to resolve; early bytes wait with it.
-    Resolving { cluster: usize, port: u16, early: Vec<Bytes>, fin: bool, deadline: Instant },
+    Resolving { query: QueryId, cluster: usize, port: u16, early: Vec<Bytes>, fin: bool, deadline: Instant },
     /// A request being proxied to an upstream.
     Proxying(Box<Stream>),
     /// A terminated CONNECT or an upgraded request: raw bytes both ways.
@@ -94,6 +94,11 @@ impl HttpConn {
         conn
     }
 
+    /// Between requests with nothing read ahead: closing it loses nothing.
+    pub(crate) fn is_idle(&self) -> bool {
+        matches!(self.state, State::Head) && self.head.is_empty()
+    }
+
     pub(crate) fn hcm<'c>(&self, config: &'c Config) -> &'c HttpConnectionManager {
         hcm(config, self.listener)
     }
@@ -134,7 +139,7 @@ impl HttpConn {
                 }
                 Vec::new()
             }
-            Event::Resolved(addrs) => self.on_resolved(ctx, now, addrs),
+            Event::Resolved(query, addrs) => self.on_resolved(ctx, now, query, addrs),
             Event::Timer => self.on_timer(ctx, now),
             Event::Connected | Event::ConnectFailed => Vec::new(),
         };
@@ -172,7 +177,7 @@ impl HttpConn {
                 tunnel.flushed(ctx, self.id, up);
                 Vec::new()
             }
-            Event::Timer | Event::Resolved(_) => Vec::new(),
+            Event::Timer | Event::Resolved(..) => Vec::new(),
         };
         self.rearm(ctx);
         closes
@@ -336,10 +341,10 @@ impl HttpConn {
         match ctx.clusters.pick(cluster, original, self.local) {
             Pick::Addr(addr) => self.open_tunnel(ctx, now, cluster, addr, early, false),
             Pick::Resolve { host, port } => {
-                let query = ctx.clusters.resolve_for(self.id, cluster, host);
-                ctx.push(query);
+                let (query, resolve) = ctx.clusters.resolve_for(self.id, cluster, host);
+                ctx.push(resolve);
                 let deadline = now + ctx.clusters.connect_timeout(cluster);
-                self.state = State::Resolving { cluster, port, early, fin: false, deadline };
+                self.state = State::Resolving { query, cluster, port, early, fin: false, deadline };
                 Vec::new()
             }
             Pick::NoHost => {
@@ -356,11 +361,15 @@ impl HttpConn {
         self.upgraded = true;
     }
 
-    fn on_resolved(&mut self, ctx: &mut Ctx, now: Instant, addrs: Vec<IpAddr>) -> Closes {
+    fn on_resolved(&mut self, ctx: &mut Ctx, now: Instant, query: QueryId, addrs: Vec<IpAddr>) -> Closes {
+        // An answer for an earlier user of this connection id is not ours.
+        if !matches!(&self.state, State::Resolving { query: ours, .. } if *ours == query) {
+            return Vec::new();
+        }
         let State::Resolving { cluster, port, early, fin, .. } =
             std::mem::replace(&mut self.state, State::Head)
         else {
-            return Vec::new();
+            unreachable!("checked above")
         };
         match addrs.first() {
             Some(ip) => self.open_tunnel(ctx, now, cluster, SocketAddr::new(*ip, port), early, fin),

@@ -215,12 +215,16 @@ impl Proxy {
         }
         self.ctx.state = RunState::Draining;
         self.ctx.timers.set(now + drain, Timer::Drain);
-        // Idle keep-alive connections have nothing left to finish.
+        // Idle keep-alive connections have nothing left to finish; busy ones close after
+        // their response (responses then carry `connection: close`).
         for id in 0..self.conns.len() {
-            if let Slot::Admin(admin) = &self.conns[id] {
-                if admin.is_idle() {
-                    self.release(now, ConnId(id as u32), CloseKind::Flush);
-                }
+            let idle = match &self.conns[id] {
+                Slot::Admin(admin) => admin.is_idle(),
+                Slot::Http(http) => http.is_idle(),
+                _ => false,
+            };
+            if idle {
+                self.release(now, ConnId(id as u32), CloseKind::Flush);
             }
         }
         self.settle();
@@ -259,7 +263,7 @@ impl Proxy {
     fn resolved(&mut self, now: Instant, query: QueryId, addrs: Vec<std::net::IpAddr>) {
         match self.ctx.clusters.resolved(query, &addrs) {
             Some(QueryOwner::Cluster) => self.maybe_listen(),
-            Some(QueryOwner::Conn(conn)) => self.dispatch(now, conn, Event::Resolved(addrs)),
+            Some(QueryOwner::Conn(conn)) => self.dispatch(now, conn, Event::Resolved(query, addrs)),
             None => {}
         }
     }
@@ -346,7 +350,7 @@ impl Proxy {
                     self.deliver(now, waiter, PoolEvent::UpstreamFlushed);
                 }
             }
-            Event::Timer | Event::Resolved(_) => {}
+            Event::Timer | Event::Resolved(..) => {}
         }
     }
 
@@ -464,7 +468,8 @@ pub(crate) enum Event {
     Connected,
     ConnectFailed,
     Flushed,
-    Resolved(Vec<std::net::IpAddr>),
+    /// The answer to this connection's name resolution.
+    Resolved(QueryId, Vec<std::net::IpAddr>),
     /// The connection's timer fired; it checks its own deadlines.
     Timer,
 }

@@ -36,7 +36,10 @@ fn get_is_rewritten_forwarded_and_its_response_relayed() {
     assert_eq!(&id[14..15], "4", "a version-4 UUID");
     assert_eq!(lines[6], "x-envoy-expected-rq-timeout-ms: 15000");
     assert_eq!(&lines[7..], ["", ""]);
-    net.send(up, b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\nserver: origin\r\nkeep-alive: timeout=5\r\n\r\nhello");
+    net.send(
+        up,
+        b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\nserver: origin\r\nkeep-alive: timeout=5\r\n\r\nhello",
+    );
     let reply = text(&net.state(client).received);
     assert_eq!(
         reply,
@@ -105,7 +108,11 @@ fn route_timeout_answers_504_and_direct_responses_need_no_upstream() {
     let mut net = Net::new(&proxy_config("", ""));
     let (client, up) = request(&mut net, b"GET /api/x HTTP/1.1\r\nhost: h\r\n\r\n");
     let sent = text(&net.state(up).received);
-    assert!(sent.starts_with("GET /v2/x HTTP/1.1\r\nhost: backend.internal\r\n") || sent.contains("host: backend.internal"), "{sent}");
+    assert!(
+        sent.starts_with("GET /v2/x HTTP/1.1\r\nhost: backend.internal\r\n")
+            || sent.contains("host: backend.internal"),
+        "{sent}"
+    );
     assert!(sent.starts_with("GET /v2/x HTTP/1.1\r\n"), "{sent}");
     assert!(sent.contains("x-envoy-original-path: /api/x\r\n"), "{sent}");
     net.advance(Duration::from_millis(1999));
@@ -120,7 +127,10 @@ fn route_timeout_answers_504_and_direct_responses_need_no_upstream() {
     let client = net.connect_client(0);
     net.send(client, b"GET /direct HTTP/1.1\r\nhost: h\r\n\r\n");
     let reply = text(&net.state(client).received);
-    assert!(reply.starts_with("HTTP/1.1 200 OK\r\ncontent-length: 6\r\ncontent-type: text/plain\r\n"), "{reply}");
+    assert!(
+        reply.starts_with("HTTP/1.1 200 OK\r\ncontent-length: 6\r\ncontent-type: text/plain\r\n"),
+        "{reply}"
+    );
     assert!(reply.ends_with("\r\n\r\ndirect"));
 }
 
@@ -160,9 +170,15 @@ fn an_upgrade_becomes_a_tunnel_after_101() {
     let sent = text(&net.state(up).received);
     assert!(sent.contains("connection: Upgrade\r\nupgrade: FOO\r\n"), "{sent}");
     assert!(!sent.contains("early"), "nothing of the tunnel goes before the 101");
-    net.send(up, b"HTTP/1.1 101 Switching Protocols\r\nupgrade: foo\r\nconnection: upgrade\r\n\r\nfrom origin");
+    net.send(
+        up,
+        b"HTTP/1.1 101 Switching Protocols\r\nupgrade: foo\r\nconnection: upgrade\r\n\r\nfrom origin",
+    );
     let reply = text(&net.state(client).received);
-    assert!(reply.starts_with("HTTP/1.1 101 Switching Protocols\r\nupgrade: foo\r\nconnection: upgrade\r\n"), "{reply}");
+    assert!(
+        reply.starts_with("HTTP/1.1 101 Switching Protocols\r\nupgrade: foo\r\nconnection: upgrade\r\n"),
+        "{reply}"
+    );
     assert!(reply.ends_with("\r\n\r\nfrom origin"), "{reply}");
     assert!(text(&net.state(up).received).ends_with("\r\n\r\nearly"));
     net.send(client, b"raw 7\r\nbytes");
@@ -179,8 +195,10 @@ fn an_upgrade_becomes_a_tunnel_after_101() {
 #[test]
 fn a_refused_upgrade_is_passed_down_and_both_close() {
     let mut net = Net::new(&proxy_config("", ""));
-    let (client, up) =
-        request(&mut net, b"GET /ws HTTP/1.1\r\nhost: h\r\nconnection: upgrade\r\nupgrade: websocket\r\n\r\nearly");
+    let (client, up) = request(
+        &mut net,
+        b"GET /ws HTTP/1.1\r\nhost: h\r\nconnection: upgrade\r\nupgrade: websocket\r\n\r\nearly",
+    );
     net.send(up, b"HTTP/1.1 426 Upgrade Required\r\nupgrade: websocket\r\nconnection: upgrade\r\ncontent-length: 0\r\n\r\n");
     let reply = text(&net.state(client).received);
     assert!(reply.starts_with("HTTP/1.1 426 Upgrade Required\r\n"), "{reply}");
