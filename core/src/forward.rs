@@ -10,7 +10,7 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use smallvec::SmallVec;
 
 use crate::filters;
@@ -610,6 +610,7 @@ impl HttpConn {
         let (bytes, _) =
             headers::downstream_response(head, BodyKind::Tunnel, true, server_name, elapsed, false);
         self.send(ctx, 101, bytes);
+        self.head = BytesMut::new();
         let mut tunnel = Tunnel::open(ctx, now, up, cluster, self.buffer_limit, stream.idle);
         for data in stream.held {
             tunnel.down_data(ctx, now, down, data);

@@ -394,6 +394,8 @@ impl HttpConn {
             return self.overloaded(ctx, now, true);
         }
         let idle = self.hcm(&ctx.config).stream_idle_timeout;
+        // A tunnel reads no more heads: give the head buffer back.
+        self.head = BytesMut::new();
         let mut tunnel = Tunnel::connect(ctx, now, self.id, cluster, addr, self.buffer_limit, idle);
         for data in early {
             tunnel.down_data(ctx, now, self.id, data);
