@@ -255,6 +255,8 @@ impl HttpConn {
                 Vec::new()
             }
             Acquired::Overflow => {
+                ctx.shared.clusters[key.0].response(503);
+                ctx.upstream_status(key.0, 503).inc();
                 let stream = self.take_stream();
                 let close = !stream.request_done() || !stream.keep_alive;
                 self.overloaded(ctx, now, close)
@@ -408,6 +410,15 @@ impl HttpConn {
     }
 
     /// A local reply ends the stream: the upstream side is given back or cancelled.
+    /// A local reply standing in for the upstream's response (a reset, a timeout): it is
+    /// counted in the cluster's `upstream_rq_<code>` stats too, as Envoy's router does.
+    fn upstream_failure_reply(&mut self, ctx: &mut Ctx, now: Instant, status: u16, body: &str) -> Closes {
+        let cluster = self.stream().key.0;
+        ctx.shared.clusters[cluster].response(status);
+        ctx.upstream_status(cluster, status).inc();
+        self.stream_local_reply(ctx, now, status, body)
+    }
+
     fn stream_local_reply(&mut self, ctx: &mut Ctx, now: Instant, status: u16, body: &str) -> Closes {
         let stream = self.take_stream();
         let close = !stream.request_done() || !stream.keep_alive || stream.down_fin;
@@ -458,7 +469,7 @@ impl HttpConn {
             PoolEvent::Bound(up) => self.stream_bound(ctx, now, up),
             PoolEvent::Failed(body) => {
                 self.stream().requested = false;
-                self.stream_local_reply(ctx, now, 503, body)
+                self.upstream_failure_reply(ctx, now, 503, body)
             }
             PoolEvent::Response(events) => {
                 let mut closes = Vec::new();
@@ -494,7 +505,7 @@ impl HttpConn {
                 stream.up = None;
                 stream.requested = false;
                 if matches!(stream.response, Response::AwaitingHead) {
-                    self.stream_local_reply(ctx, now, 503, local_reply::CONNECTION_TERMINATION)
+                    self.upstream_failure_reply(ctx, now, 503, local_reply::CONNECTION_TERMINATION)
                 } else {
                     self.take_stream();
                     self.close(CloseKind::Flush)
@@ -540,7 +551,7 @@ impl HttpConn {
                 let stream = self.stream();
                 ctx.shared.clusters[stream.key.0].upstream_cx_protocol_error.inc();
                 if matches!(stream.response, Response::AwaitingHead) {
-                    self.stream_local_reply(ctx, now, 503, local_reply::PROTOCOL_ERROR)
+                    self.upstream_failure_reply(ctx, now, 503, local_reply::PROTOCOL_ERROR)
                 } else {
                     let stream = self.take_stream();
                     let mut closes = self.close(CloseKind::Flush);
@@ -669,7 +680,11 @@ impl HttpConn {
         if awaiting {
             let (status, body) =
                 if timed_out { (504, local_reply::UPSTREAM_TIMEOUT) } else { (408, "stream timeout") };
-            return self.stream_local_reply(ctx, now, status, body);
+            return if timed_out {
+                self.upstream_failure_reply(ctx, now, status, body)
+            } else {
+                self.stream_local_reply(ctx, now, status, body)
+            };
         }
         let stream = self.take_stream();
         let mut closes = self.close(CloseKind::Flush);

@@ -41,6 +41,16 @@ pub(crate) struct HttpConn {
     armed: Option<Instant>,
 }
 
+/// How a tunnel came to its end.
+pub(crate) enum TunnelEnd {
+    /// Both sides finished, or a timeout ended it.
+    Finished,
+    DownstreamReset,
+    /// The upstream closed its side and the tunnel ends with it.
+    UpstreamClosed,
+    UpstreamReset,
+}
+
 pub(crate) enum State {
     /// Between requests, or reading a request head.
     Head,
@@ -112,7 +122,7 @@ impl HttpConn {
             }
             Event::ReadClosed => match &mut self.state {
                 State::Tunnel(tunnel) => match tunnel.down_read_closed(ctx) {
-                    Step::Done => self.end_tunnel(ctx, now, CloseKind::Flush, false),
+                    Step::Done => self.end_tunnel(ctx, now, TunnelEnd::Finished),
                     Step::Continue => Vec::new(),
                 },
                 State::Resolving { fin, .. } => {
@@ -126,7 +136,7 @@ impl HttpConn {
             Event::Closed => {
                 ctx.shared.http[self.listener].downstream_cx_destroy_remote.inc();
                 match &self.state {
-                    State::Tunnel(_) => self.end_tunnel(ctx, now, CloseKind::Abort, false),
+                    State::Tunnel(_) => self.end_tunnel(ctx, now, TunnelEnd::DownstreamReset),
                     State::Proxying(_) => self.stream_down_closed(ctx, now, true),
                     _ => self.close(CloseKind::Abort),
                 }
@@ -169,10 +179,10 @@ impl HttpConn {
                 Vec::new()
             }
             Event::ReadClosed => match tunnel.up_read_closed(ctx, self.id) {
-                Step::Done => self.end_tunnel(ctx, now, CloseKind::Flush, false),
+                Step::Done => self.end_tunnel(ctx, now, TunnelEnd::UpstreamClosed),
                 Step::Continue => Vec::new(),
             },
-            Event::Closed => self.end_tunnel(ctx, now, CloseKind::Flush, true),
+            Event::Closed => self.end_tunnel(ctx, now, TunnelEnd::UpstreamReset),
             Event::Flushed => {
                 tunnel.flushed(ctx, self.id, up);
                 Vec::new()
@@ -418,25 +428,24 @@ impl HttpConn {
         closes
     }
 
-    /// Both directions of the tunnel are over (or one side failed): close both.
-    pub(crate) fn end_tunnel(
-        &mut self,
-        ctx: &mut Ctx,
-        now: Instant,
-        down: CloseKind,
-        upstream_failed: bool,
-    ) -> Closes {
+    /// The tunnel is over: close both connections. `ended_by` says which side ended it.
+    pub(crate) fn end_tunnel(&mut self, ctx: &mut Ctx, now: Instant, ended_by: TunnelEnd) -> Closes {
         let State::Tunnel(tunnel) = std::mem::replace(&mut self.state, State::Closing) else {
             return Vec::new();
         };
+        let remote = matches!(ended_by, TunnelEnd::UpstreamClosed | TunnelEnd::UpstreamReset);
         if tunnel.pooled {
             let up = tunnel.upstream;
-            ctx.with_pool(tunnel.cluster, now, |pools: &mut Pools, cx| pools.closed(up, upstream_failed, cx));
+            ctx.with_pool(tunnel.cluster, now, |pools: &mut Pools, cx| pools.closed(up, remote, cx));
         } else {
-            retire_connect_tunnel(ctx, &tunnel, upstream_failed);
+            retire_connect_tunnel(ctx, &tunnel, remote);
         }
-        let up_kind = if upstream_failed { CloseKind::Abort } else { CloseKind::Flush };
-        vec![(self.id, down), (tunnel.upstream, up_kind)]
+        let (down, up) = match ended_by {
+            TunnelEnd::DownstreamReset => (CloseKind::Abort, CloseKind::Flush),
+            TunnelEnd::UpstreamReset => (CloseKind::Flush, CloseKind::Abort),
+            TunnelEnd::Finished | TunnelEnd::UpstreamClosed => (CloseKind::Flush, CloseKind::Flush),
+        };
+        vec![(self.id, down), (tunnel.upstream, up)]
     }
 
     fn protocol_error(&mut self, ctx: &mut Ctx, now: Instant, error: HeadError) -> Closes {
@@ -542,7 +551,7 @@ impl HttpConn {
             }
             State::Tunnel(t) if t.idle_expired(now) => {
                 ctx.shared.http[self.listener].downstream_rq_idle_timeout.inc();
-                self.end_tunnel(ctx, now, CloseKind::Flush, false)
+                self.end_tunnel(ctx, now, TunnelEnd::Finished)
             }
             State::Resolving { cluster, deadline, .. } if *deadline <= now => {
                 ctx.shared.clusters[*cluster].upstream_cx_connect_timeout.inc();

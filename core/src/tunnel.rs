@@ -186,6 +186,11 @@ impl Tunnel {
 
     pub(crate) fn up_read_closed(&mut self, ctx: &mut Ctx, down: ConnId) -> Step {
         self.up_fin = true;
+        if self.pooled {
+            // An upgraded HTTP/1.1 connection ends with its upstream: Envoy disconnects the
+            // client (a terminated CONNECT passes the half-close on instead).
+            return Step::Done;
+        }
         ctx.push(Output::Shutdown { conn: down });
         self.step()
     }

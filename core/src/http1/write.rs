@@ -97,7 +97,8 @@ pub fn reason_phrase(status: u16) -> &'static str {
         410 => "Gone",
         411 => "Length Required",
         412 => "Precondition Failed",
-        413 => "Content Too Large",
+        // RFC 9110 renamed it "Content Too Large"; Envoy (and clients) still say this.
+        413 => "Payload Too Large",
         414 => "URI Too Long",
         415 => "Unsupported Media Type",
         416 => "Range Not Satisfiable",
