@@ -272,3 +272,39 @@ fn sigterm_drains_open_tunnels_then_exits_zero() {
         assert!(status.success(), "{driver}: {status}");
     }
 }
+
+#[test]
+fn admin_serves_envoy_stat_formats_and_readiness() {
+    let echo = echo_server();
+    for driver in DRIVERS {
+        let (config, listen, admin) = terminate_config(echo);
+        let proxy = Burrow::start(driver, &config, admin);
+        let mut stream = client(listen);
+        stream.write_all(b"CONNECT a:1 HTTP/1.1\r\n\r\n").unwrap();
+        assert!(read_head(&mut stream).starts_with("HTTP/1.1 200 OK"), "{driver}");
+        proxy.wait_stat("http.ingress_http.downstream_cx_upgrades_active", |v| v == 1);
+
+        let (status, json) = proxy.admin_get("/stats?format=json");
+        assert_eq!(status, 200, "{driver}");
+        assert!(json.starts_with("{\"stats\":["), "{driver}: {json}");
+        assert!(
+            json.contains("{\"name\":\"http.ingress_http.downstream_cx_upgrades_total\",\"value\":1}"),
+            "{driver}"
+        );
+
+        let (status, prometheus) = proxy.admin_get("/stats/prometheus");
+        assert_eq!(status, 200, "{driver}");
+        assert!(prometheus.contains("# TYPE envoy_http_downstream_cx_upgrades_active gauge\n"), "{driver}");
+        assert!(
+            prometheus
+                .contains("envoy_http_downstream_cx_upgrades_active{envoy_http_conn_manager_prefix=\"ingress_http\"} 1\n"),
+            "{driver}: {prometheus}"
+        );
+        assert!(
+            prometheus.contains("envoy_cluster_upstream_cx_total{envoy_cluster_name=\"echo_service\"} 1\n"),
+            "{driver}"
+        );
+        assert_eq!(proxy.admin_get("/ready"), (200, "LIVE\n".to_string()), "{driver}");
+        assert_eq!(proxy.admin_get("/no_such_page").0, 404, "{driver}");
+    }
+}
