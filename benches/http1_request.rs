@@ -11,7 +11,8 @@ use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 
 const CONFIG: &str = include_str!("../configs/reverse_proxy.yaml");
-const REQUEST: &[u8] = b"GET /index.html HTTP/1.1\r\nhost: example.com\r\nuser-agent: bench\r\naccept: */*\r\n\r\n";
+const REQUEST: &[u8] =
+    b"GET /index.html HTTP/1.1\r\nhost: example.com\r\nuser-agent: bench\r\naccept: */*\r\n\r\n";
 const RESPONSE: &[u8] =
     b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: 13\r\ndate: Tue, 14 Nov 2023 22:13:20 GMT\r\n\r\nhello, world\n";
 
