@@ -3,35 +3,36 @@
 use std::net::SocketAddr;
 
 use bytes::{Bytes, BytesMut};
+use smallvec::SmallVec;
 
 use crate::config::{HttpConnectionManager, RouteTarget};
 use crate::http1::{self, BodyKind, Headers, RequestHead, ResponseHead};
 
 /// Fields that describe one hop's connection, never forwarded (RFC 9110 §7.6.1).
-const HOP_BY_HOP: [&str; 6] =
-    ["connection", "keep-alive", "proxy-connection", "transfer-encoding", "te", "upgrade"];
+const HOP_BY_HOP: [&[u8]; 6] =
+    [b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding", b"te", b"upgrade"];
 
-/// Removes hop-by-hop fields, and those the `connection` field names. An upgrade keeps its
-/// `connection` and `upgrade` fields: they are the request.
+/// Removes hop-by-hop fields, and those the `connection` field names, in one pass. An upgrade
+/// keeps its `connection` and `upgrade` fields: they are the request. `te: trailers` stays.
 fn strip_hop_by_hop(headers: &mut Headers, keep_upgrade: bool) {
-    let named: Vec<String> = headers
-        .get_all("connection")
-        .flat_map(|v| v.split(|&b| b == b','))
-        .map(|t| String::from_utf8_lossy(t).trim().to_ascii_lowercase())
-        .filter(|t| !(t.is_empty() || HOP_BY_HOP.contains(&t.as_str()) || keep_upgrade && t == "upgrade"))
-        .collect();
-    for name in HOP_BY_HOP {
-        if keep_upgrade && (name == "connection" || name == "upgrade") {
-            continue;
+    let mut named: SmallVec<[Vec<u8>; 2]> = SmallVec::new();
+    for value in headers.get_all("connection") {
+        for token in value.split(|&b| b == b',') {
+            let token = token.trim_ascii().to_ascii_lowercase();
+            if !token.is_empty() && !HOP_BY_HOP.contains(&token.as_slice()) {
+                named.push(token);
+            }
         }
-        if name == "te" && headers.get("te").is_some_and(|v| v.eq_ignore_ascii_case(b"trailers")) {
-            continue;
+    }
+    headers.retain(|name, value| {
+        if keep_upgrade && (name == b"connection" || name == b"upgrade") {
+            return true;
         }
-        headers.remove(name);
-    }
-    for name in named {
-        headers.remove(&name);
-    }
+        if name == b"te" {
+            return value.eq_ignore_ascii_case(b"trailers");
+        }
+        !HOP_BY_HOP.contains(&name) && !named.iter().any(|n| n.as_slice() == name)
+    });
 }
 
 /// What the request rewrite needs to know besides the head.
@@ -142,8 +143,18 @@ pub(crate) fn downstream_response(
 /// A version-4 UUID from 128 random bits, as Envoy's `x-request-id`.
 pub(crate) fn uuid4(random: u128) -> String {
     let bits = (random & !(0xf << 76) | (0x4 << 76)) & !(0x3 << 62) | (0x2 << 62);
-    let hex = format!("{bits:032x}");
-    format!("{}-{}-{}-{}-{}", &hex[..8], &hex[8..12], &hex[12..16], &hex[16..20], &hex[20..])
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut out = [0u8; 36];
+    let mut nibble = 32;
+    for (i, slot) in out.iter_mut().enumerate() {
+        if matches!(i, 8 | 13 | 18 | 23) {
+            *slot = b'-';
+        } else {
+            nibble -= 1;
+            *slot = HEX[((bits >> (nibble * 4)) & 0xf) as usize];
+        }
+    }
+    String::from_utf8(out.to_vec()).expect("hex digits are ASCII")
 }
 
 #[cfg(test)]

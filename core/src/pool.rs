@@ -5,7 +5,9 @@
 //! as pending while a new connection is opened, within the cluster's circuit breakers.
 //! Connections come back after a complete response if they may be reused.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
+
+use rustc_hash::FxHashMap;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -104,8 +106,8 @@ pub(crate) trait PoolIo {
 
 #[derive(Default)]
 pub(crate) struct Pools {
-    hosts: HashMap<HostKey, HostPool>,
-    conns: HashMap<ConnId, PoolConn>,
+    hosts: FxHashMap<HostKey, HostPool>,
+    conns: FxHashMap<ConnId, PoolConn>,
 }
 
 impl Pools {

@@ -73,7 +73,7 @@ pub(crate) struct Ctx {
     /// returns.
     deferred: Vec<(ConnId, PoolEvent)>,
     /// `upstream_rq_<code>` handles, made on first use of each code.
-    status_counters: std::collections::HashMap<(usize, u16), Counter>,
+    status_counters: rustc_hash::FxHashMap<(usize, u16), Counter>,
     /// SplitMix64 state: request ids without an OS random source.
     rng: u64,
     state: RunState,
