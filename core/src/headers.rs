@@ -2,7 +2,7 @@
 
 use std::net::SocketAddr;
 
-use bytes::{Bytes, BytesMut};
+use bytes::{BufMut, Bytes, BytesMut};
 use smallvec::SmallVec;
 
 use crate::config::{HttpConnectionManager, RouteTarget};
@@ -12,27 +12,63 @@ use crate::http1::{self, BodyKind, Headers, RequestHead, ResponseHead};
 const HOP_BY_HOP: [&[u8]; 6] =
     [b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding", b"te", b"upgrade"];
 
-/// Removes hop-by-hop fields, and those the `connection` field names, in one pass. An upgrade
-/// keeps its `connection` and `upgrade` fields: they are the request. `te: trailers` stays.
-fn strip_hop_by_hop(headers: &mut Headers, keep_upgrade: bool) {
-    let mut named: SmallVec<[Vec<u8>; 2]> = SmallVec::new();
-    for value in headers.get_all("connection") {
-        for token in value.split(|&b| b == b',') {
-            let token = token.trim_ascii().to_ascii_lowercase();
-            if !token.is_empty() && !HOP_BY_HOP.contains(&token.as_slice()) {
-                named.push(token);
+/// Which fields of a head cross to the next hop: not the hop-by-hop ones, nor those the
+/// `connection` field names. An upgrade keeps its `connection` and `upgrade` fields: they
+/// are the request. `te: trailers` stays.
+struct HopFilter {
+    named: SmallVec<[Vec<u8>; 2]>,
+    keep_upgrade: bool,
+}
+
+impl HopFilter {
+    fn new(headers: &Headers, keep_upgrade: bool) -> HopFilter {
+        let mut named = SmallVec::new();
+        for value in headers.get_all("connection") {
+            for token in value.split(|&b| b == b',') {
+                let token = token.trim_ascii().to_ascii_lowercase();
+                if !token.is_empty() && !HOP_BY_HOP.contains(&token.as_slice()) {
+                    named.push(token);
+                }
             }
         }
+        HopFilter { named, keep_upgrade }
     }
-    headers.retain(|name, value| {
-        if keep_upgrade && (name == b"connection" || name == b"upgrade") {
+
+    fn forwards(&self, name: &[u8], value: &[u8]) -> bool {
+        if self.keep_upgrade && (name == b"connection" || name == b"upgrade") {
             return true;
         }
         if name == b"te" {
             return value.eq_ignore_ascii_case(b"trailers");
         }
-        !HOP_BY_HOP.contains(&name) && !named.iter().any(|n| n.as_slice() == name)
-    });
+        !HOP_BY_HOP.contains(&name) && !self.named.iter().any(|n| n.as_slice() == name)
+    }
+}
+
+/// Writes a head straight into its output buffer: fields are copied once, from the parsed
+/// head, with no intermediate header map.
+struct HeadWriter(BytesMut);
+
+impl HeadWriter {
+    fn new(capacity: usize) -> HeadWriter {
+        HeadWriter(BytesMut::with_capacity(capacity))
+    }
+
+    fn line(&mut self, parts: &[&[u8]]) {
+        for part in parts {
+            self.0.put_slice(part);
+        }
+        self.0.put_slice(b"\r\n");
+    }
+
+    fn field(&mut self, name: &[u8], value: &[u8]) {
+        self.line(&[name, b": ", value]);
+    }
+
+    fn finish(mut self) -> Bytes {
+        self.0.put_slice(b"\r\n");
+        self.0.freeze()
+    }
 }
 
 /// What the request rewrite needs to know besides the head.
@@ -49,50 +85,73 @@ pub(crate) struct RequestContext<'a> {
 }
 
 /// The request head as the upstream gets it, serialized.
-pub(crate) fn upstream_request(mut head: RequestHead, cx: &RequestContext<'_>) -> Bytes {
-    let headers = &mut head.headers;
-    strip_hop_by_hop(headers, cx.upgrade);
+pub(crate) fn upstream_request(head: RequestHead, cx: &RequestContext<'_>) -> Bytes {
+    let hop = HopFilter::new(&head.headers, cx.upgrade);
+    let rewritten = match (cx.matched_prefix, &cx.route.prefix_rewrite) {
+        (Some(prefix), Some(rewrite)) if head.target.starts_with(prefix.as_bytes()) => {
+            Some([rewrite.as_bytes(), &head.target[prefix.len()..]].concat())
+        }
+        _ => None,
+    };
+    let mut out = HeadWriter::new(head.target.len() + 64 * (head.headers.len() + 6));
+    out.line(&[
+        head.method.as_str().as_bytes(),
+        b" ",
+        rewritten.as_deref().unwrap_or(&head.target),
+        b" HTTP/1.1",
+    ]);
+    let use_remote = cx.hcm.use_remote_address;
+    let (mut forwarded_for, mut forwarded_proto, mut has_length) = (None, false, false);
+    for (name, value) in head.headers.iter() {
+        if !hop.forwards(name, value) {
+            continue;
+        }
+        match name {
+            // Envoy answers `Expect: 100-continue` itself; its own headers are set below.
+            b"expect" => continue,
+            b"x-envoy-expected-rq-timeout-ms" if cx.route.timeout.is_some() => continue,
+            b"x-envoy-original-path" if rewritten.is_some() => continue,
+            b"host" if cx.route.host_rewrite_literal.is_some() => {
+                out.field(b"host", cx.route.host_rewrite_literal.as_deref().unwrap_or_default().as_bytes());
+                continue;
+            }
+            b"x-forwarded-for" if use_remote => {
+                forwarded_for = Some(value);
+                continue;
+            }
+            b"x-forwarded-proto" if use_remote => continue,
+            b"x-forwarded-proto" => forwarded_proto = true,
+            b"content-length" => has_length = true,
+            _ => {}
+        }
+        out.field(name, value);
+    }
     // The body is re-framed for the upstream hop.
     match cx.body {
-        BodyKind::Chunked if !cx.upgrade => headers.append("transfer-encoding", b"chunked"),
-        BodyKind::Length(n) if headers.get("content-length").is_none() => {
-            headers.append("content-length", n.to_string().as_bytes())
-        }
+        BodyKind::Chunked if !cx.upgrade => out.field(b"transfer-encoding", b"chunked"),
+        BodyKind::Length(n) if !has_length => out.field(b"content-length", n.to_string().as_bytes()),
         _ => {}
     }
-    headers.remove("expect");
-    if let Some(host) = &cx.route.host_rewrite_literal {
-        headers.insert("host", host.as_bytes());
+    if rewritten.is_some() {
+        out.field(b"x-envoy-original-path", &head.target);
     }
-    let mut target = head.target.clone();
-    if let (Some(prefix), Some(rewrite)) = (cx.matched_prefix, &cx.route.prefix_rewrite) {
-        if target.starts_with(prefix.as_bytes()) {
-            headers.insert("x-envoy-original-path", &target);
-            let mut path = BytesMut::with_capacity(target.len() + rewrite.len());
-            path.extend_from_slice(rewrite.as_bytes());
-            path.extend_from_slice(&target[prefix.len()..]);
-            target = path.freeze();
+    if use_remote {
+        let peer = cx.peer.ip().to_string();
+        match forwarded_for {
+            Some(existing) => out.field(b"x-forwarded-for", &[existing, b", ", peer.as_bytes()].concat()),
+            None => out.field(b"x-forwarded-for", peer.as_bytes()),
         }
     }
-    if cx.hcm.use_remote_address {
-        let forwarded = match headers.get("x-forwarded-for") {
-            Some(existing) => format!("{}, {}", String::from_utf8_lossy(existing), cx.peer.ip()),
-            None => cx.peer.ip().to_string(),
-        };
-        headers.insert("x-forwarded-for", forwarded.as_bytes());
-        headers.insert("x-forwarded-proto", b"http");
-    } else if headers.get("x-forwarded-proto").is_none() {
-        headers.append("x-forwarded-proto", b"http");
+    if use_remote || !forwarded_proto {
+        out.field(b"x-forwarded-proto", b"http");
     }
     if let Some(id) = cx.request_id {
-        headers.append("x-request-id", id.as_bytes());
+        out.field(b"x-request-id", id.as_bytes());
     }
     if let Some(timeout) = cx.route.timeout {
-        headers.insert("x-envoy-expected-rq-timeout-ms", timeout.as_millis().to_string().as_bytes());
+        out.field(b"x-envoy-expected-rq-timeout-ms", timeout.as_millis().to_string().as_bytes());
     }
-    let mut out = BytesMut::with_capacity(256);
-    http1::write_request_head(&head.method, &target, &head.headers, &mut out);
-    out.freeze()
+    out.finish()
 }
 
 /// How the response body travels to the client.
@@ -108,36 +167,36 @@ pub(crate) enum DownFraming {
 
 /// The response head as the client gets it, serialized, and how its body is framed.
 pub(crate) fn downstream_response(
-    mut head: ResponseHead,
+    head: ResponseHead,
     body: BodyKind,
     upgrade_request: bool,
     server_name: &str,
     service_time_ms: u128,
     close: bool,
 ) -> (Bytes, DownFraming) {
-    let headers = &mut head.headers;
-    strip_hop_by_hop(headers, upgrade_request);
+    let hop = HopFilter::new(&head.headers, upgrade_request);
+    let mut out = HeadWriter::new(64 * (head.headers.len() + 5));
+    let status = head.status.to_string();
+    out.line(&[b"HTTP/1.1 ", status.as_bytes(), b" ", http1::reason_phrase(head.status).as_bytes()]);
+    for (name, value) in head.headers.iter() {
+        if hop.forwards(name, value) && name != b"server" && name != b"x-envoy-upstream-service-time" {
+            out.field(name, value);
+        }
+    }
     let framing = match body {
         BodyKind::Tunnel => DownFraming::Raw,
         BodyKind::Chunked | BodyKind::UntilClose => {
-            headers.append("transfer-encoding", b"chunked");
+            out.field(b"transfer-encoding", b"chunked");
             DownFraming::Chunked
         }
         BodyKind::Empty | BodyKind::Length(_) => DownFraming::AsIs,
     };
-    headers.insert("x-envoy-upstream-service-time", service_time_ms.to_string().as_bytes());
-    headers.insert("server", server_name.as_bytes());
+    out.field(b"x-envoy-upstream-service-time", service_time_ms.to_string().as_bytes());
+    out.field(b"server", server_name.as_bytes());
     if close && !upgrade_request {
-        headers.append("connection", b"close");
+        out.field(b"connection", b"close");
     }
-    let mut out = BytesMut::with_capacity(256);
-    http1::write_response_head(
-        head.status,
-        http1::reason_phrase(head.status).as_bytes(),
-        &head.headers,
-        &mut out,
-    );
-    (out.freeze(), framing)
+    (out.finish(), framing)
 }
 
 /// A version-4 UUID from 128 random bits, as Envoy's `x-request-id`.

@@ -161,13 +161,6 @@ impl Headers {
         self.entries.len() != before
     }
 
-    /// Keeps only the fields for which `keep(name, value)` is true (names lower-case).
-    pub fn retain(&mut self, mut keep: impl FnMut(&[u8], &[u8]) -> bool) {
-        let buf = &self.buf;
-        let bytes = |span: Span| &buf[span.start as usize..span.end as usize];
-        self.entries.retain(|e| keep(bytes(e.name), bytes(e.value)));
-    }
-
     /// Adds a field at the end, keeping any existing ones of the same name. `name` must be a
     /// token and `value` must not hold CR, LF or NUL: the writer does not re-check, so a bad
     /// value would split the serialized head.
