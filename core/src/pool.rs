@@ -62,6 +62,21 @@ pub(crate) struct PoolConn {
     requests: u32,
     /// The connect deadline while connecting, the idle deadline while idle.
     deadline: Option<Instant>,
+    /// The earliest timer this connection has asked for and not yet seen fire: a connection
+    /// parked after every response asks again only when its deadline moves earlier, so the
+    /// timer table holds one entry per connection, not one per request.
+    armed: Option<Instant>,
+}
+
+impl PoolConn {
+    fn arm(&mut self, conn: ConnId, io: &mut dyn PoolIo) {
+        if let Some(at) = self.deadline {
+            if self.armed.is_none_or(|armed| at < armed) {
+                self.armed = Some(at);
+                io.timer(conn, at);
+            }
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -165,17 +180,18 @@ impl Pools {
             host.connecting += 1;
             let conn = cx.io.open(key.1);
             let deadline = cx.now + cx.limits.connect_timeout;
-            cx.io.timer(conn, deadline);
             cx.stats.upstream_cx_total.inc();
             cx.stats.upstream_cx_http1_total.inc();
             cx.stats.upstream_cx_active.inc();
-            let pooled = PoolConn {
+            let mut pooled = PoolConn {
                 key,
                 state: ConnState::Connecting,
                 reader: ResponseReader::default(),
                 requests: 0,
                 deadline: Some(deadline),
+                armed: None,
             };
+            pooled.arm(conn, cx.io);
             self.conns.insert(conn, pooled);
         }
     }
@@ -223,9 +239,7 @@ impl Pools {
         let pooled = self.conns.get_mut(&conn).expect("parking an unknown connection");
         pooled.state = ConnState::Idle;
         pooled.deadline = cx.limits.idle_timeout.map(|idle| cx.now + idle);
-        if let Some(deadline) = pooled.deadline {
-            cx.io.timer(conn, deadline);
-        }
+        pooled.arm(conn, cx.io);
         self.hosts.entry(pooled.key).or_default().idle.push(conn);
     }
 
@@ -348,8 +362,11 @@ impl Pools {
 
     /// A pool timer fired for `conn`.
     pub(crate) fn expired(&mut self, conn: ConnId, cx: &mut PoolCtx<'_>) -> Expired {
-        let Some(pooled) = self.conns.get(&conn) else { return Expired::Nothing };
+        let Some(pooled) = self.conns.get_mut(&conn) else { return Expired::Nothing };
+        pooled.armed = None;
         if pooled.deadline.is_none_or(|at| at > cx.now) {
+            // Not due yet (the connection was used since): wait for the current deadline.
+            pooled.arm(conn, cx.io);
             return Expired::Nothing;
         }
         match pooled.state {

@@ -628,3 +628,59 @@ impl Ctx {
         self.state != RunState::Running
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CONFIG: &str = include_str!("../../configs/reverse_proxy.yaml");
+
+    fn drain(proxy: &mut Proxy, now: Instant) -> Vec<Output> {
+        let mut outputs = Vec::new();
+        while let Some(output) = proxy.poll_output() {
+            if let Output::Write { conn, data } = &output {
+                proxy.handle(now, Input::Flushed { conn: *conn, bytes: data.len() });
+            }
+            outputs.push(output);
+        }
+        outputs
+    }
+
+    /// Deadlines that move with every request (route timeout, stream and pool idle timeouts)
+    /// must not leave one timer-table entry per request behind.
+    #[test]
+    fn the_timer_table_stays_small_under_many_requests() {
+        let config = Arc::new(Config::from_yaml(CONFIG).unwrap());
+        let shared = Arc::new(Shared::new(&config));
+        let mut now = Instant::now();
+        let mut proxy = Proxy::new(config, shared, now, SystemTime::UNIX_EPOCH, 1);
+        drain(&mut proxy, now);
+        let client = proxy.accept(
+            now,
+            ListenerId(0),
+            "127.0.0.1:1".parse().unwrap(),
+            "127.0.0.1:10000".parse().unwrap(),
+        );
+        let request = Bytes::from_static(b"GET / HTTP/1.1\r\nhost: h\r\n\r\n");
+        let response = Bytes::from_static(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n");
+        let mut upstream = None;
+        for _ in 0..10_000 {
+            now += Duration::from_millis(1);
+            proxy.handle(now, Input::Data { conn: client, data: request.clone() });
+            for output in drain(&mut proxy, now) {
+                if let Output::Connect { conn, .. } = output {
+                    upstream = Some(conn);
+                    proxy.handle(now, Input::Connected { conn });
+                    drain(&mut proxy, now);
+                }
+            }
+            proxy.handle(now, Input::Data { conn: upstream.unwrap(), data: response.clone() });
+            drain(&mut proxy, now);
+            if proxy.poll_timeout().is_some_and(|at| at <= now) {
+                proxy.handle_timeout(now);
+                drain(&mut proxy, now);
+            }
+        }
+        assert!(proxy.ctx.timers.len() < 100, "{} timers for two connections", proxy.ctx.timers.len());
+    }
+}

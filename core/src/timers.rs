@@ -44,3 +44,10 @@ impl Timers {
         }
     }
 }
+
+#[cfg(test)]
+impl Timers {
+    pub(crate) fn len(&self) -> usize {
+        self.heap.len()
+    }
+}
