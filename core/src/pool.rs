@@ -332,7 +332,16 @@ impl Pools {
             }
         };
         self.open_for_pending(pooled.key, cx);
+        self.forget_if_empty(pooled.key);
         failed
+    }
+
+    /// Drops a host's pool once it holds nothing, so pools for many short-lived hosts
+    /// (original destinations) do not pile up.
+    fn forget_if_empty(&mut self, key: HostKey) {
+        if self.hosts.get(&key).is_some_and(|h| h.idle.is_empty() && h.pending.is_empty() && h.connecting == 0) {
+            self.hosts.remove(&key);
+        }
     }
 
     /// A pending request went away (its downstream closed) before a connection came.
@@ -346,6 +355,7 @@ impl Pools {
             cx.stats.upstream_rq_pending_active.dec();
             cx.stats.upstream_rq_cancelled.inc();
         }
+        self.forget_if_empty(key);
     }
 
     /// The connection switched protocols (a `101`): it leaves the pool for good, though it
