@@ -339,7 +339,11 @@ impl Pools {
     /// Drops a host's pool once it holds nothing, so pools for many short-lived hosts
     /// (original destinations) do not pile up.
     fn forget_if_empty(&mut self, key: HostKey) {
-        if self.hosts.get(&key).is_some_and(|h| h.idle.is_empty() && h.pending.is_empty() && h.connecting == 0) {
+        if self
+            .hosts
+            .get(&key)
+            .is_some_and(|h| h.idle.is_empty() && h.pending.is_empty() && h.connecting == 0)
+        {
             self.hosts.remove(&key);
         }
     }

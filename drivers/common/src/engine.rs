@@ -14,14 +14,26 @@
 //!     engine.drive(Instant::now());          // stop flag, timers, pending reads, flushes
 //!     if engine.is_finished() { break }
 //!     wait for readiness or engine.deadline();
-//!     for each ready token: engine.ready(now, token, readable, writable);
+//!     for each ready token: engine.ready(now, token, readable, writable, read_closed);
 //!     for each DNS answer: engine.handle(now, Input::Resolved { .. });
 //! }
 //! ```
 //!
 //! Inputs are derived only from what read, write, accept and connect calls return, never from
 //! readiness flags, so a spurious or missing-but-retried readiness never changes what the core
-//! sees. A readiness report may be spurious; it only makes the engine try.
+//! sees. A readiness report may be spurious; it only makes the engine try. Two exceptions,
+//! both about when to try, not what to feed:
+//!
+//! - A read that returns less than the room it was offered drained the socket's receive queue,
+//!   so the engine stops there instead of making a second read that would only say `WouldBlock`
+//!   (as tokio's own `AsyncRead` does). That relies on the driver reporting the token again
+//!   when more arrives (an edge-triggered registration does: new bytes are a new edge) and on
+//!   knowing whether a FIN or an error came with the bytes: `Engine::ready`'s `read_closed`
+//!   (mio) or [`Net::more_to_read`] (a readiness cache, tokio). Then it reads on to the end.
+//! - A connecting socket is only asked whether its connect finished (`SO_ERROR`) once it was
+//!   reported writable. A slot (token) is therefore never reused within the batch of reports
+//!   that saw its connection closed: a report still queued for the old socket must not be
+//!   taken for the new one's.
 
 use std::collections::VecDeque;
 use std::io::{self, IoSlice};
@@ -44,8 +56,17 @@ pub const LISTENER_BIT: usize = 1 << (usize::BITS - 2);
 pub const READ_BLOCK: usize = 64 * 1024;
 /// A read gets at least this much room: below it, a fresh block is reserved.
 const MIN_READ_ROOM: usize = 16 * 1024;
-/// At most this much is read from one connection per wake-up before the others get a turn.
+/// At most this much is read from one connection per wake-up before the others get a turn,
+/// when others have bytes coming in: the last wait's reports had a connection read something
+/// (see [`READ_BUDGET_ALONE`]).
 pub const READ_BUDGET: usize = 256 * 1024;
+/// The same when the last wait's reports had nothing to read: the connections reading on
+/// from the last turn (bulk transfers) have the worker to themselves, so their turns are
+/// longer. Every turn costs a wait (`epoll_wait`) and a write to the peer: at 256 KiB, one
+/// wait and one `writev` per four 64 KiB reads. This is Envoy's default per-connection buffer
+/// limit, where Envoy stops reading a socket for one event too (and past which the core
+/// pauses the reading side of a tunnel anyway).
+pub const READ_BUDGET_ALONE: usize = 1024 * 1024;
 /// At most this many queued chunks go into one vectored write.
 pub const MAX_IOV: usize = 64;
 /// Once the core has finished, how long connections it closed with `CloseKind::Flush` get to
@@ -56,7 +77,7 @@ pub const FLUSH_GRACE: Duration = Duration::from_secs(1);
 /// driver will report this token ready again when it may have changed" (for readiness-based
 /// drivers this is where interest is registered).
 pub trait Net {
-    type Listener;
+    type Listener: AsFd;
     type Stream: AsFd;
 
     /// Bind and listen on `addr` (see [`net::listen`]) and watch the listener under `token`.
@@ -70,13 +91,24 @@ pub trait Net {
     ) -> io::Result<(Self::Stream, SocketAddr)>;
     /// Start a nonblocking connect (see [`net::connect`]).
     fn connect(&mut self, addr: SocketAddr) -> io::Result<Self::Stream>;
-    /// Watch a new stream (accepted or connecting) for reading and writing under `token`.
+    /// Watch a new stream (accepted or connecting) for reading and writing under `token`, and
+    /// have the token reported once it is (or may be) readable or writable: the engine does
+    /// not read a new connection before that report.
     fn register(&mut self, token: usize, stream: &mut Self::Stream) -> io::Result<()>;
     /// Whether the connect finished: `Pending` (the token will be reported again), connected,
-    /// or failed.
-    fn poll_connect(&mut self, token: usize, stream: &Self::Stream) -> Poll<io::Result<()>>;
+    /// or failed. `writable` is the report's flag (see [`Engine::ready`]); a driver that
+    /// tracks readiness itself may ignore it. A connect has finished once the socket is
+    /// writable (see [`net::connect_result`]).
+    fn poll_connect(&mut self, token: usize, stream: &Self::Stream, writable: bool) -> Poll<io::Result<()>>;
     /// Read into the spare capacity of `buf` (appending; no zeroing needed).
     fn read(&mut self, token: usize, stream: &mut Self::Stream, buf: &mut BytesMut) -> io::Result<usize>;
+    /// Asked after a read that returned less than the room it was offered (the receive queue
+    /// was empty): `true` if the socket is known to have more for a read right now (a FIN or
+    /// an error that came with the bytes), `false` if the token will be reported readable
+    /// again when more arrives. An edge-triggered driver answers `false` (it passes FINs and
+    /// errors to [`Engine::ready`]); a driver with a readiness cache clears it on such a read
+    /// and answers from what is left, registering its interest if nothing is.
+    fn more_to_read(&mut self, token: usize, stream: &mut Self::Stream) -> bool;
     fn write(&mut self, token: usize, stream: &mut Self::Stream, bufs: &[IoSlice<'_>]) -> io::Result<usize>;
     /// Reading paused (`false`) or resumed (`true`); after a resume the engine reads at once.
     fn set_reading(&mut self, token: usize, stream: &mut Self::Stream, reading: bool);
@@ -104,6 +136,11 @@ struct Conn<S> {
     shut: bool,
     /// In the engine's `dirty` list.
     dirty: bool,
+    /// In the engine's `ready` list (its next read is due at the next `drive`).
+    queued_read: bool,
+    /// The driver reported the read side closed or in error: reads go on until they return 0
+    /// or fail, not only until a read comes back short.
+    read_to_end: bool,
 }
 
 impl<S> Conn<S> {
@@ -118,6 +155,25 @@ impl<S> Conn<S> {
             shutdown: false,
             shut: false,
             dirty: false,
+            queued_read: false,
+            read_to_end: false,
+        }
+    }
+
+    /// What a closed connection's slot holds until its token may be reused.
+    fn released() -> Conn<S> {
+        Conn {
+            id: None,
+            stream: None,
+            queue: VecDeque::new(),
+            connecting: false,
+            paused: false,
+            read_closed: false,
+            shutdown: false,
+            shut: false,
+            dirty: false,
+            queued_read: false,
+            read_to_end: false,
         }
     }
 }
@@ -129,14 +185,23 @@ pub struct Engine<N: Net> {
     conns: Slab<Conn<N::Stream>>,
     /// `ConnId.0` -> token.
     tokens: Vec<Option<usize>>,
-    listeners: Slab<(ListenerId, N::Listener)>,
+    /// Each listener with its local address if that is what every connection it accepts has
+    /// as its own (a listener bound to one address, not a wildcard).
+    listeners: Slab<(ListenerId, N::Listener, Option<SocketAddr>)>,
     /// The worker's one read buffer.
     buf: BytesMut,
     /// Connections to read without waiting for readiness: read budget spent, or resumed.
     ready: Vec<usize>,
+    /// The read budget of this turn: [`READ_BUDGET`] or [`READ_BUDGET_ALONE`].
+    budget: usize,
+    /// A readiness report since the last `drive` had a connection read something.
+    contended: bool,
     ready_spare: Vec<usize>,
     /// Connections with bytes to write or a FIN to send.
     dirty: VecDeque<usize>,
+    /// Slots of closed connections, freed at the next `drive`: until then a readiness report
+    /// still queued for the old socket finds the slot empty instead of a new connection.
+    released: Vec<usize>,
     /// Inputs found while executing outputs, fed once the output queue is empty.
     deferred: VecDeque<Input>,
     /// Connections released by the core that are still writing out their queue.
@@ -160,8 +225,11 @@ impl<N: Net> Engine<N> {
             listeners: Slab::new(),
             buf: BytesMut::new(),
             ready: Vec::new(),
+            budget: READ_BUDGET,
+            contended: false,
             ready_spare: Vec::new(),
             dirty: VecDeque::new(),
+            released: Vec::new(),
             deferred: VecDeque::new(),
             orphans: 0,
             stop: worker.stop.clone(),
@@ -182,6 +250,10 @@ impl<N: Net> Engine<N> {
     /// the last wake-up, and writes. Call before every wait.
     pub fn drive(&mut self, now: Instant) {
         self.now = now;
+        // The readiness reports of the last wait are all handled.
+        for token in self.released.drain(..) {
+            self.conns.remove(token);
+        }
         self.execute(now); // what the core queued on its own (at start: the listeners)
         if !self.stopping && self.stop.is_stopped() {
             self.stopping = true;
@@ -192,9 +264,14 @@ impl<N: Net> Engine<N> {
             self.proxy.handle_timeout(now);
             self.execute(now);
         }
+        self.budget = if mem::take(&mut self.contended) { READ_BUDGET } else { READ_BUDGET_ALONE };
         let mut ready = mem::replace(&mut self.ready, mem::take(&mut self.ready_spare));
         for token in ready.drain(..) {
-            self.read(now, token);
+            match self.conns.get_mut(token) {
+                Some(conn) if conn.queued_read => conn.queued_read = false,
+                _ => continue, // closed since (the slot may have been reused)
+            }
+            self.read(now, token, false);
         }
         self.ready_spare = ready;
         while let Some(token) = self.dirty.pop_front() {
@@ -251,15 +328,21 @@ impl<N: Net> Engine<N> {
         self.execute(now);
     }
 
-    /// The socket under `token` may be readable and/or writable.
-    pub fn ready(&mut self, now: Instant, token: usize, readable: bool, writable: bool) {
+    /// The socket under `token` may be readable and/or writable. `read_closed`: the report
+    /// says the read side is closed or in error (a FIN or an error arrived, maybe with bytes);
+    /// reads then go on until they return 0 or fail. A driver with a readiness cache passes
+    /// `false` and answers [`Net::more_to_read`] instead.
+    pub fn ready(&mut self, now: Instant, token: usize, readable: bool, writable: bool, read_closed: bool) {
         if token & LISTENER_BIT != 0 {
             return self.accept(now, token & !LISTENER_BIT);
         }
         let Some(conn) = self.conns.get_mut(token) else { return };
         let Some(stream) = conn.stream.as_ref() else { return };
+        if read_closed {
+            conn.read_to_end = true;
+        }
         if conn.connecting {
-            match self.net.poll_connect(token, stream) {
+            match self.net.poll_connect(token, stream, writable) {
                 Poll::Pending => {}
                 Poll::Ready(Ok(())) => {
                     conn.connecting = false;
@@ -268,7 +351,9 @@ impl<N: Net> Engine<N> {
                     if let Some(id) = id {
                         self.handle(now, Input::Connected { conn: id });
                     }
-                    self.read(now, token);
+                    if readable {
+                        self.read(now, token, true);
+                    }
                 }
                 Poll::Ready(Err(e)) => {
                     tracing::debug!(token, "connect failed: {e}");
@@ -282,21 +367,25 @@ impl<N: Net> Engine<N> {
             }
             return;
         }
+        // A connection on the ready list is read at the next `drive`, within its budget.
+        let read = readable && !conn.queued_read;
         if writable && (!conn.queue.is_empty() || conn.shutdown && !conn.shut) {
             self.mark_dirty(token);
         }
-        if readable {
-            self.read(now, token);
+        if read {
+            self.read(now, token, true);
         }
     }
 
     fn accept(&mut self, now: Instant, index: usize) {
         loop {
-            let Some((listener_id, listener)) = self.listeners.get_mut(index) else { return };
-            let listener_id = *listener_id;
+            let Some((listener_id, listener, listener_local)) = self.listeners.get_mut(index) else {
+                return;
+            };
+            let (listener_id, listener_local) = (*listener_id, *listener_local);
             match self.net.accept(index | LISTENER_BIT, listener) {
                 Ok((mut stream, peer)) => {
-                    let local = match net::local_addr(&stream) {
+                    let local = match listener_local.map_or_else(|| net::local_addr(&stream), Ok) {
                         Ok(local) => local,
                         Err(e) => {
                             tracing::debug!("accepted socket without a local address: {e}");
@@ -304,8 +393,10 @@ impl<N: Net> Engine<N> {
                             continue;
                         }
                     };
-                    if let Err(e) = net::set_nodelay(&stream) {
-                        tracing::debug!("TCP_NODELAY: {e}");
+                    if !net::ACCEPT_INHERITS_NODELAY {
+                        if let Err(e) = net::set_nodelay(&stream) {
+                            tracing::debug!("TCP_NODELAY: {e}");
+                        }
                     }
                     let entry = self.conns.vacant_entry();
                     let token = entry.key();
@@ -319,7 +410,10 @@ impl<N: Net> Engine<N> {
                     entry.insert(Conn::new(id, Some(stream), false));
                     self.map(id, token);
                     self.execute(now);
-                    self.read(now, token);
+                    // No read yet: the registration reports the token (readable once the peer's
+                    // first bytes are there), and a read now would often find nothing, or
+                    // take the bytes that report announces and leave it to a second read
+                    // that finds nothing.
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e)
@@ -332,10 +426,12 @@ impl<N: Net> Engine<N> {
         }
     }
 
-    /// Reads until the socket is empty, the connection is paused or closed, or its budget for
-    /// this wake-up is spent (then it goes on the ready list).
-    fn read(&mut self, now: Instant, token: usize) {
-        let mut budget = READ_BUDGET;
+    /// Reads until the socket is empty (a read came back short, or `WouldBlock`), the
+    /// connection is paused or closed, or its budget for this wake-up is spent (then it goes
+    /// on the ready list). `reported`: for a readiness report (which, if it finds something,
+    /// shortens the next turn of the connections on the ready list).
+    fn read(&mut self, now: Instant, token: usize, reported: bool) {
+        let mut budget = self.budget;
         loop {
             let Some(conn) = self.conns.get_mut(token) else { return };
             let (Some(id), Some(stream)) = (conn.id, conn.stream.as_mut()) else { return };
@@ -345,17 +441,25 @@ impl<N: Net> Engine<N> {
             if self.buf.capacity() - self.buf.len() < MIN_READ_ROOM {
                 self.buf.reserve(READ_BLOCK);
             }
+            let room = self.buf.capacity() - self.buf.len();
             match self.net.read(token, stream, &mut self.buf) {
                 Ok(0) => {
                     conn.read_closed = true;
+                    self.contended |= reported;
                     self.handle(now, Input::ReadClosed { conn: id });
                     return;
                 }
                 Ok(n) => {
+                    self.contended |= reported;
+                    // Short: the receive queue is empty (unless a FIN or an error came too).
+                    let drained = n < room && !conn.read_to_end && !self.net.more_to_read(token, stream);
                     let data = self.buf.split().freeze();
                     self.handle(now, Input::Data { conn: id, data });
+                    if drained {
+                        return;
+                    }
                     if n >= budget {
-                        self.ready.push(token);
+                        self.queue_read(token);
                         return;
                     }
                     budget -= n;
@@ -426,7 +530,7 @@ impl<N: Net> Engine<N> {
         if conn.queue.is_empty() {
             if id.is_none() {
                 // Released by the core and now fully written: close (FIN).
-                let conn = self.conns.remove(token);
+                let conn = self.release(token);
                 self.orphans -= 1;
                 if let Some(stream) = conn.stream {
                     self.net.close(stream);
@@ -456,9 +560,24 @@ impl<N: Net> Engine<N> {
         match conn.id {
             Some(id) => self.handle(now, Input::Closed { conn: id, reason }),
             None => {
-                self.conns.remove(token);
+                self.release(token);
                 self.orphans -= 1;
             }
+        }
+    }
+
+    /// Takes a closed connection out of its slot; the slot is freed at the next `drive`.
+    fn release(&mut self, token: usize) -> Conn<N::Stream> {
+        self.released.push(token);
+        mem::replace(&mut self.conns[token], Conn::released())
+    }
+
+    /// Has the connection read at the next `drive` (once, however often it is asked).
+    fn queue_read(&mut self, token: usize) {
+        let conn = &mut self.conns[token];
+        if !conn.queued_read {
+            conn.queued_read = true;
+            self.ready.push(token);
         }
     }
 
@@ -516,7 +635,11 @@ impl<N: Net> Engine<N> {
                 match self.net.listen(entry.key() | LISTENER_BIT, addr) {
                     Ok(socket) => {
                         tracing::debug!("listening on {addr}");
-                        entry.insert((listener, socket));
+                        // Bound to one address, the listener's address is every accepted
+                        // connection's: no `getsockname` per connection.
+                        let local =
+                            net::local_addr(&socket).ok().filter(|local| !local.ip().is_unspecified());
+                        entry.insert((listener, socket, local));
                     }
                     Err(e) => {
                         tracing::error!("cannot listen on {addr}: {e}");
@@ -527,9 +650,9 @@ impl<N: Net> Engine<N> {
             }
             Output::Unlisten { listener } => {
                 let found =
-                    self.listeners.iter().find(|(_, (id, _))| *id == listener).map(|(index, _)| index);
+                    self.listeners.iter().find(|(_, (id, ..))| *id == listener).map(|(index, _)| index);
                 if let Some(index) = found {
-                    let (_, socket) = self.listeners.remove(index);
+                    let (_, socket, _) = self.listeners.remove(index);
                     self.net.unlisten(socket);
                 }
             }
@@ -582,7 +705,7 @@ impl<N: Net> Engine<N> {
                         self.mark_dirty(token);
                     }
                     stream => {
-                        self.conns.remove(token);
+                        self.release(token);
                         if let Some(stream) = stream {
                             if kind == CloseKind::Abort {
                                 if let Err(e) = net::set_abort_on_close(&stream) {
@@ -612,7 +735,7 @@ impl<N: Net> Engine<N> {
                     if let Some(stream) = c.stream.as_mut() {
                         self.net.set_reading(token, stream, true);
                         // Readiness may have been reported (and ignored) while paused.
-                        self.ready.push(token);
+                        self.queue_read(token);
                     }
                 }
             }

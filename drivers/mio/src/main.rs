@@ -16,7 +16,6 @@ use burrow_driver::{net, Engine, Net, Worker};
 use bytes::BytesMut;
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Registry, Token, Waker};
-use socket2::SockRef;
 
 /// Wakes the loop for a stop signal or a DNS answer.
 const WAKE: Token = Token(usize::MAX);
@@ -51,9 +50,13 @@ fn worker(worker: Worker) -> Result<(), String> {
         }
         let now = Instant::now();
         for event in events.iter().filter(|event| event.token() != WAKE) {
-            let readable = event.is_readable() || event.is_read_closed() || event.is_error();
+            // Edge-triggered: the flags are the socket's state when the event was taken, and
+            // whatever arrives later is a new event. A FIN or an error is only reported once,
+            // so the engine is told to read to the end rather than stop at a short read.
+            let read_closed = event.is_read_closed() || event.is_error();
+            let readable = event.is_readable() || read_closed;
             let writable = event.is_writable() || event.is_write_closed() || event.is_error();
-            engine.ready(now, event.token().0, readable, writable);
+            engine.ready(now, event.token().0, readable, writable, read_closed);
         }
         for input in answers.try_iter() {
             engine.handle(now, input);
@@ -76,8 +79,9 @@ impl Net for MioNet {
         Ok(listener)
     }
 
-    fn unlisten(&mut self, mut listener: TcpListener) {
-        let _ = self.registry.deregister(&mut listener);
+    fn unlisten(&mut self, listener: TcpListener) {
+        // Closing the (only) descriptor takes it out of the epoll set.
+        drop(listener);
     }
 
     fn accept(&mut self, _: usize, listener: &mut TcpListener) -> io::Result<(TcpStream, SocketAddr)> {
@@ -92,19 +96,24 @@ impl Net for MioNet {
         self.registry.register(stream, Token(token), Interest::READABLE | Interest::WRITABLE)
     }
 
-    fn poll_connect(&mut self, _: usize, stream: &TcpStream) -> TaskPoll<io::Result<()>> {
-        match net::connect_result(stream) {
-            Ok(true) => TaskPoll::Ready(Ok(())),
-            Ok(false) => TaskPoll::Pending,
-            Err(e) => TaskPoll::Ready(Err(e)),
+    fn poll_connect(&mut self, _: usize, stream: &TcpStream, writable: bool) -> TaskPoll<io::Result<()>> {
+        // The engine never reuses a token within one batch of events, so `writable` is this
+        // socket's own: a connecting socket becomes writable when the handshake ends.
+        if writable {
+            TaskPoll::Ready(net::connect_result(stream))
+        } else {
+            TaskPoll::Pending
         }
     }
 
     fn read(&mut self, _: usize, stream: &mut TcpStream, buf: &mut BytesMut) -> io::Result<usize> {
-        let n = SockRef::from(&*stream).recv(buf.spare_capacity_mut())?;
-        // SAFETY: recv initialized the first `n` bytes of the spare capacity.
-        unsafe { buf.set_len(buf.len() + n) };
-        Ok(n)
+        net::recv(stream, buf)
+    }
+
+    fn more_to_read(&mut self, _: usize, _: &mut TcpStream) -> bool {
+        // Bytes that arrive after a read are a new edge; a FIN or an error that came with the
+        // bytes is passed to `Engine::ready` as `read_closed`.
+        false
     }
 
     fn write(&mut self, _: usize, stream: &mut TcpStream, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
@@ -119,8 +128,12 @@ impl Net for MioNet {
         }
     }
 
-    fn close(&mut self, mut stream: TcpStream) {
-        let _ = self.registry.deregister(&mut stream);
+    fn close(&mut self, stream: TcpStream) {
+        // No `EPOLL_CTL_DEL`: closing the descriptor (the only one: none is duplicated, and
+        // the process never forks) takes it out of the epoll set, and an event for it that is
+        // already in this batch finds its slot empty (the engine frees slots only between
+        // batches).
+        drop(stream);
     }
 
     fn resolve(&mut self, query: QueryId, host: String, family: Family) {

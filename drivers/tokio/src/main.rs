@@ -2,13 +2,15 @@
 //!
 //! Design: one task per worker owns the core and all of its sockets, exactly like the mio
 //! loop; there are no per-connection tasks and no channels. Sockets are tokio's, registered
-//! with the runtime's reactor; the task reads and writes with `try_read_buf` /
-//! `try_write_vectored`, and on `WouldBlock` registers interest with `poll_read_ready` /
+//! with the runtime's reactor; the task reads (one `recv` inside `try_io`) and writes
+//! (`try_write_vectored`), and on `WouldBlock` registers interest with `poll_read_ready` /
 //! `poll_write_ready`, passing a waker that names the socket's token. Those wakers push the
 //! token onto a ready list and wake the task, which then reports the tokens to
 //! [`burrow_driver::Engine`] just as mio reports its events. So the core gets exactly the
 //! inputs the mio driver gives it, and the read buffer is the engine's single `BytesMut` per
-//! worker (`try_read_buf` reads into its spare capacity without zeroing). DNS uses
+//! worker (read into its spare capacity without zeroing). A read that comes back short
+//! clears the socket's read readiness as a `WouldBlock` would (as tokio's own `AsyncRead`
+//! does), so the engine needs no second read to learn that the socket is empty. DNS uses
 //! `tokio::net::lookup_host` in a local task; timers are one `sleep_until` on the core's
 //! deadline.
 
@@ -86,7 +88,8 @@ async fn serve(worker: Worker) -> Result<(), String> {
         }
         let now = Instant::now();
         for token in woken.tokens.drain(..) {
-            engine.ready(now, token, true, true);
+            // The socket's own readiness (tokio's, asked by every call) says what is there.
+            engine.ready(now, token, true, true, false);
         }
         for input in woken.inputs.drain(..) {
             engine.handle(now, input);
@@ -234,27 +237,36 @@ impl Net for TokioNet {
         Ok(())
     }
 
-    fn poll_connect(&mut self, token: usize, stream: &TcpStream) -> Poll<io::Result<()>> {
-        let mut cx = Context::from_waker(self.waker(token));
-        loop {
-            if let Err(e) = std::task::ready!(stream.poll_write_ready(&mut cx)) {
-                return Poll::Ready(Err(e));
-            }
-            let result = stream.try_io(Interest::WRITABLE, || match net::connect_result(stream) {
-                Ok(true) => Ok(()),
-                Ok(false) => Err(would_block()),
-                Err(e) => Err(e),
-            });
-            match result {
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                result => return Poll::Ready(result),
-            }
+    fn poll_connect(&mut self, token: usize, stream: &TcpStream, _: bool) -> Poll<io::Result<()>> {
+        // Write readiness comes from this socket's own events (a fresh registration has none):
+        // the handshake has ended, one way or the other.
+        match stream.poll_write_ready(&mut Context::from_waker(self.waker(token))) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+            Poll::Ready(Ok(())) => Poll::Ready(net::connect_result(stream)),
         }
     }
 
     fn read(&mut self, token: usize, stream: &mut TcpStream, buf: &mut BytesMut) -> io::Result<usize> {
+        let stream = &*stream;
+        let room = buf.capacity() - buf.len();
         loop {
-            match stream.try_read_buf(buf) {
+            // A short read drained the receive queue: clear the readiness as `WouldBlock`
+            // does (`try_io` clears only what it saw, so an event that came in between stays,
+            // and so does a FIN: closed states are never cleared).
+            let mut short = None;
+            let result = stream.try_io(Interest::READABLE, || {
+                let n = net::recv(stream, buf)?;
+                if 0 < n && n < room {
+                    short = Some(n);
+                    return Err(would_block());
+                }
+                Ok(n)
+            });
+            if let Some(n) = short {
+                return Ok(n);
+            }
+            match result {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     match stream.poll_read_ready(&mut Context::from_waker(self.waker(token))) {
                         Poll::Pending => return Err(e),
@@ -265,6 +277,12 @@ impl Net for TokioNet {
                 result => return result,
             }
         }
+    }
+
+    fn more_to_read(&mut self, token: usize, stream: &mut TcpStream) -> bool {
+        // What the short read left: a FIN or an error (or an event since); otherwise the
+        // waker is registered for the next bytes.
+        stream.poll_read_ready(&mut Context::from_waker(self.waker(token))).is_ready()
     }
 
     fn write(&mut self, token: usize, stream: &mut TcpStream, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
