@@ -710,8 +710,9 @@ impl Peer for HttpOrigin {
     }
 
     fn serving_tunnel(&self) -> Option<u64> {
-        let echo = self.tunnel.as_ref()?;
-        Some(echo.id.map_or(u64::MAX, |(id, _)| id))
+        // The tunnel is named by the upgrade request's id.
+        self.tunnel.as_ref()?;
+        self.cur.as_ref().map(|c| c.rid)
     }
 
     fn pooled_http(&self) -> bool {
