@@ -258,8 +258,12 @@ impl HttpConn {
                 ctx.shared.clusters[key.0].response(503);
                 ctx.upstream_status(key.0, 503).inc();
                 let stream = self.take_stream();
-                let close = !stream.request_done() || !stream.keep_alive;
-                self.overloaded(ctx, now, close)
+                let close = !stream.request_done() || !stream.keep_alive || stream.down_fin;
+                let mut closes = self.overloaded(ctx, now, close);
+                if closes.is_empty() {
+                    closes = self.resume_after_stream(ctx, now);
+                }
+                closes
             }
         }
     }
@@ -420,6 +424,14 @@ impl HttpConn {
     }
 
     fn stream_local_reply(&mut self, ctx: &mut Ctx, now: Instant, status: u16, body: &str) -> Closes {
+        if !matches!(self.stream().response, Response::AwaitingHead) {
+            // A response is already on its way: a second head would corrupt it, so the
+            // connection ends instead.
+            let stream = self.take_stream();
+            let mut closes = self.close(CloseKind::Flush);
+            closes.extend(stream.abandon(ctx, now, self.id).map(|up| (up, CloseKind::Abort)));
+            return closes;
+        }
         let stream = self.take_stream();
         let close = !stream.request_done() || !stream.keep_alive || stream.down_fin;
         let mut closes = Vec::new();
@@ -648,6 +660,9 @@ impl HttpConn {
         ctx.shared.clusters[stream.key.0].upstream_rq_completed.inc();
         self.end_request(ctx);
         let reusable = stream.request_done() && stream.upstream_keep_alive && !refused;
+        // The response may have paused the upstream (a slow client); its next user must find
+        // it reading.
+        ctx.resume_read(up);
         let mut closes = Vec::new();
         match ctx.with_pool(stream.key.0, now, |pools: &mut Pools, cx| pools.release(up, reusable, cx)) {
             Released::Rebound { waiter } => ctx.defer(waiter, PoolEvent::Bound(up)),

@@ -143,8 +143,13 @@ impl HttpConn {
             }
             Event::Flushed => {
                 match &mut self.state {
-                    State::Tunnel(tunnel) => tunnel.flushed(ctx, self.id, self.id),
+                    State::Tunnel(tunnel) => tunnel.flushed(ctx, now, self.id, self.id),
                     State::Proxying(stream) => stream.down_flushed(ctx, self.id, self.buffer_limit),
+                    State::Head if ctx.queued(self.id) <= self.buffer_limit / 2 => {
+                        // Replies were backed up: read (and answer) again.
+                        ctx.resume_read(self.id);
+                        return self.next_request(ctx, now);
+                    }
                     _ => {}
                 }
                 Vec::new()
@@ -184,7 +189,7 @@ impl HttpConn {
             },
             Event::Closed => self.end_tunnel(ctx, now, TunnelEnd::UpstreamReset),
             Event::Flushed => {
-                tunnel.flushed(ctx, self.id, up);
+                tunnel.flushed(ctx, now, self.id, up);
                 Vec::new()
             }
             Event::Timer | Event::Resolved(..) => Vec::new(),
@@ -208,11 +213,16 @@ impl HttpConn {
             }
             State::Resolving { early, .. } => {
                 early.push(data);
+                if early.iter().map(Bytes::len).sum::<usize>() >= self.buffer_limit {
+                    ctx.pause_read(self.id);
+                }
                 Vec::new()
             }
             State::Proxying(_) => self.stream_down_data(ctx, now, data),
             State::Closing => Vec::new(),
             State::Head => {
+                // Bytes of a head keep the stream idle timeout from firing.
+                self.last_activity = now;
                 self.head.extend_from_slice(&data);
                 self.next_request(ctx, now)
             }
@@ -222,6 +232,12 @@ impl HttpConn {
     /// Parses and answers requests while whole heads are buffered.
     pub(crate) fn next_request(&mut self, ctx: &mut Ctx, now: Instant) -> Closes {
         while matches!(self.state, State::Head) && !self.head.is_empty() {
+            // A client that sends requests without reading the answers waits until it reads:
+            // answers queue only up to the buffer limit.
+            if ctx.queued(self.id) > self.buffer_limit {
+                ctx.pause_read(self.id);
+                return Vec::new();
+            }
             let (head, consumed) = match http1::parse_request_head(&self.head, &self.limits) {
                 Ok(Some(parsed)) => parsed,
                 Ok(None) => return Vec::new(),
@@ -559,17 +575,33 @@ impl HttpConn {
             }
             State::Proxying(_) => self.stream_timer(ctx, now),
             State::Head if self.idle_deadline(ctx).is_some_and(|at| at <= now) => {
-                ctx.shared.http[self.listener].downstream_cx_idle_timeout.inc();
-                self.close(CloseKind::Flush)
+                if self.head.is_empty() {
+                    ctx.shared.http[self.listener].downstream_cx_idle_timeout.inc();
+                    return self.close(CloseKind::Flush);
+                }
+                // A head that stopped arriving: Envoy's stream idle timeout answer.
+                ctx.shared.http[self.listener].downstream_rq_idle_timeout.inc();
+                self.head.clear();
+                self.reply(ctx, now, 408, "stream timeout", true)
             }
             _ => Vec::new(),
         }
     }
 
-    /// Between requests, with nothing buffered, the connection idle timeout runs.
+    /// Between requests the connection idle timeout runs; while a request head is arriving,
+    /// the stream idle timeout (Envoy starts a stream at its first byte).
     fn idle_deadline(&self, ctx: &Ctx) -> Option<Instant> {
-        let idle: Option<Duration> = self.hcm(&ctx.config).idle_timeout;
-        (matches!(self.state, State::Head) && self.head.is_empty()).then_some(())?;
+        if !matches!(self.state, State::Head) {
+            return None;
+        }
+        if !self.head.is_empty() && ctx.queued(self.id) > self.buffer_limit {
+            // The next head waits on us (the client has not read its answers), not on the
+            // client.
+            return None;
+        }
+        let hcm = self.hcm(&ctx.config);
+        let idle: Option<Duration> =
+            if self.head.is_empty() { hcm.idle_timeout } else { hcm.stream_idle_timeout };
         idle.map(|idle| self.last_activity + idle)
     }
 

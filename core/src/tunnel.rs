@@ -196,7 +196,9 @@ impl Tunnel {
     }
 
     /// Bytes reached a socket; reading the other side may go on once its queue has halved.
-    pub(crate) fn flushed(&mut self, ctx: &mut Ctx, down: ConnId, flushed: ConnId) {
+    pub(crate) fn flushed(&mut self, ctx: &mut Ctx, now: Instant, down: ConnId, flushed: ConnId) {
+        // A slow reader still draining is activity: the tunnel is not idle.
+        self.last_activity = now;
         if !matches!(self.phase, Phase::Open) {
             return;
         }

@@ -70,9 +70,15 @@ pub fn run_suite_part(suite: Suite, default_cases: u32, part: u32, parts: u32) {
         let outcome = run(&scenario, false);
         total.lock().unwrap().add(&outcome.tally);
         let mut problems = outcome.notes.violations;
-        if strict() {
-            problems.extend(outcome.notes.findings.into_iter().map(|(c, f)| format!("{}: {f}", c.name())));
-        }
+        let strict = strict();
+        problems.extend(
+            outcome
+                .notes
+                .findings
+                .into_iter()
+                .filter(|(c, _)| strict || c.fixed())
+                .map(|(c, f)| format!("{}: {f}", c.name())),
+        );
         if problems.is_empty() {
             return Ok(());
         }

@@ -625,9 +625,12 @@ impl World {
                 let delay = self.delay();
                 let link = &self.links[&key];
                 // Nothing goes to a client before its first request head is complete (later
-                // heads are judged precisely by the client, offset by offset).
+                // heads are judged precisely by the client, offset by offset), except the
+                // stream idle timeout's 408 to a head that stalled: the client checks that the
+                // stall really outlasted the timeout.
                 if matches!(link.side, Side::Down { .. })
                     && link.head_ends.first().is_some_and(|end| link.delivered < *end)
+                    && !data.starts_with(b"HTTP/1.1 408 ")
                 {
                     let (delivered, end) = (link.delivered, link.head_ends[0]);
                     self.notes.violation(

@@ -137,6 +137,18 @@ fn stall_check(cx: &mut Cx<'_>, started: Option<std::time::Duration>, idle: Opti
     }
 }
 
+/// Whether a client stalled mid-head for the whole stream idle timeout: the proxy may then
+/// answer 408 before the head is complete (Envoy's stream idle timeout).
+fn timed_out_mid_head(
+    cx: &Cx<'_>,
+    started: Option<std::time::Duration>,
+    idle: Option<Duration>,
+    status: u16,
+) -> bool {
+    let (Some(start), Some(idle)) = (started, idle) else { return false };
+    status == 408 && cx.now.saturating_sub(start) >= idle
+}
+
 /// A client that opens a CONNECT tunnel and pushes a stream through it.
 pub struct ConnectClient {
     plan: ConnectPlan,
@@ -369,7 +381,8 @@ impl Peer for ConnectClient {
 impl ConnectClient {
     fn on_head(&mut self, cx: &mut Cx<'_>, h: Head) {
         let at = self.reader.consumed.saturating_sub(1);
-        if cx.delivered_when_written(at) < self.head_len {
+        let timed_out = timed_out_mid_head(cx, self.stall_start, self.plan.stream_idle, h.status);
+        if cx.delivered_when_written(at) < self.head_len && !timed_out {
             cx.violation(format!(
                 "CONNECT {:#x}: the proxy answered {} before the request head reached it ({} of {} bytes)",
                 self.plan.id,
@@ -402,7 +415,7 @@ impl ConnectClient {
                     self.plan.id, h.status
                 ));
             }
-            if !matches!(h.status, 403 | 404 | 503 | 400 | 413 | 431) {
+            if !matches!(h.status, 403 | 404 | 503 | 400 | 413 | 431) && !timed_out {
                 cx.violation(format!("CONNECT {:#x}: unexpected status {}", self.plan.id, h.status));
             }
         }
@@ -728,7 +741,11 @@ impl HttpClient {
         };
         let at = self.reader.consumed.saturating_sub(1);
         let delivered = cx.delivered_when_written(at);
-        if delivered < front.head_end {
+        // The stream idle timeout (408) may also end a request the proxy stopped reading
+        // while it waited for a pooled connection.
+        let timed_out = timed_out_mid_head(cx, self.stall_start, self.plan.stream_idle, h.status)
+            || (h.status == 408 && self.plan.stream_idle.is_some());
+        if delivered < front.head_end && !timed_out {
             cx.violation(format!(
                 "request {:#x}: the proxy wrote a {} response when only {delivered} of the {} bytes up to its head had reached it",
                 front.rid, h.status, front.head_end
