@@ -10,21 +10,10 @@
 use std::fs;
 use std::path::Path;
 
-use burrow_sim::fuzz::proxy_inputs;
+use burrow_sim::fuzz::{proxy_inputs, replay_dir};
 
 fn replay(dir: &str) -> usize {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join(dir);
-    let mut count = 0;
-    for entry in fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
-        let path = entry.unwrap().path();
-        if path.file_name().is_some_and(|n| n.to_string_lossy().starts_with('.')) {
-            continue;
-        }
-        println!("{}", path.display());
-        proxy_inputs(&fs::read(&path).unwrap());
-        count += 1;
-    }
-    count
+    replay_dir(&Path::new(env!("CARGO_MANIFEST_DIR")).join(dir), proxy_inputs)
 }
 
 #[test]

@@ -12,6 +12,22 @@ use bytes::Bytes;
 
 use crate::check::Checker;
 
+/// Runs `target` on every file of a corpus or regressions directory (dot-files skipped),
+/// printing each path; returns how many ran. The fuzz-corpus tests of burrow-core share it.
+pub fn replay_dir(dir: &std::path::Path, mut target: impl FnMut(&[u8])) -> usize {
+    let mut count = 0;
+    for entry in std::fs::read_dir(dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
+        let path = entry.unwrap().path();
+        if path.file_name().is_some_and(|n| n.to_string_lossy().starts_with('.')) {
+            continue;
+        }
+        println!("{}", path.display());
+        target(&std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display())));
+        count += 1;
+    }
+    count
+}
+
 /// `config_yaml`: any UTF-8 text through the config loader. It must never panic; a config it
 /// accepts must start a proxy; a refusal must say something.
 pub fn config_yaml(data: &[u8]) {
