@@ -8,7 +8,7 @@ use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::thread;
 use std::time::Duration;
 
-use support::{Burrow, DRIVERS};
+use support::{payload, Burrow, DRIVERS};
 
 const IO_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -82,19 +82,6 @@ fn read_to_end(stream: &mut TcpStream) -> Vec<u8> {
     let mut rest = Vec::new();
     stream.read_to_end(&mut rest).unwrap();
     rest
-}
-
-/// A deterministic, non-repeating-looking payload.
-fn payload(len: usize) -> Vec<u8> {
-    let mut x: u32 = 0x9e37_79b9;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 17;
-            x ^= x << 5;
-            x as u8
-        })
-        .collect()
 }
 
 #[test]

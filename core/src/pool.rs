@@ -536,7 +536,7 @@ mod tests {
                     idle_timeout: None,
                     max_requests_per_connection: max_per_conn,
                 },
-                now: Instant::now(),
+                now: burrow_sim::epoch(),
                 fates: Vec::new(),
                 live: Vec::new(),
             };

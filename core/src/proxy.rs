@@ -652,7 +652,7 @@ mod tests {
     fn the_timer_table_stays_small_under_many_requests() {
         let config = Arc::new(Config::from_yaml(CONFIG).unwrap());
         let shared = Arc::new(Shared::new(&config));
-        let mut now = Instant::now();
+        let mut now = burrow_sim::epoch();
         let mut proxy = Proxy::new(config, shared, now, SystemTime::UNIX_EPOCH, 1);
         drain(&mut proxy, now);
         let client = proxy.accept(

@@ -72,6 +72,12 @@
 //! - Not yet present: h2 (reads the clock when it resets a stream) and TLS (randomness) will
 //!   need their clock and entropy injected, or their outputs kept out of the hashed trace.
 
+/// The instant a test's virtual clock starts from. The core never reads a clock, so its
+/// own unit tests take their base time from here, as every other input.
+pub fn epoch() -> std::time::Instant {
+    std::time::Instant::now()
+}
+
 pub mod check;
 pub mod fuzz;
 pub mod http;

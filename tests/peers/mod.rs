@@ -32,18 +32,7 @@ pub fn runtime() -> &'static tokio::runtime::Runtime {
     })
 }
 
-/// A deterministic, non-repeating-looking payload.
-pub fn payload(len: usize) -> Vec<u8> {
-    let mut x: u32 = 0x9e37_79b9;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 17;
-            x ^= x << 5;
-            x as u8
-        })
-        .collect()
-}
+pub use crate::support::payload;
 
 /// Printable text of `len` bytes (for WebSocket text messages).
 pub fn text_payload(len: usize) -> String {
