@@ -5,7 +5,7 @@ use std::time::Instant;
 use bytes::BytesMut;
 
 use crate::admin::{self, ServerState};
-use crate::http1::{self, BodyKind, Limits, Version};
+use crate::http1::{self, BodyKind, Limits};
 use crate::io::{CloseKind, ConnId};
 use crate::local_reply;
 use crate::proxy::{Ctx, Event};
@@ -74,12 +74,7 @@ impl AdminConn {
                 &String::from_utf8_lossy(&head.target),
                 state,
             );
-            let keep_alive = !has_body
-                && !ctx.draining()
-                && match head.version {
-                    Version::Http11 => !head.headers.contains_token("connection", "close"),
-                    Version::Http10 => head.headers.contains_token("connection", "keep-alive"),
-                };
+            let keep_alive = !has_body && !ctx.draining() && head.keep_alive();
             let date = ctx.clock.date(now);
             let mut reply = local_reply::encode_with(
                 response.status,

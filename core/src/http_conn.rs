@@ -481,27 +481,30 @@ impl HttpConn {
         body: &str,
         close: bool,
     ) -> Closes {
-        let close = close || ctx.draining();
-        let date = ctx.clock.date(now);
-        let response = local_reply::encode(status, body, &date, close);
-        self.send(ctx, status, response);
-        self.end_request(ctx);
-        if close {
-            ctx.shared.http[self.listener].downstream_cx_destroy_local.inc();
-            return self.close(CloseKind::Flush);
-        }
-        // Pipelined requests already read are taken up by the caller's loop.
-        self.state = State::Head;
-        Vec::new()
+        self.local(ctx, now, status, close, |date, close| local_reply::encode(status, body, date, close))
     }
 
     /// Envoy's 503 for a request a circuit breaker refused.
     pub(crate) fn overloaded(&mut self, ctx: &mut Ctx, now: Instant, close: bool) -> Closes {
+        self.local(ctx, now, 503, close, local_reply::overloaded)
+    }
+
+    /// Writes a reply of the proxy's own, ends the request, and closes the connection if asked
+    /// (or when draining). Pipelined requests already read are taken up by the caller's loop.
+    fn local(
+        &mut self,
+        ctx: &mut Ctx,
+        now: Instant,
+        status: u16,
+        close: bool,
+        encode: impl FnOnce(&[u8], bool) -> Bytes,
+    ) -> Closes {
         let close = close || ctx.draining();
         let date = ctx.clock.date(now);
-        self.send(ctx, 503, local_reply::overloaded(&date, close));
+        self.send(ctx, status, encode(&date, close));
         self.end_request(ctx);
         if close {
+            ctx.shared.http[self.listener].downstream_cx_destroy_local.inc();
             return self.close(CloseKind::Flush);
         }
         self.state = State::Head;
