@@ -52,27 +52,19 @@
 //! ```
 
 pub mod admin;
-mod admin_conn;
-mod breaker;
 mod clock;
-mod cluster;
+pub mod codec;
 pub mod config;
-mod filters;
-mod forward;
-mod headers;
-pub mod http1;
-mod http_conn;
+mod downstream;
 mod io;
-mod local_reply;
-mod pool;
 mod proxy;
-mod route;
 mod shared;
 pub mod stats;
 mod timers;
 mod tunnel;
-mod upstream_h1;
+mod upstream;
 
+pub use codec::http1;
 pub use io::{CloseKind, CloseReason, ConnId, Family, Input, ListenerId, Output, QueryId};
 pub use proxy::Proxy;
 pub use shared::Shared;

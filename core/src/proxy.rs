@@ -7,18 +7,18 @@ use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 
-use crate::admin_conn::AdminConn;
 use crate::clock::Clock;
-use crate::cluster::{Clusters, QueryOwner};
+use crate::codec::http1::response::{UpEvent, UpEvents};
 use crate::config::Config;
-use crate::http_conn::HttpConn;
+use crate::downstream::admin_conn::AdminConn;
+use crate::downstream::conn::HttpConn;
+use crate::downstream::local_reply;
 use crate::io::{CloseKind, ConnId, Input, ListenerId, Output, QueryId};
-use crate::local_reply;
-use crate::pool::{Expired, PoolCtx, PoolIo, Pools, Released};
 use crate::shared::Shared;
 use crate::stats::Counter;
 use crate::timers::{Timer, Timers};
-use crate::upstream_h1::{UpEvent, UpEvents};
+use crate::upstream::cluster::{Clusters, QueryOwner};
+use crate::upstream::pool::{Expired, PoolCtx, PoolIo, Pools, Released};
 
 /// A whole proxy worker: listeners, connections, clusters and timers.
 ///

@@ -1,8 +1,8 @@
 //! State shared by every worker of one process: what Envoy keeps process-wide.
 
-use crate::breaker::Breakers;
 use crate::config::{Config, NetworkFilter};
 use crate::stats::{Counter, Gauge, Stats};
+use crate::upstream::breaker::Breakers;
 
 /// The only state workers share: the stats store and the stat handles into it. Built once from
 /// the config and handed to every worker's [`crate::Proxy`] in an `Arc`.

@@ -26,7 +26,7 @@ impl Config {
             .iter()
             .flat_map(|listener| match &listener.filter {
                 NetworkFilter::HttpConnectionManager(hcm) => {
-                    crate::filters::upgrade_warnings(&listener.name, hcm)
+                    crate::downstream::filters::upgrade_warnings(&listener.name, hcm)
                 }
             })
             .collect()

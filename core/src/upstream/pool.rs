@@ -11,10 +11,10 @@ use rustc_hash::FxHashMap;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use crate::breaker::Breakers;
+use crate::codec::http1::response::ResponseReader;
 use crate::io::ConnId;
 use crate::shared::ClusterStats;
-use crate::upstream_h1::ResponseReader;
+use crate::upstream::breaker::Breakers;
 
 /// Which pool: a cluster's connections to one host.
 pub(crate) type HostKey = (usize, SocketAddr);

@@ -5,8 +5,8 @@ use std::net::SocketAddr;
 use bytes::{BufMut, Bytes, BytesMut};
 use smallvec::SmallVec;
 
+use crate::codec::http1::{self, BodyKind, Headers, RequestHead, ResponseHead};
 use crate::config::{HttpConnectionManager, RouteTarget};
-use crate::http1::{self, BodyKind, Headers, RequestHead, ResponseHead};
 
 /// Fields that describe one hop's connection, never forwarded (RFC 9110 §7.6.1).
 const HOP_BY_HOP: [&[u8]; 6] =

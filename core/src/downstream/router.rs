@@ -13,17 +13,17 @@ use std::time::{Duration, Instant};
 use bytes::{Bytes, BytesMut};
 use smallvec::SmallVec;
 
-use crate::filters;
-use crate::headers::{self, DownFraming, RequestContext};
-use crate::http1::{self, BodyDecoder, BodyKind, Decoded, Method, RequestHead};
-use crate::http_conn::{route_target, upgrade_token, HttpConn, State};
+use crate::codec::http1::response::UpEvent;
+use crate::codec::http1::{self, BodyDecoder, BodyKind, Decoded, Method, RequestHead};
+use crate::downstream::conn::{route_target, upgrade_token, HttpConn, State};
+use crate::downstream::filters;
+use crate::downstream::headers::{self, DownFraming, RequestContext};
+use crate::downstream::local_reply;
+use crate::downstream::route::RouteIndex;
 use crate::io::{CloseKind, ConnId};
-use crate::local_reply;
-use crate::pool::{Acquired, HostKey, Pools, Released};
 use crate::proxy::{Ctx, PoolEvent};
-use crate::route::RouteIndex;
 use crate::tunnel::{Closes, Tunnel};
-use crate::upstream_h1::UpEvent;
+use crate::upstream::pool::{Acquired, HostKey, Pools, Released};
 
 pub(crate) struct Stream {
     key: HostKey,

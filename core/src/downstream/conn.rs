@@ -1,25 +1,25 @@
 //! A downstream HTTP/1.1 connection of a connection manager: request heads, routing, upgrade
 //! negotiation, local replies, keep-alive, and the switch to a tunnel. Forwarding a request
-//! upstream is in [`crate::forward`].
+//! upstream is in [`crate::downstream::router`].
 
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 
-use crate::cluster::Pick;
+use crate::codec::http1::{self, BodyKind, HeadError, Limits, Method, RequestHead};
 use crate::config::{
     Config, HttpConnectionManager, NetworkFilter, RouteAction, RouteTarget, RouteUpgradeConfig,
 };
-use crate::forward::Stream;
-use crate::http1::{self, BodyKind, HeadError, Limits, Method, RequestHead};
+use crate::downstream::local_reply;
+use crate::downstream::route::{self, RouteRequest};
+use crate::downstream::router::Stream;
 use crate::io::{CloseKind, ConnId, QueryId};
-use crate::local_reply;
-use crate::pool::Pools;
 use crate::proxy::{Ctx, Event, PoolEvent};
-use crate::route::{self, RouteRequest};
 use crate::timers::Timer;
 use crate::tunnel::{Closes, Step, Tunnel};
+use crate::upstream::cluster::Pick;
+use crate::upstream::pool::Pools;
 
 pub(crate) struct HttpConn {
     pub(crate) id: ConnId,

@@ -18,6 +18,7 @@ mod framing;
 mod fuzz;
 mod head;
 mod parse;
+pub(crate) mod response;
 mod write;
 
 pub use body::{encode_chunk, last_chunk, BodyDecoder, Decoded, MAX_CHUNK_LINE, MAX_TRAILER_BYTES};

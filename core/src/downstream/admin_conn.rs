@@ -5,9 +5,9 @@ use std::time::Instant;
 use bytes::BytesMut;
 
 use crate::admin::{self, ServerState};
-use crate::http1::{self, BodyKind, Limits};
+use crate::codec::http1::{self, BodyKind, Limits};
+use crate::downstream::local_reply;
 use crate::io::{CloseKind, ConnId};
-use crate::local_reply;
 use crate::proxy::{Ctx, Event};
 
 /// Admin connections keep alive between requests; they never carry request bodies.

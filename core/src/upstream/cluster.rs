@@ -5,8 +5,8 @@ use std::time::Instant;
 
 use crate::config::{Cluster, Config, Discovery, Endpoint, LbPolicy};
 use crate::io::{ConnId, Output, QueryId};
-use crate::pool::PoolLimits;
 use crate::timers::{Timer, Timers};
+use crate::upstream::pool::PoolLimits;
 
 /// Where a new upstream connection should go.
 #[derive(Debug, PartialEq, Eq)]

@@ -3,7 +3,7 @@
 use bytes::{Bytes, BytesMut};
 use smallvec::SmallVec;
 
-use crate::http1::{self, BodyDecoder, BodyKind, Decoded, Method, ResponseHead};
+use crate::codec::http1::{self, BodyDecoder, BodyKind, Decoded, Method, ResponseHead};
 
 /// What a response read produced, in order.
 #[derive(Debug)]

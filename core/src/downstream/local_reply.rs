@@ -2,7 +2,7 @@
 
 use bytes::{BufMut, Bytes, BytesMut};
 
-use crate::http1::reason_phrase;
+use crate::codec::http1::reason_phrase;
 
 /// Envoy's body when an upstream connection failed before a response.
 pub(crate) const CONNECT_FAILURE: &str =

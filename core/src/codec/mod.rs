@@ -1,0 +1,3 @@
+//! Codecs: bytes in, protocol events out, and back. They know nothing of routing or pools.
+
+pub mod http1;

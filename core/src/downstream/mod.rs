@@ -1,0 +1,10 @@
+//! The downstream side: connections accepted on listeners, the HTTP connection manager with its
+//! routing, filters and local replies, and the admin endpoint's connections.
+
+pub(crate) mod admin_conn;
+pub(crate) mod conn;
+pub(crate) mod filters;
+pub(crate) mod headers;
+pub(crate) mod local_reply;
+pub(crate) mod route;
+pub(crate) mod router;
