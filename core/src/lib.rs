@@ -61,6 +61,7 @@ mod proxy;
 mod shared;
 pub mod stats;
 mod timers;
+mod transport;
 mod tunnel;
 mod upstream;
 

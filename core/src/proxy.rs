@@ -1,11 +1,8 @@
 //! The one object a driver sees: it owns the machines and routes inputs to them.
 
-use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
-
-use bytes::Bytes;
 
 use crate::clock::Clock;
 use crate::codec::http1::response::{UpEvent, UpEvents};
@@ -17,6 +14,7 @@ use crate::io::{CloseKind, ConnId, Input, ListenerId, Output, QueryId};
 use crate::shared::Shared;
 use crate::stats::Counter;
 use crate::timers::{Timer, Timers};
+use crate::transport::{ConnEvent, Wire};
 use crate::upstream::cluster::{Clusters, QueryOwner};
 use crate::upstream::pool::{Expired, PoolCtx, PoolIo, Pools, Released};
 
@@ -63,9 +61,7 @@ pub(crate) struct Ctx {
     pub(crate) timers: Timers,
     pub(crate) clusters: Clusters,
     pub(crate) pools: Pools,
-    out: VecDeque<Output>,
-    io: Vec<ConnIo>,
-    free: Vec<u32>,
+    pub(crate) wire: Wire,
     /// Slot changes made while a machine ran (new upstream connections, a pooled connection
     /// turned tunnel), applied when it returns.
     slot_updates: Vec<(ConnId, Slot)>,
@@ -80,14 +76,6 @@ pub(crate) struct Ctx {
     live: usize,
 }
 
-/// Per-connection write accounting for back-pressure.
-#[derive(Default, Clone, Copy)]
-struct ConnIo {
-    /// Bytes handed to the driver and not yet reported flushed.
-    queued: usize,
-    read_paused: bool,
-}
-
 impl Proxy {
     /// `now` and `wall` anchor the core's clock (`wall` is only used for `date` headers);
     /// `seed` is the worker's entropy (request ids), so equal seeds give equal outputs.
@@ -100,9 +88,7 @@ impl Proxy {
             timers: Timers::default(),
             clusters,
             pools: Pools::default(),
-            out: VecDeque::new(),
-            io: Vec::new(),
-            free: Vec::new(),
+            wire: Wire::default(),
             slot_updates: Vec::new(),
             deferred: Vec::new(),
             status_counters: Default::default(),
@@ -113,7 +99,7 @@ impl Proxy {
         let mut queries = Vec::new();
         ctx.clusters.start(now, &mut ctx.timers, &mut queries);
         for q in queries {
-            ctx.out.push_back(q);
+            ctx.wire.push(q);
         }
         let mut proxy = Proxy { ctx, conns: Vec::new() };
         proxy.maybe_listen();
@@ -147,15 +133,15 @@ impl Proxy {
     /// Feed one event from the driver.
     pub fn handle(&mut self, now: Instant, input: Input) {
         match input {
-            Input::Data { conn, data } => self.dispatch(now, conn, Event::Data(data)),
-            Input::ReadClosed { conn } => self.dispatch(now, conn, Event::ReadClosed),
-            Input::Closed { conn, .. } => self.dispatch(now, conn, Event::Closed),
-            Input::Connected { conn } => self.dispatch(now, conn, Event::Connected),
-            Input::ConnectFailed { conn } => self.dispatch(now, conn, Event::ConnectFailed),
+            Input::Data { conn, data } => self.dispatch(now, conn, ConnEvent::Data(data)),
+            Input::ReadClosed { conn } => self.dispatch(now, conn, ConnEvent::ReadClosed),
+            Input::Closed { conn, .. } => self.dispatch(now, conn, ConnEvent::Closed),
+            Input::Connected { conn } => self.dispatch(now, conn, ConnEvent::Connected),
+            Input::ConnectFailed { conn } => self.dispatch(now, conn, ConnEvent::ConnectFailed),
             Input::Flushed { conn, bytes } => {
-                let Some(io) = self.ctx.io.get_mut(conn.0 as usize) else { return };
-                io.queued = io.queued.saturating_sub(bytes);
-                self.dispatch(now, conn, Event::Flushed);
+                if self.ctx.wire.flushed(conn, bytes).is_some() {
+                    self.dispatch(now, conn, ConnEvent::Flushed);
+                }
             }
             Input::Resolved { query, addrs } => self.resolved(now, query, addrs),
             Input::ListenFailed { listener } => {
@@ -170,11 +156,15 @@ impl Proxy {
     pub fn handle_timeout(&mut self, now: Instant) {
         while let Some(timer) = self.ctx.timers.expired(now) {
             match timer {
-                Timer::Http(conn) => self.dispatch(now, conn, Event::Timer),
+                Timer::Http(conn) => {
+                    if matches!(self.conns.get(conn.0 as usize), Some(Slot::Http(_))) {
+                        self.with_http(now, conn, |http, ctx| http.on_timer(ctx, now));
+                    }
+                }
                 Timer::Pool(conn) => self.pool_timer(now, conn),
                 Timer::DnsRefresh(cluster) => {
                     let queries = self.ctx.clusters.refresh(cluster, now, &mut self.ctx.timers);
-                    self.ctx.out.extend(queries);
+                    queries.into_iter().for_each(|q| self.ctx.wire.push(q));
                 }
                 Timer::Drain => {
                     if self.ctx.state == RunState::Draining {
@@ -188,12 +178,10 @@ impl Proxy {
 
     /// The next piece of work for the driver.
     pub fn poll_output(&mut self) -> Option<Output> {
-        let output = self.ctx.out.pop_front()?;
+        let output = self.ctx.wire.pop()?;
         if let Output::Close { conn, .. } = output {
             // Only now may the id be reused: the driver has seen the close.
             self.conns[conn.0 as usize] = Slot::Free;
-            self.ctx.io[conn.0 as usize] = ConnIo::default();
-            self.ctx.free.push(conn.0);
         }
         Some(output)
     }
@@ -210,7 +198,7 @@ impl Proxy {
         }
         if self.ctx.state == RunState::Running {
             for listener in 0..self.listener_count() {
-                self.ctx.out.push_back(Output::Unlisten { listener: ListenerId(listener as u32) });
+                self.ctx.wire.push(Output::Unlisten { listener: ListenerId(listener as u32) });
             }
         }
         self.ctx.state = RunState::Draining;
@@ -232,7 +220,7 @@ impl Proxy {
 
     /// True once shut down and every connection is gone (or a listener failed to bind).
     pub fn is_finished(&self) -> bool {
-        self.ctx.state == RunState::Finished && self.ctx.out.is_empty()
+        self.ctx.state == RunState::Finished && self.ctx.wire.is_empty()
     }
 
     fn listener_count(&self) -> usize {
@@ -248,12 +236,12 @@ impl Proxy {
         let config = self.ctx.config.clone();
         let admin = config.admin.iter().map(|a| a.address);
         for (i, addr) in config.listeners.iter().map(|l| l.address).chain(admin).enumerate() {
-            self.ctx.out.push_back(Output::Listen { listener: ListenerId(i as u32), addr });
+            self.ctx.wire.push(Output::Listen { listener: ListenerId(i as u32), addr });
         }
     }
 
     fn alloc(&mut self) -> ConnId {
-        let id = self.ctx.alloc();
+        let id = self.ctx.wire.alloc();
         if self.conns.len() <= id.0 as usize {
             self.conns.resize_with(id.0 as usize + 1, || Slot::Free);
         }
@@ -263,13 +251,17 @@ impl Proxy {
     fn resolved(&mut self, now: Instant, query: QueryId, addrs: Vec<std::net::IpAddr>) {
         match self.ctx.clusters.resolved(query, &addrs) {
             Some(QueryOwner::Cluster) => self.maybe_listen(),
-            Some(QueryOwner::Conn(conn)) => self.dispatch(now, conn, Event::Resolved(query, addrs)),
+            Some(QueryOwner::Conn(conn)) => {
+                if matches!(self.conns.get(conn.0 as usize), Some(Slot::Http(_))) {
+                    self.with_http(now, conn, |http, ctx| http.on_resolved(ctx, now, query, addrs));
+                }
+            }
             None => {}
         }
     }
 
     /// Routes a connection event to the machine that owns the connection.
-    fn dispatch(&mut self, now: Instant, conn: ConnId, event: Event) {
+    fn dispatch(&mut self, now: Instant, conn: ConnId, event: ConnEvent) {
         let Some(slot) = self.conns.get_mut(conn.0 as usize) else { return };
         match slot {
             Slot::Http(_) => self.with_http(now, conn, |http, ctx| http.on_downstream(ctx, now, event)),
@@ -294,23 +286,23 @@ impl Proxy {
 
     /// An event on a pooled upstream connection: the pool's bookkeeping, then the request
     /// bound to it (if any) hears what it means.
-    fn pooled_event(&mut self, now: Instant, conn: ConnId, event: Event) {
+    fn pooled_event(&mut self, now: Instant, conn: ConnId, event: ConnEvent) {
         let Some(cluster) = self.ctx.pools.cluster_of(conn) else { return };
         let bound = self.ctx.pools.bound(conn);
         match event {
-            Event::Connected => {
+            ConnEvent::Connected => {
                 if let Some(waiter) = self.ctx.with_pool(cluster, now, |p, cx| p.connected(conn, cx)) {
                     self.deliver(now, waiter, PoolEvent::Bound(conn));
                 }
             }
-            Event::ConnectFailed => {
+            ConnEvent::ConnectFailed => {
                 let failed = self.ctx.with_pool(cluster, now, |p, cx| p.closed(conn, true, cx));
                 self.release(now, conn, CloseKind::Abort);
                 if let Some(waiter) = failed {
                     self.deliver(now, waiter, PoolEvent::Failed(local_reply::CONNECT_FAILURE));
                 }
             }
-            Event::Data(data) => {
+            ConnEvent::Data(data) => {
                 let mut events = UpEvents::new();
                 if let Some(pooled) = self.ctx.pools.conn_mut(conn) {
                     pooled.reader.read(data, &mut events);
@@ -324,9 +316,9 @@ impl Proxy {
                     None => {}
                 }
             }
-            Event::ReadClosed | Event::Closed => {
+            ConnEvent::ReadClosed | ConnEvent::Closed => {
                 let mut events = UpEvents::new();
-                let clean = matches!(event, Event::ReadClosed)
+                let clean = matches!(event, ConnEvent::ReadClosed)
                     && self.ctx.pools.conn_mut(conn).is_some_and(|pooled| pooled.reader.eof(&mut events));
                 match bound {
                     // The close ended a read-until-close body: the response completes.
@@ -345,12 +337,11 @@ impl Proxy {
                     }
                 }
             }
-            Event::Flushed => {
+            ConnEvent::Flushed => {
                 if let Some(waiter) = bound {
                     self.deliver(now, waiter, PoolEvent::UpstreamFlushed);
                 }
             }
-            Event::Timer | Event::Resolved(..) => {}
         }
     }
 
@@ -439,7 +430,7 @@ impl Proxy {
             }
             Slot::Upstream { .. } | Slot::Busy => {}
         }
-        self.ctx.out.push_back(Output::Close { conn, kind });
+        self.ctx.wire.close(conn, kind);
         self.apply(now, also);
     }
 
@@ -459,21 +450,6 @@ impl Proxy {
     }
 }
 
-/// One connection event, as seen by the machine that owns the connection.
-pub(crate) enum Event {
-    Data(Bytes),
-    ReadClosed,
-    /// Reset or failed.
-    Closed,
-    Connected,
-    ConnectFailed,
-    Flushed,
-    /// The answer to this connection's name resolution.
-    Resolved(QueryId, Vec<std::net::IpAddr>),
-    /// The connection's timer fired; it checks its own deadlines.
-    Timer,
-}
-
 /// What the HTTP pool tells the downstream connection whose request it serves.
 pub(crate) enum PoolEvent {
     /// This connection now carries the request.
@@ -490,9 +466,9 @@ pub(crate) enum PoolEvent {
 
 impl PoolIo for Ctx {
     fn open(&mut self, addr: SocketAddr) -> ConnId {
-        let id = self.alloc();
+        let id = self.wire.alloc();
         self.slot_updates.push((id, Slot::Pooled));
-        self.out.push_back(Output::Connect { conn: id, addr });
+        self.wire.push(Output::Connect { conn: id, addr });
         id
     }
 
@@ -502,22 +478,11 @@ impl PoolIo for Ctx {
 }
 
 impl Ctx {
-    fn alloc(&mut self) -> ConnId {
-        let id = match self.free.pop() {
-            Some(id) => id,
-            None => {
-                self.io.push(ConnIo::default());
-                (self.io.len() - 1) as u32
-            }
-        };
-        ConnId(id)
-    }
-
     /// Opens an upstream connection on behalf of `downstream`.
     pub(crate) fn connect(&mut self, downstream: ConnId, addr: SocketAddr) -> ConnId {
-        let id = self.alloc();
+        let id = self.wire.alloc();
         self.slot_updates.push((id, Slot::Upstream { downstream }));
-        self.out.push_back(Output::Connect { conn: id, addr });
+        self.wire.push(Output::Connect { conn: id, addr });
         id
     }
 
@@ -589,40 +554,6 @@ impl Ctx {
         (u128::from(next()) << 64) | u128::from(next())
     }
 
-    pub(crate) fn push(&mut self, output: Output) {
-        self.out.push_back(output);
-    }
-
-    /// Queues bytes for a connection and counts them against its buffer limit.
-    pub(crate) fn write(&mut self, conn: ConnId, data: Bytes) {
-        if data.is_empty() {
-            return;
-        }
-        self.io[conn.0 as usize].queued += data.len();
-        self.out.push_back(Output::Write { conn, data });
-    }
-
-    /// Bytes written to `conn` that the driver has not yet flushed.
-    pub(crate) fn queued(&self, conn: ConnId) -> usize {
-        self.io[conn.0 as usize].queued
-    }
-
-    pub(crate) fn pause_read(&mut self, conn: ConnId) {
-        let io = &mut self.io[conn.0 as usize];
-        if !io.read_paused {
-            io.read_paused = true;
-            self.out.push_back(Output::PauseRead { conn });
-        }
-    }
-
-    pub(crate) fn resume_read(&mut self, conn: ConnId) {
-        let io = &mut self.io[conn.0 as usize];
-        if io.read_paused {
-            io.read_paused = false;
-            self.out.push_back(Output::ResumeRead { conn });
-        }
-    }
-
     /// Whether the proxy is shutting down (responses then carry `connection: close`).
     pub(crate) fn draining(&self) -> bool {
         self.state != RunState::Running
@@ -631,6 +562,8 @@ impl Ctx {
 
 #[cfg(test)]
 mod tests {
+    use bytes::Bytes;
+
     use super::*;
 
     const CONFIG: &str = include_str!("../../configs/reverse_proxy.yaml");

@@ -8,7 +8,8 @@ use crate::admin::{self, ServerState};
 use crate::codec::http1::{self, BodyKind, Limits};
 use crate::downstream::local_reply;
 use crate::io::{CloseKind, ConnId};
-use crate::proxy::{Ctx, Event};
+use crate::proxy::Ctx;
+use crate::transport::ConnEvent;
 
 /// Admin connections keep alive between requests; they never carry request bodies.
 #[derive(Default)]
@@ -30,18 +31,18 @@ impl AdminConn {
         ctx: &mut Ctx,
         now: Instant,
         id: ConnId,
-        event: Event,
+        event: ConnEvent,
         state: ServerState,
     ) -> Option<CloseKind> {
         match event {
-            Event::Data(data) => {
+            ConnEvent::Data(data) => {
                 self.head.extend_from_slice(&data);
                 self.answer(ctx, now, id, state)
             }
-            Event::ReadClosed => Some(CloseKind::Flush),
-            Event::Closed => Some(CloseKind::Abort),
-            Event::Flushed => {
-                self.busy = ctx.queued(id) > 0;
+            ConnEvent::ReadClosed => Some(CloseKind::Flush),
+            ConnEvent::Closed => Some(CloseKind::Abort),
+            ConnEvent::Flushed => {
+                self.busy = ctx.wire.queued(id) > 0;
                 (self.is_idle() && ctx.draining()).then_some(CloseKind::Flush)
             }
             _ => None,
@@ -62,7 +63,7 @@ impl AdminConn {
                         &date,
                         true,
                     );
-                    ctx.write(id, reply);
+                    ctx.wire.write(id, reply);
                     return Some(CloseKind::Flush);
                 }
             };
@@ -87,7 +88,7 @@ impl AdminConn {
             if head.method == http1::Method::Head {
                 reply.truncate(reply.len() - response.body.len());
             }
-            ctx.write(id, reply);
+            ctx.wire.write(id, reply);
             self.busy = true;
             if !keep_alive {
                 return Some(CloseKind::Flush);

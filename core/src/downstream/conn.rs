@@ -15,8 +15,9 @@ use crate::downstream::local_reply;
 use crate::downstream::route::{self, RouteRequest};
 use crate::downstream::router::Stream;
 use crate::io::{CloseKind, ConnId, QueryId};
-use crate::proxy::{Ctx, Event, PoolEvent};
+use crate::proxy::{Ctx, PoolEvent};
 use crate::timers::Timer;
+use crate::transport::ConnEvent;
 use crate::tunnel::{Closes, Step, Tunnel};
 use crate::upstream::cluster::Pick;
 use crate::upstream::pool::Pools;
@@ -114,13 +115,13 @@ impl HttpConn {
     }
 
     /// An event on the downstream connection itself.
-    pub(crate) fn on_downstream(&mut self, ctx: &mut Ctx, now: Instant, event: Event) -> Closes {
+    pub(crate) fn on_downstream(&mut self, ctx: &mut Ctx, now: Instant, event: ConnEvent) -> Closes {
         let closes = match event {
-            Event::Data(data) => {
+            ConnEvent::Data(data) => {
                 ctx.shared.http[self.listener].downstream_cx_rx_bytes_total.add(data.len() as u64);
                 self.on_data(ctx, now, data)
             }
-            Event::ReadClosed => match &mut self.state {
+            ConnEvent::ReadClosed => match &mut self.state {
                 State::Tunnel(tunnel) => match tunnel.down_read_closed(ctx) {
                     Step::Done => self.end_tunnel(ctx, now, TunnelEnd::Finished),
                     Step::Continue => Vec::new(),
@@ -133,7 +134,7 @@ impl HttpConn {
                 // A client that half-closes between requests is done with the connection.
                 State::Head | State::Closing => self.close(CloseKind::Flush),
             },
-            Event::Closed => {
+            ConnEvent::Closed => {
                 ctx.shared.http[self.listener].downstream_cx_destroy_remote.inc();
                 match &self.state {
                     State::Tunnel(_) => self.end_tunnel(ctx, now, TunnelEnd::DownstreamReset),
@@ -141,58 +142,55 @@ impl HttpConn {
                     _ => self.close(CloseKind::Abort),
                 }
             }
-            Event::Flushed => {
+            ConnEvent::Flushed => {
                 match &mut self.state {
                     State::Tunnel(tunnel) => tunnel.flushed(ctx, now, self.id, self.id),
                     State::Proxying(stream) => stream.down_flushed(ctx, self.id, self.buffer_limit),
-                    State::Head if ctx.queued(self.id) <= self.buffer_limit / 2 => {
+                    State::Head if ctx.wire.queued(self.id) <= self.buffer_limit / 2 => {
                         // Replies were backed up: read (and answer) again.
-                        ctx.resume_read(self.id);
+                        ctx.wire.resume_read(self.id);
                         return self.next_request(ctx, now);
                     }
                     _ => {}
                 }
                 Vec::new()
             }
-            Event::Resolved(query, addrs) => self.on_resolved(ctx, now, query, addrs),
-            Event::Timer => self.on_timer(ctx, now),
-            Event::Connected | Event::ConnectFailed => Vec::new(),
+            ConnEvent::Connected | ConnEvent::ConnectFailed => Vec::new(),
         };
         self.rearm(ctx);
         closes
     }
 
     /// An event on a terminated CONNECT's or an upgrade's upstream connection.
-    pub(crate) fn on_upstream(&mut self, ctx: &mut Ctx, now: Instant, event: Event) -> Closes {
+    pub(crate) fn on_upstream(&mut self, ctx: &mut Ctx, now: Instant, event: ConnEvent) -> Closes {
         let State::Tunnel(tunnel) = &mut self.state else { return Vec::new() };
         let up = tunnel.upstream;
         let closes = match event {
-            Event::Connected => {
+            ConnEvent::Connected => {
                 let date = ctx.clock.date(now);
                 self.send(ctx, 200, local_reply::connect_established(&date));
                 let State::Tunnel(tunnel) = &mut self.state else { unreachable!() };
                 tunnel.connected(ctx, now, self.id);
                 Vec::new()
             }
-            Event::ConnectFailed => {
+            ConnEvent::ConnectFailed => {
                 ctx.shared.clusters[tunnel.cluster].upstream_cx_connect_fail.inc();
                 self.connect_failed(ctx, now, local_reply::CONNECT_FAILURE)
             }
-            Event::Data(data) => {
+            ConnEvent::Data(data) => {
                 let len = tunnel.up_data(ctx, now, self.id, data);
                 ctx.shared.http[self.listener].downstream_cx_tx_bytes_total.add(len);
                 Vec::new()
             }
-            Event::ReadClosed => match tunnel.up_read_closed(ctx, self.id) {
+            ConnEvent::ReadClosed => match tunnel.up_read_closed(ctx, self.id) {
                 Step::Done => self.end_tunnel(ctx, now, TunnelEnd::UpstreamClosed),
                 Step::Continue => Vec::new(),
             },
-            Event::Closed => self.end_tunnel(ctx, now, TunnelEnd::UpstreamReset),
-            Event::Flushed => {
+            ConnEvent::Closed => self.end_tunnel(ctx, now, TunnelEnd::UpstreamReset),
+            ConnEvent::Flushed => {
                 tunnel.flushed(ctx, now, self.id, up);
                 Vec::new()
             }
-            Event::Timer | Event::Resolved(..) => Vec::new(),
         };
         self.rearm(ctx);
         closes
@@ -214,7 +212,7 @@ impl HttpConn {
             State::Resolving { early, .. } => {
                 early.push(data);
                 if early.iter().map(Bytes::len).sum::<usize>() >= self.buffer_limit {
-                    ctx.pause_read(self.id);
+                    ctx.wire.pause_read(self.id);
                 }
                 Vec::new()
             }
@@ -234,8 +232,8 @@ impl HttpConn {
         while matches!(self.state, State::Head) && !self.head.is_empty() {
             // A client that sends requests without reading the answers waits until it reads:
             // answers queue only up to the buffer limit.
-            if ctx.queued(self.id) > self.buffer_limit {
-                ctx.pause_read(self.id);
+            if ctx.wire.queued(self.id) > self.buffer_limit {
+                ctx.wire.pause_read(self.id);
                 return Vec::new();
             }
             let (head, consumed) = match http1::parse_request_head(&self.head, &self.limits) {
@@ -368,7 +366,7 @@ impl HttpConn {
             Pick::Addr(addr) => self.open_tunnel(ctx, now, cluster, addr, early, false),
             Pick::Resolve { host, port } => {
                 let (query, resolve) = ctx.clusters.resolve_for(self.id, cluster, host);
-                ctx.push(resolve);
+                ctx.wire.push(resolve);
                 let deadline = now + ctx.clusters.connect_timeout(cluster);
                 self.state = State::Resolving { query, cluster, port, early, fin: false, deadline };
                 Vec::new()
@@ -387,11 +385,24 @@ impl HttpConn {
         self.upgraded = true;
     }
 
-    fn on_resolved(&mut self, ctx: &mut Ctx, now: Instant, query: QueryId, addrs: Vec<IpAddr>) -> Closes {
+    /// The answer to this connection's name resolution.
+    pub(crate) fn on_resolved(
+        &mut self,
+        ctx: &mut Ctx,
+        now: Instant,
+        query: QueryId,
+        addrs: Vec<IpAddr>,
+    ) -> Closes {
         // An answer for an earlier user of this connection id is not ours.
         if !matches!(&self.state, State::Resolving { query: ours, .. } if *ours == query) {
             return Vec::new();
         }
+        let closes = self.resolved(ctx, now, addrs);
+        self.rearm(ctx);
+        closes
+    }
+
+    fn resolved(&mut self, ctx: &mut Ctx, now: Instant, addrs: Vec<IpAddr>) -> Closes {
         let State::Resolving { cluster, port, early, fin, .. } =
             std::mem::replace(&mut self.state, State::Head)
         else {
@@ -516,7 +527,7 @@ impl HttpConn {
         let stats = &ctx.shared.http[self.listener];
         stats.response(status);
         stats.downstream_cx_tx_bytes_total.add(response.len() as u64);
-        ctx.write(self.id, response);
+        ctx.wire.write(self.id, response);
     }
 
     pub(crate) fn end_request(&mut self, ctx: &mut Ctx) {
@@ -560,8 +571,14 @@ impl HttpConn {
     }
 
     /// A timer of this connection fired: act on whatever is due.
-    fn on_timer(&mut self, ctx: &mut Ctx, now: Instant) -> Closes {
+    pub(crate) fn on_timer(&mut self, ctx: &mut Ctx, now: Instant) -> Closes {
         self.armed = None;
+        let closes = self.expire(ctx, now);
+        self.rearm(ctx);
+        closes
+    }
+
+    fn expire(&mut self, ctx: &mut Ctx, now: Instant) -> Closes {
         match &self.state {
             State::Tunnel(t) if t.connect_expired(now) => {
                 ctx.shared.clusters[t.cluster].upstream_cx_connect_timeout.inc();
@@ -597,7 +614,7 @@ impl HttpConn {
         if !matches!(self.state, State::Head) {
             return None;
         }
-        if !self.head.is_empty() && ctx.queued(self.id) > self.buffer_limit {
+        if !self.head.is_empty() && ctx.wire.queued(self.id) > self.buffer_limit {
             // The next head waits on us (the client has not read its answers), not on the
             // client.
             return None;

@@ -93,8 +93,8 @@ impl Stream {
     /// The client drained what was written to it: let the upstream be read again.
     pub(crate) fn down_flushed(&mut self, ctx: &mut Ctx, down: ConnId, limit: usize) {
         if let Some(up) = self.up {
-            if ctx.queued(down) <= limit / 2 {
-                ctx.resume_read(up);
+            if ctx.wire.queued(down) <= limit / 2 {
+                ctx.wire.resume_read(up);
             }
         }
     }
@@ -156,7 +156,7 @@ impl HttpConn {
         let body = if upgrade { BodyKind::Tunnel } else { body };
         if body != BodyKind::Empty && !upgrade && head.headers.contains_token("expect", "100-continue") {
             // Envoy answers `Expect: 100-continue` itself and does not forward it.
-            ctx.write(self.id, Bytes::from_static(b"HTTP/1.1 100 Continue\r\n\r\n"));
+            ctx.wire.write(self.id, Bytes::from_static(b"HTTP/1.1 100 Continue\r\n\r\n"));
         }
         let buffering = if upgrade || body == BodyKind::Empty { None } else { plan.buffer_limit };
         let mut stream = Stream {
@@ -251,7 +251,7 @@ impl HttpConn {
             Acquired::Bound(up) => self.stream_bound(ctx, now, up),
             Acquired::Pending => {
                 // Read no further until there is somewhere to send it.
-                ctx.pause_read(down);
+                ctx.wire.pause_read(down);
                 Vec::new()
             }
             Acquired::Overflow => {
@@ -288,11 +288,11 @@ impl HttpConn {
         }
         let sent: usize = out.iter().map(Bytes::len).sum();
         for data in out {
-            ctx.write(up, data);
+            ctx.wire.write(up, data);
         }
         ctx.shared.clusters[cluster].upstream_cx_tx_bytes_total.add(sent as u64);
-        if ctx.queued(up) <= limit && !stream.request_done() && stream.held_len < limit {
-            ctx.resume_read(down);
+        if ctx.wire.queued(up) <= limit && !stream.request_done() && stream.held_len < limit {
+            ctx.wire.resume_read(down);
         }
         Vec::new()
     }
@@ -306,7 +306,7 @@ impl HttpConn {
             let Request::Body(decoder) = &mut stream.request else {
                 // Read ahead of the current request: it waits, and so does reading.
                 self.head.extend_from_slice(&data);
-                ctx.pause_read(down);
+                ctx.wire.pause_read(down);
                 return Vec::new();
             };
             match decoder.decode(&mut data) {
@@ -325,7 +325,7 @@ impl HttpConn {
                     }
                     if !data.is_empty() {
                         self.head.extend_from_slice(&data);
-                        ctx.pause_read(down);
+                        ctx.wire.pause_read(down);
                     }
                     if self.stream().buffering.is_some() {
                         return self.end_buffering(ctx, now);
@@ -357,7 +357,7 @@ impl HttpConn {
                 return Some((413, "Payload Too Large"));
             }
             if stream.held_len >= limit && stream.buffering.is_none() {
-                ctx.pause_read(down);
+                ctx.wire.pause_read(down);
             }
             return None;
         }
@@ -381,16 +381,16 @@ impl HttpConn {
         match stream.up {
             Some(up) if stream.head.is_none() => {
                 ctx.shared.clusters[stream.key.0].upstream_cx_tx_bytes_total.add(data.len() as u64);
-                ctx.write(up, data);
-                if ctx.queued(up) > limit {
-                    ctx.pause_read(down);
+                ctx.wire.write(up, data);
+                if ctx.wire.queued(up) > limit {
+                    ctx.wire.pause_read(down);
                 }
             }
             _ => {
                 stream.held_len += data.len();
                 stream.held.push(data);
                 if stream.held_len >= limit {
-                    ctx.pause_read(down);
+                    ctx.wire.pause_read(down);
                 }
             }
         }
@@ -447,7 +447,7 @@ impl HttpConn {
 
     /// Between requests again: read on, and answer what was read ahead.
     fn resume_after_stream(&mut self, ctx: &mut Ctx, now: Instant) -> Closes {
-        ctx.resume_read(self.id);
+        ctx.wire.resume_read(self.id);
         self.next_request(ctx, now)
     }
 
@@ -506,8 +506,8 @@ impl HttpConn {
                 let down = self.id;
                 let stream = self.stream();
                 if let Some(up) = stream.up {
-                    if ctx.queued(up) <= limit / 2 && stream.held_len < limit && !stream.request_done() {
-                        ctx.resume_read(down);
+                    if ctx.wire.queued(up) <= limit / 2 && stream.held_len < limit && !stream.request_done() {
+                        ctx.wire.resume_read(down);
                     }
                 }
                 Vec::new()
@@ -545,14 +545,14 @@ impl HttpConn {
                     let mut framed: SmallVec<[Bytes; 3]> = SmallVec::new();
                     http1::encode_chunk(data, &mut framed);
                     for piece in framed {
-                        ctx.write(down, piece);
+                        ctx.wire.write(down, piece);
                     }
                 } else {
-                    ctx.write(down, data);
+                    ctx.wire.write(down, data);
                 }
-                if ctx.queued(down) > limit {
+                if ctx.wire.queued(down) > limit {
                     if let Some(up) = self.stream().up {
-                        ctx.pause_read(up);
+                        ctx.wire.pause_read(up);
                     }
                 }
                 Vec::new()
@@ -641,7 +641,7 @@ impl HttpConn {
         if stream.down_fin {
             let _ = tunnel.down_read_closed(ctx);
         }
-        ctx.resume_read(down);
+        ctx.wire.resume_read(down);
         self.state = State::Tunnel(tunnel);
         Vec::new()
     }
@@ -655,14 +655,14 @@ impl HttpConn {
             stream.response,
             Response::Body(DownFraming::Chunked) | Response::Refused(DownFraming::Chunked)
         ) {
-            ctx.write(down, http1::last_chunk());
+            ctx.wire.write(down, http1::last_chunk());
         }
         ctx.shared.clusters[stream.key.0].upstream_rq_completed.inc();
         self.end_request(ctx);
         let reusable = stream.request_done() && stream.upstream_keep_alive && !refused;
         // The response may have paused the upstream (a slow client); its next user must find
         // it reading.
-        ctx.resume_read(up);
+        ctx.wire.resume_read(up);
         let mut closes = Vec::new();
         match ctx.with_pool(stream.key.0, now, |pools: &mut Pools, cx| pools.release(up, reusable, cx)) {
             Released::Rebound { waiter } => ctx.defer(waiter, PoolEvent::Bound(up)),

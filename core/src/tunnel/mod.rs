@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use smallvec::SmallVec;
 
-use crate::io::{CloseKind, ConnId, Output};
+use crate::io::{CloseKind, ConnId};
 use crate::proxy::Ctx;
 
 /// Closes a tunnel asks for: (connection, how).
@@ -132,14 +132,14 @@ impl Tunnel {
                 *early_len += data.len();
                 early.push(data);
                 if *early_len >= self.down_limit {
-                    ctx.pause_read(down);
+                    ctx.wire.pause_read(down);
                 }
             }
             Phase::Open => {
                 ctx.shared.clusters[self.cluster].upstream_cx_tx_bytes_total.add(data.len() as u64);
-                ctx.write(self.upstream, data);
-                if ctx.queued(self.upstream) > self.up_limit {
-                    ctx.pause_read(down);
+                ctx.wire.write(self.upstream, data);
+                if ctx.wire.queued(self.upstream) > self.up_limit {
+                    ctx.wire.pause_read(down);
                 }
             }
         }
@@ -150,9 +150,9 @@ impl Tunnel {
         self.last_activity = now;
         let len = data.len() as u64;
         ctx.shared.clusters[self.cluster].upstream_cx_rx_bytes_total.add(len);
-        ctx.write(down, data);
-        if ctx.queued(down) > self.down_limit {
-            ctx.pause_read(self.upstream);
+        ctx.wire.write(down, data);
+        if ctx.wire.queued(down) > self.down_limit {
+            ctx.wire.pause_read(self.upstream);
         }
         len
     }
@@ -166,12 +166,12 @@ impl Tunnel {
         self.last_activity = now;
         for data in early {
             ctx.shared.clusters[self.cluster].upstream_cx_tx_bytes_total.add(data.len() as u64);
-            ctx.write(self.upstream, data);
+            ctx.wire.write(self.upstream, data);
         }
         if self.down_fin {
-            ctx.push(Output::Shutdown { conn: self.upstream });
-        } else if ctx.queued(self.upstream) <= self.up_limit {
-            ctx.resume_read(down);
+            ctx.wire.shutdown(self.upstream);
+        } else if ctx.wire.queued(self.upstream) <= self.up_limit {
+            ctx.wire.resume_read(down);
         }
         Step::Continue
     }
@@ -179,7 +179,7 @@ impl Tunnel {
     pub(crate) fn down_read_closed(&mut self, ctx: &mut Ctx) -> Step {
         self.down_fin = true;
         if matches!(self.phase, Phase::Open) {
-            ctx.push(Output::Shutdown { conn: self.upstream });
+            ctx.wire.shutdown(self.upstream);
         }
         self.step()
     }
@@ -191,7 +191,7 @@ impl Tunnel {
             // client (a terminated CONNECT passes the half-close on instead).
             return Step::Done;
         }
-        ctx.push(Output::Shutdown { conn: down });
+        ctx.wire.shutdown(down);
         self.step()
     }
 
@@ -202,10 +202,10 @@ impl Tunnel {
         if !matches!(self.phase, Phase::Open) {
             return;
         }
-        if flushed == self.upstream && !self.down_fin && ctx.queued(self.upstream) <= self.up_limit / 2 {
-            ctx.resume_read(down);
-        } else if flushed == down && !self.up_fin && ctx.queued(down) <= self.down_limit / 2 {
-            ctx.resume_read(self.upstream);
+        if flushed == self.upstream && !self.down_fin && ctx.wire.queued(self.upstream) <= self.up_limit / 2 {
+            ctx.wire.resume_read(down);
+        } else if flushed == down && !self.up_fin && ctx.wire.queued(down) <= self.down_limit / 2 {
+            ctx.wire.resume_read(self.upstream);
         }
     }
 
