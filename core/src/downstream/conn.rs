@@ -122,7 +122,7 @@ impl HttpConn {
                 self.on_data(ctx, now, data)
             }
             ConnEvent::ReadClosed => match &mut self.state {
-                State::Tunnel(tunnel) => match tunnel.down_read_closed(ctx) {
+                State::Tunnel(tunnel) => match tunnel.down_read_closed(&mut ctx.wire) {
                     Step::Done => self.end_tunnel(ctx, now, TunnelEnd::Finished),
                     Step::Continue => Vec::new(),
                 },
@@ -144,7 +144,7 @@ impl HttpConn {
             }
             ConnEvent::Flushed => {
                 match &mut self.state {
-                    State::Tunnel(tunnel) => tunnel.flushed(ctx, now, self.id, self.id),
+                    State::Tunnel(tunnel) => tunnel.flushed(&mut ctx.wire, now, self.id),
                     State::Proxying(stream) => stream.down_flushed(ctx, self.id, self.buffer_limit),
                     State::Head if ctx.wire.queued(self.id) <= self.buffer_limit / 2 => {
                         // Replies were backed up: read (and answer) again.
@@ -170,7 +170,7 @@ impl HttpConn {
                 let date = ctx.clock.date(now);
                 self.send(ctx, 200, local_reply::connect_established(&date));
                 let State::Tunnel(tunnel) = &mut self.state else { unreachable!() };
-                tunnel.connected(ctx, now, self.id);
+                tunnel.connected(&mut ctx.wire, &ctx.shared.clusters[tunnel.cluster], now);
                 Vec::new()
             }
             ConnEvent::ConnectFailed => {
@@ -178,17 +178,17 @@ impl HttpConn {
                 self.connect_failed(ctx, now, local_reply::CONNECT_FAILURE)
             }
             ConnEvent::Data(data) => {
-                let len = tunnel.up_data(ctx, now, self.id, data);
+                let len = tunnel.up_data(&mut ctx.wire, &ctx.shared.clusters[tunnel.cluster], now, data);
                 ctx.shared.http[self.listener].downstream_cx_tx_bytes_total.add(len);
                 Vec::new()
             }
-            ConnEvent::ReadClosed => match tunnel.up_read_closed(ctx, self.id) {
+            ConnEvent::ReadClosed => match tunnel.up_read_closed(&mut ctx.wire) {
                 Step::Done => self.end_tunnel(ctx, now, TunnelEnd::UpstreamClosed),
                 Step::Continue => Vec::new(),
             },
             ConnEvent::Closed => self.end_tunnel(ctx, now, TunnelEnd::UpstreamReset),
             ConnEvent::Flushed => {
-                tunnel.flushed(ctx, now, self.id, up);
+                tunnel.flushed(&mut ctx.wire, now, up);
                 Vec::new()
             }
         };
@@ -206,7 +206,7 @@ impl HttpConn {
     fn on_data(&mut self, ctx: &mut Ctx, now: Instant, data: Bytes) -> Closes {
         match &mut self.state {
             State::Tunnel(tunnel) => {
-                tunnel.down_data(ctx, now, self.id, data);
+                tunnel.down_data(&mut ctx.wire, &ctx.shared.clusters[tunnel.cluster], now, data);
                 Vec::new()
             }
             State::Resolving { early, .. } => {
@@ -433,12 +433,16 @@ impl HttpConn {
         let idle = self.hcm(&ctx.config).stream_idle_timeout;
         // A tunnel reads no more heads: give the head buffer back.
         self.head = BytesMut::new();
-        let mut tunnel = Tunnel::connect(ctx, now, self.id, cluster, addr, self.buffer_limit, idle);
+        let up = ctx.connect(self.id, addr);
+        let deadline = now + ctx.clusters.connect_timeout(cluster);
+        let limits = (self.buffer_limit, ctx.clusters.buffer_limit(cluster));
+        let stats = &ctx.shared.clusters[cluster];
+        let mut tunnel = Tunnel::connect(now, (self.id, up), cluster, deadline, limits, idle, stats);
         for data in early {
-            tunnel.down_data(ctx, now, self.id, data);
+            tunnel.down_data(&mut ctx.wire, stats, now, data);
         }
         if fin {
-            let step = tunnel.down_read_closed(ctx);
+            let step = tunnel.down_read_closed(&mut ctx.wire);
             debug_assert!(matches!(step, Step::Continue));
         }
         self.state = State::Tunnel(tunnel);

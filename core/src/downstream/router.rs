@@ -492,7 +492,8 @@ impl HttpConn {
                             (&mut self.state, event)
                         {
                             if !rest.is_empty() {
-                                tunnel.up_data(ctx, now, self.id, rest);
+                                let stats = &ctx.shared.clusters[tunnel.cluster];
+                                tunnel.up_data(&mut ctx.wire, stats, now, rest);
                             }
                         }
                         continue;
@@ -634,12 +635,14 @@ impl HttpConn {
             headers::downstream_response(head, BodyKind::Tunnel, true, server_name, elapsed, false);
         self.send(ctx, 101, bytes);
         self.head = BytesMut::new();
-        let mut tunnel = Tunnel::open(ctx, now, up, cluster, self.buffer_limit, stream.idle);
+        let limits = (self.buffer_limit, ctx.clusters.buffer_limit(cluster));
+        let mut tunnel = Tunnel::open(now, (down, up), cluster, limits, stream.idle);
+        let stats = &ctx.shared.clusters[cluster];
         for data in stream.held {
-            tunnel.down_data(ctx, now, down, data);
+            tunnel.down_data(&mut ctx.wire, stats, now, data);
         }
         if stream.down_fin {
-            let _ = tunnel.down_read_closed(ctx);
+            let _ = tunnel.down_read_closed(&mut ctx.wire);
         }
         ctx.wire.resume_read(down);
         self.state = State::Tunnel(tunnel);

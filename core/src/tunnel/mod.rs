@@ -11,12 +11,14 @@ use bytes::Bytes;
 use smallvec::SmallVec;
 
 use crate::io::{CloseKind, ConnId};
-use crate::proxy::Ctx;
+use crate::shared::ClusterStats;
+use crate::transport::Wire;
 
 /// Closes a tunnel asks for: (connection, how).
 pub(crate) type Closes = Vec<(ConnId, CloseKind)>;
 
 pub(crate) struct Tunnel {
+    pub(crate) downstream: ConnId,
     pub(crate) upstream: ConnId,
     pub(crate) cluster: usize,
     /// The upstream connection came from the HTTP pool (an upgrade), rather than being opened
@@ -54,22 +56,21 @@ pub(crate) enum Step {
 }
 
 impl Tunnel {
-    /// Opens a TCP connection to the CONNECT target; the tunnel opens once it is up.
+    /// A tunnel whose upstream connection (to the CONNECT target) is being opened; it opens
+    /// once that is up, or fails at `deadline`.
     pub(crate) fn connect(
-        ctx: &mut Ctx,
         now: Instant,
-        down: ConnId,
+        (downstream, upstream): (ConnId, ConnId),
         cluster: usize,
-        addr: std::net::SocketAddr,
-        down_limit: usize,
+        deadline: Instant,
+        (down_limit, up_limit): (usize, usize),
         idle: Option<Duration>,
+        stats: &ClusterStats,
     ) -> Tunnel {
-        let upstream = ctx.connect(down, addr);
-        let deadline = now + ctx.clusters.connect_timeout(cluster);
-        let stats = &ctx.shared.clusters[cluster];
         stats.upstream_cx_total.inc();
         stats.upstream_cx_active.inc();
         Tunnel {
+            downstream,
             upstream,
             cluster,
             pooled: false,
@@ -79,20 +80,20 @@ impl Tunnel {
             down_fin: false,
             up_fin: false,
             down_limit,
-            up_limit: ctx.clusters.buffer_limit(cluster),
+            up_limit,
         }
     }
 
     /// A tunnel over an upstream connection that just switched protocols (a `101`).
     pub(crate) fn open(
-        ctx: &Ctx,
         now: Instant,
-        upstream: ConnId,
+        (downstream, upstream): (ConnId, ConnId),
         cluster: usize,
-        down_limit: usize,
+        (down_limit, up_limit): (usize, usize),
         idle: Option<Duration>,
     ) -> Tunnel {
         Tunnel {
+            downstream,
             upstream,
             cluster,
             pooled: true,
@@ -102,7 +103,7 @@ impl Tunnel {
             down_fin: false,
             up_fin: false,
             down_limit,
-            up_limit: ctx.clusters.buffer_limit(cluster),
+            up_limit,
         }
     }
 
@@ -125,87 +126,89 @@ impl Tunnel {
     }
 
     /// Downstream bytes: forwarded when open, held while connecting.
-    pub(crate) fn down_data(&mut self, ctx: &mut Ctx, now: Instant, down: ConnId, data: Bytes) {
+    pub(crate) fn down_data(&mut self, io: &mut Wire, stats: &ClusterStats, now: Instant, data: Bytes) {
+        let down = self.downstream;
         self.last_activity = now;
         match &mut self.phase {
             Phase::Connecting { early, early_len, .. } => {
                 *early_len += data.len();
                 early.push(data);
                 if *early_len >= self.down_limit {
-                    ctx.wire.pause_read(down);
+                    io.pause_read(down);
                 }
             }
             Phase::Open => {
-                ctx.shared.clusters[self.cluster].upstream_cx_tx_bytes_total.add(data.len() as u64);
-                ctx.wire.write(self.upstream, data);
-                if ctx.wire.queued(self.upstream) > self.up_limit {
-                    ctx.wire.pause_read(down);
+                stats.upstream_cx_tx_bytes_total.add(data.len() as u64);
+                io.write(self.upstream, data);
+                if io.queued(self.upstream) > self.up_limit {
+                    io.pause_read(down);
                 }
             }
         }
     }
 
     /// Upstream bytes go straight down (the upstream cannot send before it is connected).
-    pub(crate) fn up_data(&mut self, ctx: &mut Ctx, now: Instant, down: ConnId, data: Bytes) -> u64 {
+    pub(crate) fn up_data(&mut self, io: &mut Wire, stats: &ClusterStats, now: Instant, data: Bytes) -> u64 {
         self.last_activity = now;
         let len = data.len() as u64;
-        ctx.shared.clusters[self.cluster].upstream_cx_rx_bytes_total.add(len);
-        ctx.wire.write(down, data);
-        if ctx.wire.queued(down) > self.down_limit {
-            ctx.wire.pause_read(self.upstream);
+        stats.upstream_cx_rx_bytes_total.add(len);
+        io.write(self.downstream, data);
+        if io.queued(self.downstream) > self.down_limit {
+            io.pause_read(self.upstream);
         }
         len
     }
 
     /// The target accepted the connection: the caller has queued the `200`; release what
     /// the client sent early, in order, then its half-close if it came.
-    pub(crate) fn connected(&mut self, ctx: &mut Ctx, now: Instant, down: ConnId) -> Step {
+    pub(crate) fn connected(&mut self, io: &mut Wire, stats: &ClusterStats, now: Instant) -> Step {
         let Phase::Connecting { early, .. } = std::mem::replace(&mut self.phase, Phase::Open) else {
             return Step::Continue;
         };
         self.last_activity = now;
         for data in early {
-            ctx.shared.clusters[self.cluster].upstream_cx_tx_bytes_total.add(data.len() as u64);
-            ctx.wire.write(self.upstream, data);
+            stats.upstream_cx_tx_bytes_total.add(data.len() as u64);
+            io.write(self.upstream, data);
         }
         if self.down_fin {
-            ctx.wire.shutdown(self.upstream);
-        } else if ctx.wire.queued(self.upstream) <= self.up_limit {
-            ctx.wire.resume_read(down);
+            io.shutdown(self.upstream);
+        } else if io.queued(self.upstream) <= self.up_limit {
+            io.resume_read(self.downstream);
         }
         Step::Continue
     }
 
-    pub(crate) fn down_read_closed(&mut self, ctx: &mut Ctx) -> Step {
+    pub(crate) fn down_read_closed(&mut self, io: &mut Wire) -> Step {
         self.down_fin = true;
         if matches!(self.phase, Phase::Open) {
-            ctx.wire.shutdown(self.upstream);
+            io.shutdown(self.upstream);
         }
         self.step()
     }
 
-    pub(crate) fn up_read_closed(&mut self, ctx: &mut Ctx, down: ConnId) -> Step {
+    pub(crate) fn up_read_closed(&mut self, io: &mut Wire) -> Step {
         self.up_fin = true;
         if self.pooled {
             // An upgraded HTTP/1.1 connection ends with its upstream: Envoy disconnects the
             // client (a terminated CONNECT passes the half-close on instead).
             return Step::Done;
         }
-        ctx.wire.shutdown(down);
+        io.shutdown(self.downstream);
         self.step()
     }
 
     /// Bytes reached a socket; reading the other side may go on once its queue has halved.
-    pub(crate) fn flushed(&mut self, ctx: &mut Ctx, now: Instant, down: ConnId, flushed: ConnId) {
+    pub(crate) fn flushed(&mut self, io: &mut Wire, now: Instant, flushed: ConnId) {
+        let down = self.downstream;
         // A slow reader still draining is activity: the tunnel is not idle.
         self.last_activity = now;
         if !matches!(self.phase, Phase::Open) {
             return;
         }
-        if flushed == self.upstream && !self.down_fin && ctx.wire.queued(self.upstream) <= self.up_limit / 2 {
-            ctx.wire.resume_read(down);
-        } else if flushed == down && !self.up_fin && ctx.wire.queued(down) <= self.down_limit / 2 {
-            ctx.wire.resume_read(self.upstream);
+        if flushed == self.upstream && !self.down_fin && io.queued(self.upstream) <= self.up_limit / 2 {
+            io.resume_read(down);
+        } else if flushed == down && !self.up_fin && io.queued(down) <= self.down_limit / 2 {
+            io.resume_read(self.upstream);
         }
     }
 
@@ -215,5 +218,130 @@ impl Tunnel {
         } else {
             Step::Continue
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::io::Output;
+    use crate::stats::Stats;
+
+    struct Rig {
+        wire: Wire,
+        stats: ClusterStats,
+        store: Stats,
+        down: ConnId,
+        up: ConnId,
+        now: Instant,
+    }
+
+    impl Rig {
+        fn new() -> Rig {
+            let mut wire = Wire::default();
+            let (down, up) = (wire.alloc(), wire.alloc());
+            let store = Stats::default();
+            let stats = ClusterStats::new(&store, "c");
+            Rig { wire, stats, store, down, up, now: Instant::now() }
+        }
+
+        fn connecting(&self, limit: usize) -> Tunnel {
+            let deadline = self.now + Duration::from_secs(5);
+            let idle = Some(Duration::from_secs(60));
+            Tunnel::connect(self.now, (self.down, self.up), 0, deadline, (limit, limit), idle, &self.stats)
+        }
+
+        fn outputs(&mut self) -> Vec<Output> {
+            std::iter::from_fn(|| self.wire.pop()).collect()
+        }
+    }
+
+    fn data(text: &'static str) -> Bytes {
+        Bytes::from_static(text.as_bytes())
+    }
+
+    #[test]
+    fn early_bytes_wait_for_the_connection_then_go_in_order_with_the_half_close() {
+        let mut rig = Rig::new();
+        let mut tunnel = rig.connecting(1024);
+        tunnel.down_data(&mut rig.wire, &rig.stats, rig.now, data("one"));
+        tunnel.down_data(&mut rig.wire, &rig.stats, rig.now, data("two"));
+        assert!(matches!(tunnel.down_read_closed(&mut rig.wire), Step::Continue));
+        assert!(rig.outputs().is_empty(), "nothing goes upstream before it is connected");
+        tunnel.connected(&mut rig.wire, &rig.stats, rig.now);
+        let up = rig.up;
+        assert_eq!(
+            rig.outputs(),
+            vec![
+                Output::Write { conn: up, data: data("one") },
+                Output::Write { conn: up, data: data("two") },
+                Output::Shutdown { conn: up },
+            ]
+        );
+        assert_eq!(rig.store.value("cluster.c.upstream_cx_tx_bytes_total"), Some(6));
+    }
+
+    #[test]
+    fn early_bytes_past_the_limit_pause_the_client() {
+        let mut rig = Rig::new();
+        let mut tunnel = rig.connecting(4);
+        tunnel.down_data(&mut rig.wire, &rig.stats, rig.now, data("abcd"));
+        assert_eq!(rig.outputs(), vec![Output::PauseRead { conn: rig.down }]);
+        tunnel.connected(&mut rig.wire, &rig.stats, rig.now);
+        let (down, up) = (rig.down, rig.up);
+        assert_eq!(
+            rig.outputs(),
+            vec![Output::Write { conn: up, data: data("abcd") }, Output::ResumeRead { conn: down }]
+        );
+    }
+
+    #[test]
+    fn a_backed_up_side_pauses_the_other_until_it_drains_to_half() {
+        let mut rig = Rig::new();
+        let mut tunnel = rig.connecting(4);
+        tunnel.connected(&mut rig.wire, &rig.stats, rig.now);
+        rig.outputs();
+        tunnel.up_data(&mut rig.wire, &rig.stats, rig.now, data("12345"));
+        let (down, up) = (rig.down, rig.up);
+        assert_eq!(
+            rig.outputs(),
+            vec![Output::Write { conn: down, data: data("12345") }, Output::PauseRead { conn: up }]
+        );
+        rig.wire.flushed(down, 2);
+        tunnel.flushed(&mut rig.wire, rig.now, down);
+        assert!(rig.outputs().is_empty(), "3 bytes queued is above half the limit");
+        rig.wire.flushed(down, 1);
+        tunnel.flushed(&mut rig.wire, rig.now, down);
+        assert_eq!(rig.outputs(), vec![Output::ResumeRead { conn: up }]);
+    }
+
+    #[test]
+    fn half_closes_cross_and_both_end_the_tunnel() {
+        let mut rig = Rig::new();
+        let mut tunnel = rig.connecting(1024);
+        tunnel.connected(&mut rig.wire, &rig.stats, rig.now);
+        rig.outputs();
+        assert!(matches!(tunnel.up_read_closed(&mut rig.wire), Step::Continue));
+        assert_eq!(rig.outputs(), vec![Output::Shutdown { conn: rig.down }]);
+        assert!(matches!(tunnel.down_read_closed(&mut rig.wire), Step::Done));
+        assert_eq!(rig.outputs(), vec![Output::Shutdown { conn: rig.up }]);
+    }
+
+    #[test]
+    fn deadlines_are_the_connect_timeout_then_the_idle_timeout_from_the_last_byte() {
+        let mut rig = Rig::new();
+        let mut tunnel = rig.connecting(1024);
+        assert_eq!(tunnel.deadline(), Some(rig.now + Duration::from_secs(5)));
+        assert!(tunnel.connect_expired(rig.now + Duration::from_secs(5)));
+        let later = rig.now + Duration::from_secs(1);
+        tunnel.connected(&mut rig.wire, &rig.stats, later);
+        assert!(!tunnel.connect_expired(later + Duration::from_secs(10)));
+        assert_eq!(tunnel.deadline(), Some(later + Duration::from_secs(60)));
+        let last = later + Duration::from_secs(30);
+        tunnel.down_data(&mut rig.wire, &rig.stats, last, data("x"));
+        assert!(!tunnel.idle_expired(last + Duration::from_secs(59)));
+        assert!(tunnel.idle_expired(last + Duration::from_secs(60)));
     }
 }
