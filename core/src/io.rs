@@ -13,6 +13,15 @@ use bytes::Bytes;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ConnId(pub u32);
 
+/// One HTTP stream of a downstream connection: the unit a pool binds a request to. The
+/// stream number is the connection's own (an HTTP/1.1 connection numbers its requests), so an
+/// answer for a stream that has ended is recognised and dropped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) struct StreamRef {
+    pub(crate) conn: ConnId,
+    pub(crate) stream: u32,
+}
+
 /// A listening socket, numbered in configuration order (the admin listener comes last).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ListenerId(pub u32);

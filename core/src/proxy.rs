@@ -5,18 +5,16 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::clock::Clock;
-use crate::codec::http1::response::{UpEvent, UpEvents};
 use crate::config::Config;
 use crate::downstream::admin_conn::AdminConn;
 use crate::downstream::conn::HttpConn;
-use crate::downstream::local_reply;
-use crate::io::{CloseKind, ConnId, Input, ListenerId, Output, QueryId};
+use crate::io::{CloseKind, ConnId, Input, ListenerId, Output, QueryId, StreamRef};
 use crate::shared::Shared;
 use crate::stats::Counter;
 use crate::timers::{Timer, Timers};
 use crate::transport::{ConnEvent, Wire};
 use crate::upstream::cluster::{Clusters, QueryOwner};
-use crate::upstream::pool::{Expired, PoolCtx, PoolIo, Pools, Released};
+use crate::upstream::pool::{PoolCtx, PoolEvent, PoolIo, PoolOutput, Pools, Released};
 
 /// A whole proxy worker: listeners, connections, clusters and timers.
 ///
@@ -67,7 +65,7 @@ pub(crate) struct Ctx {
     slot_updates: Vec<(ConnId, Slot)>,
     /// Pool events for other downstream connections, delivered when the running machine
     /// returns.
-    deferred: Vec<(ConnId, PoolEvent)>,
+    deferred: Vec<(StreamRef, PoolEvent)>,
     /// `upstream_rq_<code>` handles, made on first use of each code.
     status_counters: rustc_hash::FxHashMap<(usize, u16), Counter>,
     /// SplitMix64 state: request ids without an OS random source.
@@ -284,65 +282,12 @@ impl Proxy {
         }
     }
 
-    /// An event on a pooled upstream connection: the pool's bookkeeping, then the request
-    /// bound to it (if any) hears what it means.
+    /// An event on a pooled upstream connection: the pool and the connection's codec make of
+    /// it what they will; the streams concerned hear the result.
     fn pooled_event(&mut self, now: Instant, conn: ConnId, event: ConnEvent) {
         let Some(cluster) = self.ctx.pools.cluster_of(conn) else { return };
-        let bound = self.ctx.pools.bound(conn);
-        match event {
-            ConnEvent::Connected => {
-                if let Some(waiter) = self.ctx.with_pool(cluster, now, |p, cx| p.connected(conn, cx)) {
-                    self.deliver(now, waiter, PoolEvent::Bound(conn));
-                }
-            }
-            ConnEvent::ConnectFailed => {
-                let failed = self.ctx.with_pool(cluster, now, |p, cx| p.closed(conn, true, cx));
-                self.release(now, conn, CloseKind::Abort);
-                if let Some(waiter) = failed {
-                    self.deliver(now, waiter, PoolEvent::Failed(local_reply::CONNECT_FAILURE));
-                }
-            }
-            ConnEvent::Data(data) => {
-                let mut events = UpEvents::new();
-                if let Some(pooled) = self.ctx.pools.conn_mut(conn) {
-                    pooled.reader.read(data, &mut events);
-                }
-                match bound {
-                    Some(waiter) => self.deliver(now, waiter, PoolEvent::Response(events)),
-                    // Bytes on an idle connection: the upstream is confused; drop it.
-                    None if events.iter().any(|e| matches!(e, UpEvent::Error)) => {
-                        self.release(now, conn, CloseKind::Abort);
-                    }
-                    None => {}
-                }
-            }
-            ConnEvent::ReadClosed | ConnEvent::Closed => {
-                let mut events = UpEvents::new();
-                let clean = matches!(event, ConnEvent::ReadClosed)
-                    && self.ctx.pools.conn_mut(conn).is_some_and(|pooled| pooled.reader.eof(&mut events));
-                match bound {
-                    // The close ended a read-until-close body: the response completes.
-                    Some(waiter) if clean && !events.is_empty() => {
-                        self.deliver(now, waiter, PoolEvent::Response(events));
-                        self.release(now, conn, CloseKind::Flush);
-                    }
-                    Some(waiter) => {
-                        self.ctx.with_pool(cluster, now, |p, cx| p.closed(conn, true, cx));
-                        self.release(now, conn, CloseKind::Abort);
-                        self.deliver(now, waiter, PoolEvent::UpstreamGone);
-                    }
-                    None => {
-                        self.ctx.with_pool(cluster, now, |p, cx| p.closed(conn, true, cx));
-                        self.release(now, conn, CloseKind::Flush);
-                    }
-                }
-            }
-            ConnEvent::Flushed => {
-                if let Some(waiter) = bound {
-                    self.deliver(now, waiter, PoolEvent::UpstreamFlushed);
-                }
-            }
-        }
+        let out = self.ctx.with_pool(cluster, now, |p, cx| p.on_event(conn, event, cx));
+        self.apply_pool(now, conn, out);
     }
 
     fn pool_timer(&mut self, now: Instant, conn: ConnId) {
@@ -350,22 +295,34 @@ impl Proxy {
             return;
         }
         let Some(cluster) = self.ctx.pools.cluster_of(conn) else { return };
-        match self.ctx.with_pool(cluster, now, |p, cx| p.expired(conn, cx)) {
-            Expired::Connect { failed } => {
-                self.release(now, conn, CloseKind::Abort);
-                if let Some(waiter) = failed {
-                    self.deliver(now, waiter, PoolEvent::Failed(local_reply::CONNECT_TIMEOUT));
-                }
+        let out = self.ctx.with_pool(cluster, now, |p, cx| p.on_timer(conn, cx));
+        self.apply_pool(now, conn, out);
+    }
+
+    /// Closes a pooled connection if the pool said so, and tells the streams. A response that
+    /// ends with the connection (read until close) is delivered before the close.
+    fn apply_pool(&mut self, now: Instant, conn: ConnId, out: PoolOutput) {
+        let PoolOutput { events, close } = out;
+        let response_first = events.iter().any(|(_, e)| matches!(e, PoolEvent::Response(_)));
+        if !response_first {
+            if let Some(kind) = close {
+                self.release(now, conn, kind);
             }
-            Expired::Idle => self.release(now, conn, CloseKind::Flush),
-            Expired::Nothing => {}
+        }
+        for (waiter, event) in events {
+            self.deliver(now, waiter, event);
+        }
+        if response_first {
+            if let Some(kind) = close {
+                self.release(now, conn, kind);
+            }
         }
     }
 
-    /// Hands a pool event to a downstream connection's request.
-    fn deliver(&mut self, now: Instant, waiter: ConnId, event: PoolEvent) {
-        if matches!(self.conns.get(waiter.0 as usize), Some(Slot::Http(_))) {
-            self.with_http(now, waiter, |http, ctx| http.on_pool(ctx, now, event));
+    /// Hands a pool event to the stream it is for.
+    fn deliver(&mut self, now: Instant, waiter: StreamRef, event: PoolEvent) {
+        if matches!(self.conns.get(waiter.conn.0 as usize), Some(Slot::Http(_))) {
+            self.with_http(now, waiter.conn, |http, ctx| http.on_pool(ctx, now, waiter.stream, event));
         } else if let PoolEvent::Bound(up) = event {
             // The request went away before its connection came: the connection goes back.
             let closes = self.ctx.give_back(up, now);
@@ -450,20 +407,6 @@ impl Proxy {
     }
 }
 
-/// What the HTTP pool tells the downstream connection whose request it serves.
-pub(crate) enum PoolEvent {
-    /// This connection now carries the request.
-    Bound(ConnId),
-    /// No connection could be had: answer 503 with this text.
-    Failed(&'static str),
-    /// The response, as read so far.
-    Response(UpEvents),
-    /// The upstream drained what was written to it.
-    UpstreamFlushed,
-    /// The connection died under the request.
-    UpstreamGone,
-}
-
 impl PoolIo for Ctx {
     fn open(&mut self, addr: SocketAddr) -> ConnId {
         let id = self.wire.alloc();
@@ -529,7 +472,7 @@ impl Ctx {
     }
 
     /// Queues a pool event for another downstream connection.
-    pub(crate) fn defer(&mut self, waiter: ConnId, event: PoolEvent) {
+    pub(crate) fn defer(&mut self, waiter: StreamRef, event: PoolEvent) {
         self.deferred.push((waiter, event));
     }
 

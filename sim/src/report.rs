@@ -21,11 +21,10 @@ pub enum Finding {
     /// with bytes waiting.
     PooledConnectionLeftPaused,
     /// A request waits as pending on its host's pool while the cluster's `max_connections`
-    /// has room (freed by another host's connection) and nothing connects for it: freed
-    /// capacity only wakes the pending requests of the host whose connection closed, and a
-    /// host with no connection gets none while others hold the breaker (Envoy always allows
-    /// one connection to a host that has none). Signature: a pending request, room in the
-    /// breaker, and no connection being opened.
+    /// has room (freed by another host's connection) and nothing connects for it. Fixed: a
+    /// freed unit wakes every pool of the cluster, and a host with no connection gets one
+    /// even while others hold the breaker (as Envoy allows). Signature: a pending request,
+    /// room in the breaker, and no connection being opened.
     PendingRequestStarved,
     /// A downstream connection paused for a pipelined request read ahead is never read again
     /// after the request before it is refused at the pool (a circuit breaker's 503 answered
@@ -70,6 +69,7 @@ impl Finding {
         matches!(
             self,
             Finding::DownstreamLeftPaused
+                | Finding::PendingRequestStarved
                 | Finding::EarlyDataUnboundedWhileResolving
                 | Finding::PartialHeadNeverTimesOut
                 | Finding::IdleTimeoutWhileDraining

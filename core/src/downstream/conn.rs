@@ -15,12 +15,12 @@ use crate::downstream::local_reply;
 use crate::downstream::route::{self, RouteRequest};
 use crate::downstream::router::Stream;
 use crate::io::{CloseKind, ConnId, QueryId};
-use crate::proxy::{Ctx, PoolEvent};
+use crate::proxy::Ctx;
 use crate::timers::Timer;
 use crate::transport::ConnEvent;
 use crate::tunnel::{Closes, Step, Tunnel};
 use crate::upstream::cluster::Pick;
-use crate::upstream::pool::Pools;
+use crate::upstream::pool::{PoolEvent, Pools};
 
 pub(crate) struct HttpConn {
     pub(crate) id: ConnId,
@@ -40,6 +40,8 @@ pub(crate) struct HttpConn {
     last_activity: Instant,
     /// The earliest deadline this connection has in the timer table.
     armed: Option<Instant>,
+    /// Requests started on this connection: the next one's stream number.
+    streams: u32,
 }
 
 /// How a tunnel came to its end.
@@ -100,9 +102,16 @@ impl HttpConn {
             in_request: false,
             last_activity: now,
             armed: None,
+            streams: 0,
         };
         conn.rearm(ctx);
         conn
+    }
+
+    /// Numbers a new stream of this connection.
+    pub(crate) fn next_stream(&mut self) -> u32 {
+        self.streams = self.streams.wrapping_add(1);
+        self.streams
     }
 
     /// Between requests with nothing read ahead: closing it loses nothing.
@@ -197,8 +206,8 @@ impl HttpConn {
     }
 
     /// An event from the HTTP pool about this connection's request.
-    pub(crate) fn on_pool(&mut self, ctx: &mut Ctx, now: Instant, event: PoolEvent) -> Closes {
-        let closes = self.stream_pool_event(ctx, now, event);
+    pub(crate) fn on_pool(&mut self, ctx: &mut Ctx, now: Instant, stream: u32, event: PoolEvent) -> Closes {
+        let closes = self.stream_pool_event(ctx, now, stream, event);
         self.rearm(ctx);
         closes
     }
@@ -568,7 +577,7 @@ impl HttpConn {
                 retire_connect_tunnel(ctx, &tunnel, false);
                 Some(tunnel.upstream)
             }
-            State::Proxying(stream) => stream.abandon(ctx, now, self.id),
+            State::Proxying(stream) => stream.abandon(ctx, now),
             _ => None,
         };
         up.map(|up| (up, CloseKind::Abort)).into_iter().collect()

@@ -20,13 +20,16 @@ use crate::downstream::filters;
 use crate::downstream::headers::{self, DownFraming, RequestContext};
 use crate::downstream::local_reply;
 use crate::downstream::route::RouteIndex;
+use crate::io::StreamRef;
 use crate::io::{CloseKind, ConnId};
-use crate::proxy::{Ctx, PoolEvent};
+use crate::proxy::Ctx;
 use crate::tunnel::{Closes, Tunnel};
-use crate::upstream::pool::{Acquired, HostKey, Pools, Released};
+use crate::upstream::pool::{Acquired, Failure, PoolEvent, PoolKey, Pools, Released};
 
 pub(crate) struct Stream {
-    key: HostKey,
+    /// This stream's name in the pool: the connection and its request number.
+    pub(crate) id: StreamRef,
+    key: PoolKey,
     /// The pooled connection carrying this request, once bound.
     up: Option<ConnId>,
     /// Asked the pool for a connection (pending or bound).
@@ -100,16 +103,17 @@ impl Stream {
     }
 
     /// The downstream connection is gone: give the upstream side back.
-    pub(crate) fn abandon(self: Box<Self>, ctx: &mut Ctx, now: Instant, down: ConnId) -> Option<ConnId> {
+    pub(crate) fn abandon(self: Box<Self>, ctx: &mut Ctx, now: Instant) -> Option<ConnId> {
+        let id = self.id;
         let key = self.key;
         match self.up {
             Some(up) => {
-                ctx.with_pool(key.0, now, |pools: &mut Pools, cx| pools.abandon(up, cx));
+                ctx.with_pool(key.cluster, now, |pools: &mut Pools, cx| pools.abandon(up, cx));
                 Some(up)
             }
             None => {
                 if self.requested {
-                    ctx.with_pool(key.0, now, |pools: &mut Pools, cx| pools.cancel(key, down, cx));
+                    ctx.with_pool(key.cluster, now, |pools: &mut Pools, cx| pools.cancel(key, id, cx));
                 }
                 None
             }
@@ -160,7 +164,8 @@ impl HttpConn {
         }
         let buffering = if upgrade || body == BodyKind::Empty { None } else { plan.buffer_limit };
         let mut stream = Stream {
-            key: (target.cluster, addr),
+            id: StreamRef { conn: self.id, stream: self.next_stream() },
+            key: PoolKey::http1(target.cluster, addr),
             up: None,
             requested: false,
             head: None,
@@ -246,8 +251,8 @@ impl HttpConn {
         let down = self.id;
         let stream = self.stream();
         stream.requested = true;
-        let key = stream.key;
-        match ctx.with_pool(key.0, now, |pools: &mut Pools, cx| pools.acquire(key, down, cx)) {
+        let (key, id) = (stream.key, stream.id);
+        match ctx.with_pool(key.cluster, now, |pools: &mut Pools, cx| pools.acquire(key, id, cx)) {
             Acquired::Bound(up) => self.stream_bound(ctx, now, up),
             Acquired::Pending => {
                 // Read no further until there is somewhere to send it.
@@ -255,8 +260,8 @@ impl HttpConn {
                 Vec::new()
             }
             Acquired::Overflow => {
-                ctx.shared.clusters[key.0].response(503);
-                ctx.upstream_status(key.0, 503).inc();
+                ctx.shared.clusters[key.cluster].response(503);
+                ctx.upstream_status(key.cluster, 503).inc();
                 let stream = self.take_stream();
                 let close = !stream.request_done() || !stream.keep_alive || stream.down_fin;
                 let mut closes = self.overloaded(ctx, now, close);
@@ -276,10 +281,8 @@ impl HttpConn {
         stream.up = Some(up);
         stream.sent_at = Some(now);
         stream.last_activity = now;
-        let cluster = stream.key.0;
-        if let Some(pooled) = ctx.pools.conn_mut(up) {
-            pooled.reader.expect(stream.method.clone());
-        }
+        let cluster = stream.key.cluster;
+        ctx.pools.expect_response(up, stream.method.clone());
         let head = stream.head.take().expect("the head is ready when binding");
         let mut out = vec![head];
         if !stream.upgrade {
@@ -380,7 +383,7 @@ impl HttpConn {
         let stream = self.stream();
         match stream.up {
             Some(up) if stream.head.is_none() => {
-                ctx.shared.clusters[stream.key.0].upstream_cx_tx_bytes_total.add(data.len() as u64);
+                ctx.shared.clusters[stream.key.cluster].upstream_cx_tx_bytes_total.add(data.len() as u64);
                 ctx.wire.write(up, data);
                 if ctx.wire.queued(up) > limit {
                     ctx.wire.pause_read(down);
@@ -417,7 +420,7 @@ impl HttpConn {
     /// A local reply standing in for the upstream's response (a reset, a timeout): it is
     /// counted in the cluster's `upstream_rq_<code>` stats too, as Envoy's router does.
     fn upstream_failure_reply(&mut self, ctx: &mut Ctx, now: Instant, status: u16, body: &str) -> Closes {
-        let cluster = self.stream().key.0;
+        let cluster = self.stream().key.cluster;
         ctx.shared.clusters[cluster].response(status);
         ctx.upstream_status(cluster, status).inc();
         self.stream_local_reply(ctx, now, status, body)
@@ -429,13 +432,13 @@ impl HttpConn {
             // connection ends instead.
             let stream = self.take_stream();
             let mut closes = self.close(CloseKind::Flush);
-            closes.extend(stream.abandon(ctx, now, self.id).map(|up| (up, CloseKind::Abort)));
+            closes.extend(stream.abandon(ctx, now).map(|up| (up, CloseKind::Abort)));
             return closes;
         }
         let stream = self.take_stream();
         let close = !stream.request_done() || !stream.keep_alive || stream.down_fin;
         let mut closes = Vec::new();
-        if let Some(up) = stream.abandon(ctx, now, self.id) {
+        if let Some(up) = stream.abandon(ctx, now) {
             closes.push((up, CloseKind::Abort));
         }
         closes.extend(self.reply(ctx, now, status, body, close));
@@ -461,7 +464,7 @@ impl HttpConn {
         }
         let stream = self.take_stream();
         let mut closes = vec![(self.id, if reset { CloseKind::Abort } else { CloseKind::Flush })];
-        if let Some(up) = stream.abandon(ctx, now, self.id) {
+        if let Some(up) = stream.abandon(ctx, now) {
             closes.push((up, CloseKind::Abort));
         }
         self.state = State::Closing;
@@ -469,8 +472,14 @@ impl HttpConn {
     }
 
     /// The pool's word on this connection's request.
-    pub(crate) fn stream_pool_event(&mut self, ctx: &mut Ctx, now: Instant, event: PoolEvent) -> Closes {
-        if !matches!(self.state, State::Proxying(_)) {
+    pub(crate) fn stream_pool_event(
+        &mut self,
+        ctx: &mut Ctx,
+        now: Instant,
+        stream: u32,
+        event: PoolEvent,
+    ) -> Closes {
+        if !matches!(&self.state, State::Proxying(s) if s.id.stream == stream) {
             return match event {
                 // Bound to a request that has gone: hand the connection back.
                 PoolEvent::Bound(up) => ctx.give_back(up, now),
@@ -479,8 +488,12 @@ impl HttpConn {
         }
         match event {
             PoolEvent::Bound(up) => self.stream_bound(ctx, now, up),
-            PoolEvent::Failed(body) => {
+            PoolEvent::Failed(failure) => {
                 self.stream().requested = false;
+                let body = match failure {
+                    Failure::ConnectFailed => local_reply::CONNECT_FAILURE,
+                    Failure::ConnectTimeout => local_reply::CONNECT_TIMEOUT,
+                };
                 self.upstream_failure_reply(ctx, now, 503, body)
             }
             PoolEvent::Response(events) => {
@@ -535,7 +548,7 @@ impl HttpConn {
             UpEvent::Head(head, kind) => self.on_response_head(ctx, now, *head, kind),
             UpEvent::Data(data) => {
                 let stream = self.stream();
-                let cluster = stream.key.0;
+                let cluster = stream.key.cluster;
                 let framing = match stream.response {
                     Response::Body(f) | Response::Refused(f) => f,
                     Response::AwaitingHead => return Vec::new(),
@@ -562,13 +575,13 @@ impl HttpConn {
             UpEvent::Upgraded(_) => Vec::new(),
             UpEvent::Error => {
                 let stream = self.stream();
-                ctx.shared.clusters[stream.key.0].upstream_cx_protocol_error.inc();
+                ctx.shared.clusters[stream.key.cluster].upstream_cx_protocol_error.inc();
                 if matches!(stream.response, Response::AwaitingHead) {
                     self.upstream_failure_reply(ctx, now, 503, local_reply::PROTOCOL_ERROR)
                 } else {
                     let stream = self.take_stream();
                     let mut closes = self.close(CloseKind::Flush);
-                    closes.extend(stream.abandon(ctx, now, down).map(|up| (up, CloseKind::Abort)));
+                    closes.extend(stream.abandon(ctx, now).map(|up| (up, CloseKind::Abort)));
                     closes
                 }
             }
@@ -587,7 +600,7 @@ impl HttpConn {
         let server_name = self.hcm(&config).server_name.clone();
         let stream = self.stream();
         let status = head.status;
-        let cluster = stream.key.0;
+        let cluster = stream.key.cluster;
         ctx.shared.clusters[cluster].response(status);
         ctx.upstream_status(cluster, status).inc();
         let elapsed = stream.sent_at.map_or(0, |at| now.saturating_duration_since(at).as_millis());
@@ -628,7 +641,7 @@ impl HttpConn {
         let down = self.id;
         let stream = self.take_stream();
         let up = stream.up.expect("a response comes on a bound connection");
-        let cluster = stream.key.0;
+        let cluster = stream.key.cluster;
         ctx.with_pool(cluster, now, |pools: &mut Pools, cx| pools.detach(up, cx));
         ctx.adopt_upstream(up, down);
         let (bytes, _) =
@@ -660,14 +673,15 @@ impl HttpConn {
         ) {
             ctx.wire.write(down, http1::last_chunk());
         }
-        ctx.shared.clusters[stream.key.0].upstream_rq_completed.inc();
+        ctx.shared.clusters[stream.key.cluster].upstream_rq_completed.inc();
         self.end_request(ctx);
         let reusable = stream.request_done() && stream.upstream_keep_alive && !refused;
         // The response may have paused the upstream (a slow client); its next user must find
         // it reading.
         ctx.wire.resume_read(up);
         let mut closes = Vec::new();
-        match ctx.with_pool(stream.key.0, now, |pools: &mut Pools, cx| pools.release(up, reusable, cx)) {
+        match ctx.with_pool(stream.key.cluster, now, |pools: &mut Pools, cx| pools.release(up, reusable, cx))
+        {
             Released::Rebound { waiter } => ctx.defer(waiter, PoolEvent::Bound(up)),
             Released::Idle => {}
             Released::Close => closes.push((up, CloseKind::Flush)),
@@ -683,7 +697,7 @@ impl HttpConn {
     /// A stream deadline passed: the route timeout (504) or the stream idle timeout.
     pub(crate) fn stream_timer(&mut self, ctx: &mut Ctx, now: Instant) -> Closes {
         let stream = self.stream();
-        let cluster = stream.key.0;
+        let cluster = stream.key.cluster;
         let timed_out = stream.deadline.is_some_and(|at| at <= now);
         let idle = stream.idle.is_some_and(|idle| stream.last_activity + idle <= now);
         if !timed_out && !idle {
@@ -706,7 +720,7 @@ impl HttpConn {
         }
         let stream = self.take_stream();
         let mut closes = self.close(CloseKind::Flush);
-        closes.extend(stream.abandon(ctx, now, self.id).map(|up| (up, CloseKind::Abort)));
+        closes.extend(stream.abandon(ctx, now).map(|up| (up, CloseKind::Abort)));
         closes
     }
 }

@@ -26,7 +26,7 @@ pub(crate) enum ConnEvent {
 }
 
 /// How a connection's bytes are carried.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub(crate) enum Transport {
     /// Application bytes are wire bytes.
     #[default]

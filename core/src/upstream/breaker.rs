@@ -43,6 +43,13 @@ impl Resource {
         }
     }
 
+    /// Takes one unit even past the limit: for the one connection a pool with none may open
+    /// when other hosts hold every unit (see the pool's starvation rule).
+    pub(crate) fn force_acquire(&self) {
+        let previous = self.count.fetch_add(1, Ordering::AcqRel);
+        self.publish(previous + 1);
+    }
+
     pub(crate) fn release(&self) {
         let previous = self.count.fetch_sub(1, Ordering::AcqRel);
         debug_assert!(previous > 0, "circuit breaker released below zero");

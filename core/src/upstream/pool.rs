@@ -1,30 +1,87 @@
-//! HTTP/1.1 upstream connection pools: one per (cluster, host) per worker.
+//! Upstream connection pools, one per [`PoolKey`] per worker, and the upstream codec of each
+//! pooled connection.
 //!
-//! HTTP/1.1 has no multiplexing and burrow does not pipeline, so a connection carries one
-//! request at a time. A request takes an idle connection if there is one; otherwise it waits
-//! as pending while a new connection is opened, within the cluster's circuit breakers.
-//! Connections come back after a complete response if they may be reused.
+//! The pool is exclusive (HTTP/1.1): there is no multiplexing and burrow does not pipeline, so
+//! a connection carries one request at a time. A request takes an idle connection if there is
+//! one; otherwise it waits as pending while a new connection is opened, within the cluster's
+//! circuit breakers. Connections come back after a complete response if they may be reused.
+//! Requests are named by [`StreamRef`]s, so a downstream connection may have many.
 
 use std::collections::VecDeque;
 
 use rustc_hash::FxHashMap;
+use smallvec::SmallVec;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use crate::codec::http1::response::ResponseReader;
-use crate::io::ConnId;
+use crate::codec::http1::response::{ResponseReader, UpEvent, UpEvents};
+use crate::codec::http1::Method;
+use crate::io::{CloseKind, ConnId, StreamRef};
 use crate::shared::ClusterStats;
+use crate::transport::{ConnEvent, Transport};
 use crate::upstream::breaker::Breakers;
 
-/// Which pool: a cluster's connections to one host.
-pub(crate) type HostKey = (usize, SocketAddr);
+/// The protocol a pool speaks, which decides how many streams a connection carries.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) enum Protocol {
+    /// One request at a time per connection (the exclusive pool).
+    Http1,
+}
+
+/// Which pool: a cluster's connections to one host with one transport and protocol. Requests
+/// that differ in any of these never share a connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) struct PoolKey {
+    pub(crate) cluster: usize,
+    pub(crate) addr: SocketAddr,
+    pub(crate) transport: Transport,
+    pub(crate) protocol: Protocol,
+}
+
+impl PoolKey {
+    /// The plain HTTP/1.1 pool of a host: the only kind there is so far.
+    pub(crate) fn http1(cluster: usize, addr: SocketAddr) -> PoolKey {
+        PoolKey { cluster, addr, transport: Transport::Plain, protocol: Protocol::Http1 }
+    }
+}
+
+/// Why no connection could be had for a request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Failure {
+    /// The connection attempt was refused or failed.
+    ConnectFailed,
+    /// The connection did not come up within `connect_timeout`.
+    ConnectTimeout,
+}
+
+/// What the pool tells the stream whose request it serves.
+pub(crate) enum PoolEvent {
+    /// This connection now carries the request.
+    Bound(ConnId),
+    /// No connection could be had.
+    Failed(Failure),
+    /// The response, as read so far.
+    Response(UpEvents),
+    /// The upstream drained what was written to it.
+    UpstreamFlushed,
+    /// The connection died under the request.
+    UpstreamGone,
+}
+
+/// What a pooled connection's event or timer asks of the proxy: events for streams, and
+/// whether to close the connection (the pool has already forgotten it then).
+#[derive(Default)]
+pub(crate) struct PoolOutput {
+    pub(crate) events: SmallVec<[(StreamRef, PoolEvent); 1]>,
+    pub(crate) close: Option<CloseKind>,
+}
 
 /// Outcome of asking for a connection.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Acquired {
     /// Bound to this ready connection now.
     Bound(ConnId),
-    /// Waiting; the pool calls back through [`Pools::connected`] and friends.
+    /// Waiting; the pool answers with a [`PoolEvent`] later.
     Pending,
     /// A circuit breaker refused it: answer 503 with `x-envoy-overloaded`.
     Overflow,
@@ -34,7 +91,7 @@ pub(crate) enum Acquired {
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Released {
     /// Bound at once to the next pending request of its host.
-    Rebound { waiter: ConnId },
+    Rebound { waiter: StreamRef },
     /// Idle in the pool.
     Idle,
     /// Not reusable: the caller closes it.
@@ -47,17 +104,18 @@ pub(crate) enum Expired {
     /// The connect attempt ran out of time; the connection must be closed, and this pending
     /// request (if any) fails with it.
     Connect {
-        failed: Option<ConnId>,
+        failed: Option<StreamRef>,
     },
     /// An idle connection reached the idle timeout: close it.
     Idle,
     Nothing,
 }
 
-pub(crate) struct PoolConn {
-    pub(crate) key: HostKey,
+struct PoolConn {
+    key: PoolKey,
     state: ConnState,
-    pub(crate) reader: ResponseReader,
+    /// The upstream codec: reads the response to the request in flight.
+    reader: ResponseReader,
     /// Requests this connection has carried.
     requests: u32,
     /// The connect deadline while connecting, the idle deadline while idle.
@@ -83,15 +141,20 @@ impl PoolConn {
 enum ConnState {
     Connecting,
     Idle,
-    Bound(ConnId),
+    Bound(StreamRef),
+    /// Switched protocols: no longer the pool's to use, though it still holds its
+    /// `max_connections` unit until it closes.
+    Detached,
 }
 
 #[derive(Default)]
 struct HostPool {
     /// Most recently used last: reuse the warmest connection.
     idle: Vec<ConnId>,
-    pending: VecDeque<ConnId>,
+    pending: VecDeque<StreamRef>,
     connecting: usize,
+    /// Connections of this pool, detached ones aside.
+    conns: usize,
 }
 
 /// Limits a pool applies, from the cluster's config.
@@ -121,30 +184,115 @@ pub(crate) trait PoolIo {
 
 #[derive(Default)]
 pub(crate) struct Pools {
-    hosts: FxHashMap<HostKey, HostPool>,
+    hosts: FxHashMap<PoolKey, HostPool>,
     conns: FxHashMap<ConnId, PoolConn>,
 }
 
 impl Pools {
-    pub(crate) fn conn_mut(&mut self, conn: ConnId) -> Option<&mut PoolConn> {
-        self.conns.get_mut(&conn)
-    }
-
     /// The cluster a pooled connection belongs to.
     pub(crate) fn cluster_of(&self, conn: ConnId) -> Option<usize> {
-        self.conns.get(&conn).map(|c| c.key.0)
+        self.conns.get(&conn).map(|c| c.key.cluster)
     }
 
     /// The request bound to a connection, if any.
-    pub(crate) fn bound(&self, conn: ConnId) -> Option<ConnId> {
+    fn bound(&self, conn: ConnId) -> Option<StreamRef> {
         match self.conns.get(&conn)?.state {
             ConnState::Bound(waiter) => Some(waiter),
             _ => None,
         }
     }
 
-    /// A request (named by its downstream connection) wants a connection to `key`.
-    pub(crate) fn acquire(&mut self, key: HostKey, waiter: ConnId, cx: &mut PoolCtx<'_>) -> Acquired {
+    /// The request bound to `conn` was sent with this method: its response comes next.
+    pub(crate) fn expect_response(&mut self, conn: ConnId, method: Method) {
+        if let Some(pooled) = self.conns.get_mut(&conn) {
+            pooled.reader.expect(method);
+        }
+    }
+
+    /// An event on a pooled connection: the pool's bookkeeping, the response read by its
+    /// codec, and what the request bound to it must hear.
+    pub(crate) fn on_event(&mut self, conn: ConnId, event: ConnEvent, cx: &mut PoolCtx<'_>) -> PoolOutput {
+        let mut out = PoolOutput::default();
+        let bound = self.bound(conn);
+        match event {
+            ConnEvent::Connected => {
+                if let Some(waiter) = self.connected(conn, cx) {
+                    out.events.push((waiter, PoolEvent::Bound(conn)));
+                }
+            }
+            ConnEvent::ConnectFailed => {
+                out.close = Some(CloseKind::Abort);
+                if let Some(waiter) = self.closed(conn, true, cx) {
+                    out.events.push((waiter, PoolEvent::Failed(Failure::ConnectFailed)));
+                }
+            }
+            ConnEvent::Data(data) => {
+                let mut events = UpEvents::new();
+                if let Some(pooled) = self.conns.get_mut(&conn) {
+                    pooled.reader.read(data, &mut events);
+                }
+                match bound {
+                    Some(waiter) => out.events.push((waiter, PoolEvent::Response(events))),
+                    // Bytes on an idle connection: the upstream is confused; drop it.
+                    None if events.iter().any(|e| matches!(e, UpEvent::Error)) => {
+                        self.closed(conn, false, cx);
+                        out.close = Some(CloseKind::Abort);
+                    }
+                    None => {}
+                }
+            }
+            ConnEvent::ReadClosed | ConnEvent::Closed => {
+                let mut events = UpEvents::new();
+                let clean = matches!(event, ConnEvent::ReadClosed)
+                    && self.conns.get_mut(&conn).is_some_and(|pooled| pooled.reader.eof(&mut events));
+                match bound {
+                    // The close ended a read-until-close body: the response completes, and the
+                    // connection closes after it.
+                    Some(waiter) if clean && !events.is_empty() => {
+                        out.events.push((waiter, PoolEvent::Response(events)));
+                        out.close = Some(CloseKind::Flush);
+                    }
+                    Some(waiter) => {
+                        self.closed(conn, true, cx);
+                        out.close = Some(CloseKind::Abort);
+                        out.events.push((waiter, PoolEvent::UpstreamGone));
+                    }
+                    None => {
+                        self.closed(conn, true, cx);
+                        out.close = Some(CloseKind::Flush);
+                    }
+                }
+            }
+            ConnEvent::Flushed => {
+                if let Some(waiter) = bound {
+                    out.events.push((waiter, PoolEvent::UpstreamFlushed));
+                }
+            }
+        }
+        out
+    }
+
+    /// A pool timer fired for `conn`.
+    pub(crate) fn on_timer(&mut self, conn: ConnId, cx: &mut PoolCtx<'_>) -> PoolOutput {
+        let mut out = PoolOutput::default();
+        match self.expired(conn, cx) {
+            Expired::Connect { failed } => {
+                out.close = Some(CloseKind::Abort);
+                if let Some(waiter) = failed {
+                    out.events.push((waiter, PoolEvent::Failed(Failure::ConnectTimeout)));
+                }
+            }
+            Expired::Idle => {
+                self.closed(conn, false, cx);
+                out.close = Some(CloseKind::Flush);
+            }
+            Expired::Nothing => {}
+        }
+        out
+    }
+
+    /// A request (named by its stream) wants a connection from the pool `key`.
+    pub(crate) fn acquire(&mut self, key: PoolKey, waiter: StreamRef, cx: &mut PoolCtx<'_>) -> Acquired {
         if !cx.breakers.requests.try_acquire() {
             cx.stats.upstream_rq_active_overflow.inc();
             return Acquired::Overflow;
@@ -167,7 +315,9 @@ impl Pools {
     }
 
     /// Opens connections while pending requests outnumber the connections being opened.
-    fn open_for_pending(&mut self, key: HostKey, cx: &mut PoolCtx<'_>) {
+    /// A pool with no connection at all gets one even past `max_connections` (as Envoy does):
+    /// other hosts holding every connection must not starve this one's requests forever.
+    fn open_for_pending(&mut self, key: PoolKey, cx: &mut PoolCtx<'_>) {
         loop {
             let Some(host) = self.hosts.get_mut(&key) else { return };
             if host.pending.len() <= host.connecting {
@@ -175,10 +325,14 @@ impl Pools {
             }
             if !cx.breakers.connections.try_acquire() {
                 cx.stats.upstream_cx_overflow.inc();
-                return;
+                if host.conns > 0 {
+                    return;
+                }
+                cx.breakers.connections.force_acquire();
             }
             host.connecting += 1;
-            let conn = cx.io.open(key.1);
+            host.conns += 1;
+            let conn = cx.io.open(key.addr);
             let deadline = cx.now + cx.limits.connect_timeout;
             cx.stats.upstream_cx_total.inc();
             cx.stats.upstream_cx_http1_total.inc();
@@ -196,7 +350,7 @@ impl Pools {
         }
     }
 
-    fn bind(&mut self, conn: ConnId, waiter: ConnId, cx: &mut PoolCtx<'_>) {
+    fn bind(&mut self, conn: ConnId, waiter: StreamRef, cx: &mut PoolCtx<'_>) {
         let pooled = self.conns.get_mut(&conn).expect("binding an unknown connection");
         debug_assert!(!matches!(pooled.state, ConnState::Bound(_)), "HTTP/1.1 connection bound twice");
         pooled.state = ConnState::Bound(waiter);
@@ -207,7 +361,7 @@ impl Pools {
     }
 
     /// Binds the oldest pending request of the connection's host, if any.
-    fn take_pending(&mut self, conn: ConnId, cx: &mut PoolCtx<'_>) -> Option<ConnId> {
+    fn take_pending(&mut self, conn: ConnId, cx: &mut PoolCtx<'_>) -> Option<StreamRef> {
         let key = self.conns.get(&conn)?.key;
         let waiter = self.hosts.get_mut(&key)?.pending.pop_front()?;
         cx.breakers.pending.release();
@@ -217,7 +371,7 @@ impl Pools {
     }
 
     /// The connection is up: it serves the oldest pending request, or waits idle.
-    pub(crate) fn connected(&mut self, conn: ConnId, cx: &mut PoolCtx<'_>) -> Option<ConnId> {
+    fn connected(&mut self, conn: ConnId, cx: &mut PoolCtx<'_>) -> Option<StreamRef> {
         let pooled = self.conns.get_mut(&conn)?;
         if pooled.state != ConnState::Connecting {
             return None;
@@ -285,7 +439,7 @@ impl Pools {
     /// The connection is gone (closed by either side, or failed to connect). Returns the
     /// request that was bound to it, or — for a failed connect — the pending request that
     /// attempt was for, which must fail. Then opens a replacement if requests still wait.
-    pub(crate) fn closed(&mut self, conn: ConnId, remote: bool, cx: &mut PoolCtx<'_>) -> Option<ConnId> {
+    pub(crate) fn closed(&mut self, conn: ConnId, remote: bool, cx: &mut PoolCtx<'_>) -> Option<StreamRef> {
         let pooled = self.conns.remove(&conn)?;
         cx.breakers.connections.release();
         cx.stats.upstream_cx_active.dec();
@@ -296,6 +450,9 @@ impl Pools {
             cx.stats.upstream_cx_destroy_local.inc();
         }
         let host = self.hosts.entry(pooled.key).or_default();
+        if pooled.state != ConnState::Detached {
+            host.conns -= 1;
+        }
         let failed = match pooled.state {
             ConnState::Connecting => {
                 host.connecting -= 1;
@@ -319,6 +476,7 @@ impl Pools {
                 host.idle.retain(|&c| c != conn);
                 None
             }
+            ConnState::Detached => None,
             ConnState::Bound(waiter) => {
                 cx.stats.upstream_rq_active.dec();
                 cx.breakers.requests.release();
@@ -333,23 +491,34 @@ impl Pools {
         };
         self.open_for_pending(pooled.key, cx);
         self.forget_if_empty(pooled.key);
+        self.wake_cluster(pooled.key.cluster, cx);
         failed
+    }
+
+    /// A `max_connections` unit came free: other pools of the cluster whose requests wait
+    /// for a connection to be opened get their chance, not only the pool that freed it.
+    fn wake_cluster(&mut self, cluster: usize, cx: &mut PoolCtx<'_>) {
+        let waiting: SmallVec<[PoolKey; 4]> = self
+            .hosts
+            .iter()
+            .filter(|(key, host)| key.cluster == cluster && host.pending.len() > host.connecting)
+            .map(|(key, _)| *key)
+            .collect();
+        for key in waiting {
+            self.open_for_pending(key, cx);
+        }
     }
 
     /// Drops a host's pool once it holds nothing, so pools for many short-lived hosts
     /// (original destinations) do not pile up.
-    fn forget_if_empty(&mut self, key: HostKey) {
-        if self
-            .hosts
-            .get(&key)
-            .is_some_and(|h| h.idle.is_empty() && h.pending.is_empty() && h.connecting == 0)
-        {
+    fn forget_if_empty(&mut self, key: PoolKey) {
+        if self.hosts.get(&key).is_some_and(|h| h.pending.is_empty() && h.conns == 0) {
             self.hosts.remove(&key);
         }
     }
 
     /// A pending request went away (its downstream closed) before a connection came.
-    pub(crate) fn cancel(&mut self, key: HostKey, waiter: ConnId, cx: &mut PoolCtx<'_>) {
+    pub(crate) fn cancel(&mut self, key: PoolKey, waiter: StreamRef, cx: &mut PoolCtx<'_>) {
         let Some(host) = self.hosts.get_mut(&key) else { return };
         let before = host.pending.len();
         host.pending.retain(|&w| w != waiter);
@@ -370,12 +539,18 @@ impl Pools {
                 cx.stats.upstream_rq_active.dec();
                 cx.breakers.requests.release();
             }
-            pooled.state = ConnState::Idle;
+            if pooled.state != ConnState::Detached {
+                pooled.state = ConnState::Detached;
+                let key = pooled.key;
+                if let Some(host) = self.hosts.get_mut(&key) {
+                    host.conns -= 1;
+                }
+                self.forget_if_empty(key);
+            }
         }
     }
 
-    /// A pool timer fired for `conn`.
-    pub(crate) fn expired(&mut self, conn: ConnId, cx: &mut PoolCtx<'_>) -> Expired {
+    fn expired(&mut self, conn: ConnId, cx: &mut PoolCtx<'_>) -> Expired {
         let Some(pooled) = self.conns.get_mut(&conn) else { return Expired::Nothing };
         pooled.armed = None;
         if pooled.deadline.is_none_or(|at| at > cx.now) {
@@ -392,7 +567,7 @@ impl Pools {
                 cx.stats.upstream_cx_idle_timeout.inc();
                 Expired::Idle
             }
-            ConnState::Bound(_) => Expired::Nothing,
+            ConnState::Bound(_) | ConnState::Detached => Expired::Nothing,
         }
     }
 }
@@ -426,7 +601,7 @@ mod tests {
 
     #[derive(Clone, Debug)]
     enum Op {
-        Request,
+        Request(bool),
         Connect(usize, bool),
         Respond(usize, bool),
         Close(usize),
@@ -436,7 +611,7 @@ mod tests {
 
     fn op() -> impl Strategy<Value = Op> {
         prop_oneof![
-            3 => Just(Op::Request),
+            3 => any::<bool>().prop_map(Op::Request),
             3 => (any::<usize>(), prop::bool::weighted(0.8)).prop_map(|(i, ok)| Op::Connect(i, ok)),
             3 => (any::<usize>(), prop::bool::weighted(0.8)).prop_map(|(i, r)| Op::Respond(i, r)),
             1 => any::<usize>().prop_map(Op::Close),
@@ -460,11 +635,19 @@ mod tests {
         limits: PoolLimits,
         now: Instant,
         fates: Vec<Fate>,
+        /// The pool each request asked.
+        keys: Vec<PoolKey>,
         /// Connections the test still considers open.
         live: Vec<ConnId>,
     }
 
-    const KEY: HostKey = (0, SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 80));
+    fn key(port: u16) -> PoolKey {
+        PoolKey::http1(0, SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), port))
+    }
+
+    fn waiter(n: usize) -> StreamRef {
+        StreamRef { conn: ConnId(n as u32), stream: 1 }
+    }
 
     impl World {
         fn run<R>(&mut self, f: impl FnOnce(&mut Pools, &mut PoolCtx<'_>) -> R) -> R {
@@ -478,17 +661,19 @@ mod tests {
             f(&mut self.pools, &mut cx)
         }
 
-        fn answer(&mut self, waiter: ConnId) {
-            let fate = &mut self.fates[waiter.0 as usize];
+        fn answer(&mut self, waiter: StreamRef) {
+            let fate = &mut self.fates[waiter.conn.0 as usize];
             assert_ne!(*fate, Fate::Answered, "request {waiter:?} answered twice");
             *fate = Fate::Answered;
         }
 
-        fn bind(&mut self, waiter: ConnId, conn: ConnId) {
-            assert_eq!(self.fates[waiter.0 as usize], Fate::Waiting, "bound a request that was not waiting");
+        fn bind(&mut self, waiter: StreamRef, conn: ConnId) {
+            let n = waiter.conn.0 as usize;
+            assert_eq!(self.fates[n], Fate::Waiting, "bound a request that was not waiting");
             let holders = self.fates.iter().filter(|f| **f == Fate::Bound(conn)).count();
             assert_eq!(holders, 0, "two requests bound to one HTTP/1.1 connection");
-            self.fates[waiter.0 as usize] = Fate::Bound(conn);
+            assert_eq!(self.pools.conns[&conn].key, self.keys[n], "bound to another pool's connection");
+            self.fates[n] = Fate::Bound(conn);
         }
 
         fn close(&mut self, conn: ConnId, remote: bool) {
@@ -499,18 +684,68 @@ mod tests {
         }
 
         fn check(&self, t: &Thresholds) {
-            assert!(self.breakers.connections.count() <= self.breakers.connections.max());
+            // Past max_connections only by the one connection a pool with none may open.
+            let hosts = self.pools.hosts.len() as u64;
+            assert!(self.breakers.connections.count() <= self.breakers.connections.max() + hosts);
             assert!(self.breakers.pending.count() <= self.breakers.pending.max());
             assert!(self.breakers.requests.count() <= self.breakers.requests.max());
             assert!(
-                self.pools.conns.len() as u32 <= t.max_connections,
+                self.pools.conns.len() as u64 <= u64::from(t.max_connections) + hosts,
                 "more connections than max_connections"
             );
+            for (key, host) in &self.pools.hosts {
+                let conns = self.pools.conns.values().filter(|c| c.key == *key).count();
+                assert_eq!(host.conns, conns, "a pool's connection count is out of step");
+            }
             let waiting = self.fates.iter().filter(|f| **f == Fate::Waiting).count() as u64;
             let bound = self.fates.iter().filter(|f| matches!(f, Fate::Bound(_))).count() as u64;
             assert_eq!(self.breakers.pending.count(), waiting, "pending breaker out of step");
             assert_eq!(self.breakers.requests.count(), waiting + bound, "request breaker out of step");
         }
+    }
+
+    fn world(t: &Thresholds, store: &Stats) -> World {
+        World {
+            pools: Pools::default(),
+            io: FakeIo::default(),
+            breakers: Breakers::new(store, "c", t),
+            stats: ClusterStats::new(store, "c"),
+            limits: PoolLimits {
+                connect_timeout: Duration::from_secs(1),
+                idle_timeout: None,
+                max_requests_per_connection: None,
+            },
+            now: burrow_sim::epoch(),
+            fates: Vec::new(),
+            keys: Vec::new(),
+            live: Vec::new(),
+        }
+    }
+
+    /// Envoy's rule: a host with no connection gets one even when other hosts hold every
+    /// `max_connections` unit, so its requests are not left pending until the others finish.
+    #[test]
+    fn a_host_without_connections_is_not_starved_by_others() {
+        let t = Thresholds { max_connections: 1, max_pending_requests: 10, max_requests: 10, max_retries: 3 };
+        let store = Stats::default();
+        let mut w = world(&t, &store);
+        let (a, b) = (key(80), key(81));
+        assert_eq!(w.run(|p, cx| p.acquire(a, waiter(0), cx)), Acquired::Pending);
+        assert_eq!(w.io.opened.len(), 1);
+        assert_eq!(w.run(|p, cx| p.acquire(a, waiter(1), cx)), Acquired::Pending);
+        assert_eq!(w.io.opened.len(), 1, "host a already has its connection");
+        assert_eq!(w.run(|p, cx| p.acquire(b, waiter(2), cx)), Acquired::Pending);
+        assert_eq!(w.io.opened.len(), 2, "host b gets a connection past max_connections");
+        assert_eq!(store.value("cluster.c.upstream_cx_overflow"), Some(2));
+        let b_conn = w.io.opened[1];
+        assert_eq!(w.run(|p, cx| p.connected(b_conn, cx)), Some(waiter(2)));
+        // Both units are given back when the connections close.
+        w.run(|p, cx| p.cancel(a, waiter(1), cx));
+        let a_conn = w.io.opened[0];
+        w.run(|p, cx| p.closed(b_conn, false, cx));
+        assert_eq!(w.run(|p, cx| p.closed(a_conn, false, cx)), Some(waiter(0)));
+        assert_eq!(w.breakers.connections.count(), 0);
+        assert!(w.pools.hosts.is_empty(), "empty pools are forgotten");
     }
 
     proptest! {
@@ -538,15 +773,18 @@ mod tests {
                 },
                 now: burrow_sim::epoch(),
                 fates: Vec::new(),
+                keys: Vec::new(),
                 live: Vec::new(),
             };
             let mut connected: HashMap<ConnId, bool> = HashMap::new();
             for op in ops {
                 match op {
-                    Op::Request => {
-                        let waiter = ConnId(w.fates.len() as u32);
+                    Op::Request(second) => {
+                        let waiter = waiter(w.fates.len());
+                        let key = key(if second { 81 } else { 80 });
                         w.fates.push(Fate::Waiting);
-                        match w.run(|p, cx| p.acquire(KEY, waiter, cx)) {
+                        w.keys.push(key);
+                        match w.run(|p, cx| p.acquire(key, waiter, cx)) {
                             Acquired::Bound(conn) => w.bind(waiter, conn),
                             Acquired::Pending => {}
                             Acquired::Overflow => w.answer(waiter),
@@ -572,7 +810,7 @@ mod tests {
                             .filter_map(|(n, f)| match f { Fate::Bound(c) => Some((n, *c)), _ => None }).collect();
                         if bound.is_empty() { continue; }
                         let (waiter, conn) = bound[i % bound.len()];
-                        w.answer(ConnId(waiter as u32));
+                        w.answer(self::waiter(waiter));
                         match w.run(|p, cx| p.release(conn, reusable, cx)) {
                             Released::Rebound { waiter } => w.bind(waiter, conn),
                             Released::Idle => {}
@@ -588,8 +826,9 @@ mod tests {
                         let waiting: Vec<usize> = w.fates.iter().enumerate()
                             .filter(|(_, f)| **f == Fate::Waiting).map(|(n, _)| n).collect();
                         if waiting.is_empty() { continue; }
-                        let waiter = ConnId(waiting[i % waiting.len()] as u32);
-                        w.run(|p, cx| p.cancel(KEY, waiter, cx));
+                        let n = waiting[i % waiting.len()];
+                        let (key, waiter) = (w.keys[n], waiter(n));
+                        w.run(|p, cx| p.cancel(key, waiter, cx));
                         w.answer(waiter);
                     }
                     Op::ConnectTimeout(i) => {
@@ -618,7 +857,7 @@ mod tests {
                     .filter_map(|(n, f)| match f { Fate::Bound(c) => Some((n, *c)), _ => None }).collect();
                 if bound.is_empty() && !w.fates.contains(&Fate::Waiting) { break; }
                 for (waiter, conn) in bound {
-                    w.answer(ConnId(waiter as u32));
+                    w.answer(self::waiter(waiter));
                     match w.run(|p, cx| p.release(conn, true, cx)) {
                         Released::Rebound { waiter } => w.bind(waiter, conn),
                         Released::Idle => {}
