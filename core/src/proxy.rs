@@ -10,11 +10,13 @@ use crate::downstream::admin_conn::AdminConn;
 use crate::downstream::conn::HttpConn;
 use crate::io::{CloseKind, ConnId, Input, ListenerId, Output, QueryId, StreamRef};
 use crate::shared::Shared;
-use crate::stats::Counter;
+use crate::stats::{Counter, Gauge};
 use crate::timers::{Timer, Timers};
+use crate::transport::{Close, CLOSE_FLUSH_TIMEOUT};
 use crate::transport::{ConnEvent, Wire};
 use crate::upstream::cluster::{Clusters, QueryOwner};
-use crate::upstream::pool::{PoolCtx, PoolEvent, PoolIo, PoolOutput, Pools, Released};
+use crate::upstream::pool::{PoolCtx, PoolEvent, PoolIo, PoolKey, PoolOutput, Pools, Released};
+use smallvec::{smallvec, SmallVec};
 
 /// A whole proxy worker: listeners, connections, clusters and timers.
 ///
@@ -32,14 +34,24 @@ enum Slot {
     Busy,
     /// Closed by the core; the id is released when the driver pulls the `Close`.
     Closed,
+    /// Its machine is gone; what was queued is being flushed before the `Close`.
+    Closing {
+        reset: bool,
+        deadline: Instant,
+        /// What counts the socket until it is really closed.
+        held: Held,
+    },
     Http(Box<HttpConn>),
     Admin(Box<AdminConn>),
     /// The upstream side of a tunnel, owned by a downstream connection.
     Upstream {
         downstream: ConnId,
+        cluster: usize,
     },
     /// An upstream HTTP/1.1 connection of the pool (its state lives in [`Ctx::pools`]).
-    Pooled,
+    Pooled {
+        cluster: usize,
+    },
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -49,6 +61,30 @@ enum RunState {
     Running,
     Draining,
     Finished,
+}
+
+/// The active-connection gauges and the `max_connections` unit of a socket that outlives its
+/// machine while it flushes.
+#[derive(Default)]
+struct Held {
+    gauges: SmallVec<[Gauge; 3]>,
+    breaker: Option<usize>,
+}
+
+impl Held {
+    fn take(&self, shared: &Shared) {
+        self.gauges.iter().for_each(Gauge::inc);
+        if let Some(cluster) = self.breaker {
+            shared.breakers[cluster].connections.force_acquire();
+        }
+    }
+
+    fn release(&self, shared: &Shared) {
+        self.gauges.iter().for_each(Gauge::dec);
+        if let Some(cluster) = self.breaker {
+            shared.breakers[cluster].connections.release();
+        }
+    }
 }
 
 /// Everything a machine may touch besides its own state.
@@ -72,6 +108,8 @@ pub(crate) struct Ctx {
     rng: u64,
     state: RunState,
     live: usize,
+    /// Connections flushing before their close ([`Slot::Closing`]).
+    closing: usize,
 }
 
 impl Proxy {
@@ -93,6 +131,7 @@ impl Proxy {
             rng: seed,
             state: RunState::Warming,
             live: 0,
+            closing: 0,
         };
         let mut queries = Vec::new();
         ctx.clusters.start(now, &mut ctx.timers, &mut queries);
@@ -123,7 +162,7 @@ impl Proxy {
         self.ctx.live += 1;
         if self.ctx.state != RunState::Running && self.ctx.state != RunState::Warming {
             // Accepted in the window before the driver saw our Unlisten: turn it away.
-            self.release(now, id, CloseKind::Abort);
+            self.release(now, id, Close::Abort);
         }
         id
     }
@@ -160,6 +199,7 @@ impl Proxy {
                     }
                 }
                 Timer::Pool(conn) => self.pool_timer(now, conn),
+                Timer::Closing(conn) => self.closing_timer(now, conn),
                 Timer::DnsRefresh(cluster) => {
                     let queries = self.ctx.clusters.refresh(cluster, now, &mut self.ctx.timers);
                     queries.into_iter().for_each(|q| self.ctx.wire.push(q));
@@ -210,7 +250,7 @@ impl Proxy {
                 _ => false,
             };
             if idle {
-                self.release(now, ConnId(id as u32), CloseKind::Flush);
+                self.release(now, ConnId(id as u32), Close::Flush);
             }
         }
         self.settle();
@@ -263,11 +303,11 @@ impl Proxy {
         let Some(slot) = self.conns.get_mut(conn.0 as usize) else { return };
         match slot {
             Slot::Http(_) => self.with_http(now, conn, |http, ctx| http.on_downstream(ctx, now, event)),
-            Slot::Upstream { downstream } => {
+            Slot::Upstream { downstream, .. } => {
                 let downstream = *downstream;
                 self.with_http(now, downstream, |http, ctx| http.on_upstream(ctx, now, event))
             }
-            Slot::Pooled => self.pooled_event(now, conn, event),
+            Slot::Pooled { .. } => self.pooled_event(now, conn, event),
             Slot::Admin(admin) => {
                 let admin_state = if self.ctx.state == RunState::Running {
                     crate::admin::ServerState::Live
@@ -278,6 +318,7 @@ impl Proxy {
                     self.release(now, conn, kind);
                 }
             }
+            Slot::Closing { .. } => self.closing_event(now, conn, event),
             Slot::Free | Slot::Busy | Slot::Closed => {}
         }
     }
@@ -291,7 +332,7 @@ impl Proxy {
     }
 
     fn pool_timer(&mut self, now: Instant, conn: ConnId) {
-        if !matches!(self.conns.get(conn.0 as usize), Some(Slot::Pooled)) {
+        if !matches!(self.conns.get(conn.0 as usize), Some(Slot::Pooled { .. })) {
             return;
         }
         let Some(cluster) = self.ctx.pools.cluster_of(conn) else { return };
@@ -336,7 +377,7 @@ impl Proxy {
         &mut self,
         now: Instant,
         conn: ConnId,
-        f: impl FnOnce(&mut HttpConn, &mut Ctx) -> Vec<(ConnId, CloseKind)>,
+        f: impl FnOnce(&mut HttpConn, &mut Ctx) -> Vec<(ConnId, Close)>,
     ) {
         let Slot::Http(mut http) = std::mem::replace(&mut self.conns[conn.0 as usize], Slot::Busy) else {
             unreachable!("with_http on a non-HTTP slot")
@@ -347,7 +388,7 @@ impl Proxy {
     }
 
     /// Applies what a machine asked for.
-    fn apply(&mut self, now: Instant, closes: Vec<(ConnId, CloseKind)>) {
+    fn apply(&mut self, now: Instant, closes: Vec<(ConnId, Close)>) {
         for (id, slot) in std::mem::take(&mut self.ctx.slot_updates) {
             if self.conns.len() <= id.0 as usize {
                 self.conns.resize_with(id.0 as usize + 1, || Slot::Free);
@@ -362,13 +403,21 @@ impl Proxy {
         }
     }
 
-    /// Emits the one `Close` for an id and retires its machine.
-    fn release(&mut self, now: Instant, conn: ConnId, kind: CloseKind) {
+    /// Retires a connection's machine and ends the connection as `close` says.
+    fn release(&mut self, now: Instant, conn: ConnId, close: Close) {
         let slot = std::mem::replace(&mut self.conns[conn.0 as usize], Slot::Closed);
+        let held = self.held(&slot);
         let mut also = Vec::new();
         match slot {
             Slot::Free | Slot::Closed => {
                 self.conns[conn.0 as usize] = slot;
+                return;
+            }
+            Slot::Closing { held, .. } => {
+                // Flushing was not enough (the drain is over, or the peer went away).
+                self.ctx.closing -= 1;
+                held.release(&self.ctx.shared);
+                self.ctx.wire.close(conn, CloseKind::Abort);
                 return;
             }
             Slot::Http(http) => {
@@ -376,10 +425,10 @@ impl Proxy {
                 self.ctx.live -= 1;
             }
             Slot::Admin(_) => self.ctx.live -= 1,
-            Slot::Pooled => {
+            Slot::Pooled { .. } => {
                 if let Some(cluster) = self.ctx.pools.cluster_of(conn) {
                     let failed = self.ctx.with_pool(cluster, now, |p, cx| p.closed(conn, false, cx));
-                    debug_assert!(failed.is_none() || kind == CloseKind::Abort);
+                    debug_assert!(failed.is_none() || close == Close::Abort);
                     if let Some(waiter) = failed {
                         self.ctx.defer(waiter, PoolEvent::UpstreamGone);
                     }
@@ -387,31 +436,96 @@ impl Proxy {
             }
             Slot::Upstream { .. } | Slot::Busy => {}
         }
-        self.ctx.wire.close(conn, kind);
+        let reset = match close {
+            Close::Abort => None,
+            Close::Flush => Some(false),
+            Close::FlushThenReset => Some(true),
+        };
+        match reset {
+            Some(reset) if self.ctx.wire.queued(conn) > 0 => {
+                // Nothing more is read from it; its bytes drain, then it closes. Its machine
+                // has settled its gauges and breaker unit; the socket holds them again until
+                // it is closed, as Envoy counts a connection until its socket closes.
+                self.ctx.wire.pause_read(conn);
+                let deadline = now + CLOSE_FLUSH_TIMEOUT;
+                self.ctx.timers.set(deadline, Timer::Closing(conn));
+                held.take(&self.ctx.shared);
+                self.conns[conn.0 as usize] = Slot::Closing { reset, deadline, held };
+                self.ctx.closing += 1;
+            }
+            Some(false) => self.ctx.wire.close(conn, CloseKind::Flush),
+            _ => self.ctx.wire.close(conn, CloseKind::Abort),
+        }
         self.apply(now, also);
+    }
+
+    /// What counts a connection's socket while it is open.
+    fn held(&self, slot: &Slot) -> Held {
+        let shared = &self.ctx.shared;
+        match slot {
+            Slot::Http(http) => Held { gauges: http.socket_gauges(shared), breaker: None },
+            Slot::Upstream { cluster, .. } | Slot::Pooled { cluster } => Held {
+                gauges: smallvec![shared.clusters[*cluster].upstream_cx_active.clone()],
+                breaker: Some(*cluster),
+            },
+            _ => Held::default(),
+        }
+    }
+
+    /// An event on a connection whose bytes are draining before its close.
+    fn closing_event(&mut self, now: Instant, conn: ConnId, event: ConnEvent) {
+        let Slot::Closing { reset, deadline, .. } = &mut self.conns[conn.0 as usize] else { return };
+        match event {
+            ConnEvent::Flushed if self.ctx.wire.queued(conn) == 0 => {
+                let kind = if *reset { CloseKind::Abort } else { CloseKind::Flush };
+                if let Slot::Closing { held, .. } =
+                    std::mem::replace(&mut self.conns[conn.0 as usize], Slot::Closed)
+                {
+                    held.release(&self.ctx.shared);
+                }
+                self.ctx.closing -= 1;
+                self.ctx.wire.close(conn, kind);
+            }
+            ConnEvent::Flushed => *deadline = now + CLOSE_FLUSH_TIMEOUT,
+            ConnEvent::Closed => self.release(now, conn, Close::Abort),
+            _ => {}
+        }
+    }
+
+    /// A closing connection's flush deadline: reset it if it made no progress since.
+    fn closing_timer(&mut self, now: Instant, conn: ConnId) {
+        match self.conns.get(conn.0 as usize) {
+            Some(Slot::Closing { deadline, .. }) if *deadline <= now => self.release(now, conn, Close::Abort),
+            Some(Slot::Closing { deadline, .. }) => self.ctx.timers.set(*deadline, Timer::Closing(conn)),
+            _ => {}
+        }
     }
 
     /// Forcibly ends every connection (the drain period is over).
     fn close_all(&mut self, now: Instant) {
         for id in 0..self.conns.len() {
-            if matches!(self.conns[id], Slot::Http(_) | Slot::Admin(_) | Slot::Pooled) {
-                self.release(now, ConnId(id as u32), CloseKind::Abort);
+            let open = matches!(
+                self.conns[id],
+                Slot::Http(_) | Slot::Admin(_) | Slot::Pooled { .. } | Slot::Closing { .. }
+            );
+            if open {
+                self.release(now, ConnId(id as u32), Close::Abort);
             }
         }
     }
 
     fn settle(&mut self) {
-        if self.ctx.state == RunState::Draining && self.ctx.live == 0 {
+        if self.ctx.state == RunState::Draining && self.ctx.live == 0 && self.ctx.closing == 0 {
             self.ctx.state = RunState::Finished;
         }
     }
 }
 
 impl PoolIo for Ctx {
-    fn open(&mut self, addr: SocketAddr) -> ConnId {
+    fn open(&mut self, key: PoolKey) -> ConnId {
         let id = self.wire.alloc();
-        self.slot_updates.push((id, Slot::Pooled));
-        self.wire.push(Output::Connect { conn: id, addr });
+        self.slot_updates.push((id, Slot::Pooled { cluster: key.cluster }));
+        self.wire.push(Output::Connect { conn: id, addr: key.addr });
         id
     }
 
@@ -422,16 +536,16 @@ impl PoolIo for Ctx {
 
 impl Ctx {
     /// Opens an upstream connection on behalf of `downstream`.
-    pub(crate) fn connect(&mut self, downstream: ConnId, addr: SocketAddr) -> ConnId {
+    pub(crate) fn connect(&mut self, downstream: ConnId, cluster: usize, addr: SocketAddr) -> ConnId {
         let id = self.wire.alloc();
-        self.slot_updates.push((id, Slot::Upstream { downstream }));
+        self.slot_updates.push((id, Slot::Upstream { downstream, cluster }));
         self.wire.push(Output::Connect { conn: id, addr });
         id
     }
 
     /// A pooled connection switched protocols: it now belongs to `downstream`'s tunnel.
-    pub(crate) fn adopt_upstream(&mut self, up: ConnId, downstream: ConnId) {
-        self.slot_updates.push((up, Slot::Upstream { downstream }));
+    pub(crate) fn adopt_upstream(&mut self, up: ConnId, downstream: ConnId, cluster: usize) {
+        self.slot_updates.push((up, Slot::Upstream { downstream, cluster }));
     }
 
     /// Runs a pool operation for `cluster` with its breakers, stats and limits.
@@ -458,7 +572,7 @@ impl Ctx {
 
     /// A connection bound to a request that has gone: back to the pool, or to the next
     /// request waiting for it.
-    pub(crate) fn give_back(&mut self, up: ConnId, now: Instant) -> Vec<(ConnId, CloseKind)> {
+    pub(crate) fn give_back(&mut self, up: ConnId, now: Instant) -> Vec<(ConnId, Close)> {
         let Some(cluster) = self.pools.cluster_of(up) else { return Vec::new() };
         // Nothing was written on it yet, so it is as good as new.
         match self.with_pool(cluster, now, |p, cx| p.release(up, true, cx)) {
@@ -467,7 +581,7 @@ impl Ctx {
                 Vec::new()
             }
             Released::Idle => Vec::new(),
-            Released::Close => vec![(up, CloseKind::Flush)],
+            Released::Close => vec![(up, Close::Flush)],
         }
     }
 

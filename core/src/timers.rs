@@ -15,6 +15,8 @@ pub(crate) enum Timer {
     Http(ConnId),
     /// A pooled upstream connection's connect or idle deadline.
     Pool(ConnId),
+    /// A closing connection's flush deadline.
+    Closing(ConnId),
     /// A DNS cluster's addresses are due for refresh.
     DnsRefresh(usize),
     /// The graceful-shutdown drain period is over.

@@ -95,8 +95,50 @@ fn upstream_reset_closes_the_client() {
     net.send(up, b"last words");
     net.input(Input::Closed { conn: up, reason: CloseReason::Reset });
     assert!(net.state(client).received.ends_with(b"last words"));
-    assert_eq!(net.state(client).closed, Some(CloseKind::Flush));
+    // The client learns the stream was cut: a reset after the bytes it was sent, not a FIN.
+    assert_eq!(net.state(client).closed, Some(CloseKind::Abort));
     assert_eq!(net.stat("cluster.target.upstream_cx_destroy_remote"), 1);
+}
+
+/// A closing connection's bytes drain before its `Close`; one that stops draining is reset
+/// after a second without progress, each flushed byte restarting the wait.
+#[test]
+fn a_close_waits_for_the_flush_within_a_deadline_of_no_progress() {
+    let mut net = Net::new(&terminate_config(1 << 20));
+    let client = net.connect_client(0);
+    net.send(client, HEAD);
+    let up = net.upstreams()[0];
+    net.input(Input::Connected { conn: up });
+    net.auto_flush = false;
+    net.send(up, b"0123456789");
+    net.input(Input::ReadClosed { conn: up });
+    net.input(Input::ReadClosed { conn: client });
+    assert!(net.state(client).fin, "the upstream's FIN is passed on");
+    assert_eq!(net.state(client).closed, None, "still flushing");
+    net.advance(Duration::from_millis(900));
+    net.flush(client, 4);
+    net.pump();
+    assert_eq!(net.state(client).closed, None, "6 bytes still queued");
+    net.advance(Duration::from_millis(900));
+    assert_eq!(net.state(client).closed, None, "progress restarted the wait");
+    net.advance(Duration::from_millis(200));
+    assert_eq!(net.state(client).closed, Some(CloseKind::Abort), "stalled: reset");
+}
+
+#[test]
+fn a_flushed_close_is_a_fin() {
+    let mut net = Net::new(&terminate_config(1 << 20));
+    let client = net.connect_client(0);
+    net.send(client, HEAD);
+    let up = net.upstreams()[0];
+    net.input(Input::Connected { conn: up });
+    net.auto_flush = false;
+    net.send(up, b"0123456789");
+    net.input(Input::ReadClosed { conn: up });
+    net.input(Input::ReadClosed { conn: client });
+    net.flush(client, usize::MAX);
+    net.pump();
+    assert_eq!(net.state(client).closed, Some(CloseKind::Flush));
 }
 
 #[test]

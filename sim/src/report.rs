@@ -68,7 +68,8 @@ impl Finding {
     pub fn fixed(self) -> bool {
         matches!(
             self,
-            Finding::DownstreamLeftPaused
+            Finding::ResetBecomesFin
+                | Finding::DownstreamLeftPaused
                 | Finding::PendingRequestStarved
                 | Finding::EarlyDataUnboundedWhileResolving
                 | Finding::PartialHeadNeverTimesOut

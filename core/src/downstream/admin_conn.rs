@@ -7,9 +7,9 @@ use bytes::BytesMut;
 use crate::admin::{self, ServerState};
 use crate::codec::http1::{self, BodyKind, Limits};
 use crate::downstream::local_reply;
-use crate::io::{CloseKind, ConnId};
+use crate::io::ConnId;
 use crate::proxy::Ctx;
-use crate::transport::ConnEvent;
+use crate::transport::{Close, ConnEvent};
 
 /// Admin connections keep alive between requests; they never carry request bodies.
 #[derive(Default)]
@@ -33,23 +33,23 @@ impl AdminConn {
         id: ConnId,
         event: ConnEvent,
         state: ServerState,
-    ) -> Option<CloseKind> {
+    ) -> Option<Close> {
         match event {
             ConnEvent::Data(data) => {
                 self.head.extend_from_slice(&data);
                 self.answer(ctx, now, id, state)
             }
-            ConnEvent::ReadClosed => Some(CloseKind::Flush),
-            ConnEvent::Closed => Some(CloseKind::Abort),
+            ConnEvent::ReadClosed => Some(Close::Flush),
+            ConnEvent::Closed => Some(Close::Abort),
             ConnEvent::Flushed => {
                 self.busy = ctx.wire.queued(id) > 0;
-                (self.is_idle() && ctx.draining()).then_some(CloseKind::Flush)
+                (self.is_idle() && ctx.draining()).then_some(Close::Flush)
             }
             _ => None,
         }
     }
 
-    fn answer(&mut self, ctx: &mut Ctx, now: Instant, id: ConnId, state: ServerState) -> Option<CloseKind> {
+    fn answer(&mut self, ctx: &mut Ctx, now: Instant, id: ConnId, state: ServerState) -> Option<Close> {
         let limits = Limits { max_head_bytes: 60 * 1024, max_headers: 100, accept_http_10: true };
         loop {
             let (head, consumed) = match http1::parse_request_head(&self.head, &limits) {
@@ -64,7 +64,7 @@ impl AdminConn {
                         true,
                     );
                     ctx.wire.write(id, reply);
-                    return Some(CloseKind::Flush);
+                    return Some(Close::Flush);
                 }
             };
             let _ = self.head.split_to(consumed);
@@ -91,7 +91,7 @@ impl AdminConn {
             ctx.wire.write(id, reply);
             self.busy = true;
             if !keep_alive {
-                return Some(CloseKind::Flush);
+                return Some(Close::Flush);
             }
         }
     }

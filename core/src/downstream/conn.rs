@@ -14,13 +14,16 @@ use crate::config::{
 use crate::downstream::local_reply;
 use crate::downstream::route::{self, RouteRequest};
 use crate::downstream::router::Stream;
-use crate::io::{CloseKind, ConnId, QueryId};
+use crate::io::{ConnId, QueryId};
 use crate::proxy::Ctx;
+use crate::shared::Shared;
+use crate::stats::Gauge;
 use crate::timers::Timer;
-use crate::transport::ConnEvent;
+use crate::transport::{Close, ConnEvent};
 use crate::tunnel::{Closes, Step, Tunnel};
 use crate::upstream::cluster::Pick;
 use crate::upstream::pool::{PoolEvent, Pools};
+use smallvec::{smallvec, SmallVec};
 
 pub(crate) struct HttpConn {
     pub(crate) id: ConnId,
@@ -108,6 +111,17 @@ impl HttpConn {
         conn
     }
 
+    /// The gauges that count this connection's socket as active (settled by [`Self::finish`],
+    /// counted again by the proxy while the socket flushes before its close).
+    pub(crate) fn socket_gauges(&self, shared: &Shared) -> SmallVec<[Gauge; 3]> {
+        let http = &shared.http[self.listener];
+        smallvec![
+            http.downstream_cx_active.clone(),
+            http.downstream_cx_http1_active.clone(),
+            shared.listeners[self.listener].downstream_cx_active.clone(),
+        ]
+    }
+
     /// Numbers a new stream of this connection.
     pub(crate) fn next_stream(&mut self) -> u32 {
         self.streams = self.streams.wrapping_add(1);
@@ -141,14 +155,14 @@ impl HttpConn {
                 }
                 State::Proxying(_) => self.stream_down_closed(ctx, now, false),
                 // A client that half-closes between requests is done with the connection.
-                State::Head | State::Closing => self.close(CloseKind::Flush),
+                State::Head | State::Closing => self.close(Close::Flush),
             },
             ConnEvent::Closed => {
                 ctx.shared.http[self.listener].downstream_cx_destroy_remote.inc();
                 match &self.state {
                     State::Tunnel(_) => self.end_tunnel(ctx, now, TunnelEnd::DownstreamReset),
                     State::Proxying(_) => self.stream_down_closed(ctx, now, true),
-                    _ => self.close(CloseKind::Abort),
+                    _ => self.close(Close::Abort),
                 }
             }
             ConnEvent::Flushed => {
@@ -442,7 +456,7 @@ impl HttpConn {
         let idle = self.hcm(&ctx.config).stream_idle_timeout;
         // A tunnel reads no more heads: give the head buffer back.
         self.head = BytesMut::new();
-        let up = ctx.connect(self.id, addr);
+        let up = ctx.connect(self.id, cluster, addr);
         let deadline = now + ctx.clusters.connect_timeout(cluster);
         let limits = (self.buffer_limit, ctx.clusters.buffer_limit(cluster));
         let stats = &ctx.shared.clusters[cluster];
@@ -464,7 +478,7 @@ impl HttpConn {
         };
         retire_connect_tunnel(ctx, &tunnel, false);
         let mut closes = self.reply(ctx, now, 503, body, true);
-        closes.push((tunnel.upstream, CloseKind::Abort));
+        closes.push((tunnel.upstream, Close::Abort));
         closes
     }
 
@@ -481,9 +495,10 @@ impl HttpConn {
             retire_connect_tunnel(ctx, &tunnel, remote);
         }
         let (down, up) = match ended_by {
-            TunnelEnd::DownstreamReset => (CloseKind::Abort, CloseKind::Flush),
-            TunnelEnd::UpstreamReset => (CloseKind::Flush, CloseKind::Abort),
-            TunnelEnd::Finished | TunnelEnd::UpstreamClosed => (CloseKind::Flush, CloseKind::Flush),
+            // A reset reaches the other end as a reset, after what was already sent to it.
+            TunnelEnd::DownstreamReset => (Close::Abort, Close::FlushThenReset),
+            TunnelEnd::UpstreamReset => (Close::FlushThenReset, Close::Abort),
+            TunnelEnd::Finished | TunnelEnd::UpstreamClosed => (Close::Flush, Close::Flush),
         };
         vec![(self.id, down), (tunnel.upstream, up)]
     }
@@ -529,7 +544,7 @@ impl HttpConn {
         self.end_request(ctx);
         if close {
             ctx.shared.http[self.listener].downstream_cx_destroy_local.inc();
-            return self.close(CloseKind::Flush);
+            return self.close(Close::Flush);
         }
         self.state = State::Head;
         Vec::new()
@@ -554,7 +569,7 @@ impl HttpConn {
         }
     }
 
-    pub(crate) fn close(&mut self, kind: CloseKind) -> Closes {
+    pub(crate) fn close(&mut self, kind: Close) -> Closes {
         self.state = State::Closing;
         vec![(self.id, kind)]
     }
@@ -580,7 +595,7 @@ impl HttpConn {
             State::Proxying(stream) => stream.abandon(ctx, now),
             _ => None,
         };
-        up.map(|up| (up, CloseKind::Abort)).into_iter().collect()
+        up.map(|up| (up, Close::Abort)).into_iter().collect()
     }
 
     /// A timer of this connection fired: act on whatever is due.
@@ -610,7 +625,7 @@ impl HttpConn {
             State::Head if self.idle_deadline(ctx).is_some_and(|at| at <= now) => {
                 if self.head.is_empty() {
                     ctx.shared.http[self.listener].downstream_cx_idle_timeout.inc();
-                    return self.close(CloseKind::Flush);
+                    return self.close(Close::Flush);
                 }
                 // A head that stopped arriving: Envoy's stream idle timeout answer.
                 ctx.shared.http[self.listener].downstream_rq_idle_timeout.inc();

@@ -20,9 +20,10 @@ use crate::downstream::filters;
 use crate::downstream::headers::{self, DownFraming, RequestContext};
 use crate::downstream::local_reply;
 use crate::downstream::route::RouteIndex;
+use crate::io::ConnId;
 use crate::io::StreamRef;
-use crate::io::{CloseKind, ConnId};
 use crate::proxy::Ctx;
+use crate::transport::Close;
 use crate::tunnel::{Closes, Tunnel};
 use crate::upstream::pool::{Acquired, Failure, PoolEvent, PoolKey, Pools, Released};
 
@@ -431,15 +432,15 @@ impl HttpConn {
             // A response is already on its way: a second head would corrupt it, so the
             // connection ends instead.
             let stream = self.take_stream();
-            let mut closes = self.close(CloseKind::Flush);
-            closes.extend(stream.abandon(ctx, now).map(|up| (up, CloseKind::Abort)));
+            let mut closes = self.close(Close::Flush);
+            closes.extend(stream.abandon(ctx, now).map(|up| (up, Close::Abort)));
             return closes;
         }
         let stream = self.take_stream();
         let close = !stream.request_done() || !stream.keep_alive || stream.down_fin;
         let mut closes = Vec::new();
         if let Some(up) = stream.abandon(ctx, now) {
-            closes.push((up, CloseKind::Abort));
+            closes.push((up, Close::Abort));
         }
         closes.extend(self.reply(ctx, now, status, body, close));
         if closes.iter().all(|(id, _)| *id != self.id) {
@@ -463,9 +464,9 @@ impl HttpConn {
             return Vec::new();
         }
         let stream = self.take_stream();
-        let mut closes = vec![(self.id, if reset { CloseKind::Abort } else { CloseKind::Flush })];
+        let mut closes = vec![(self.id, if reset { Close::Abort } else { Close::Flush })];
         if let Some(up) = stream.abandon(ctx, now) {
-            closes.push((up, CloseKind::Abort));
+            closes.push((up, Close::Abort));
         }
         self.state = State::Closing;
         closes
@@ -533,8 +534,9 @@ impl HttpConn {
                 if matches!(stream.response, Response::AwaitingHead) {
                     self.upstream_failure_reply(ctx, now, 503, local_reply::CONNECTION_TERMINATION)
                 } else {
+                    // The response is cut short: the client must not take it for complete.
                     self.take_stream();
-                    self.close(CloseKind::Flush)
+                    self.close(Close::FlushThenReset)
                 }
             }
         }
@@ -580,8 +582,8 @@ impl HttpConn {
                     self.upstream_failure_reply(ctx, now, 503, local_reply::PROTOCOL_ERROR)
                 } else {
                     let stream = self.take_stream();
-                    let mut closes = self.close(CloseKind::Flush);
-                    closes.extend(stream.abandon(ctx, now).map(|up| (up, CloseKind::Abort)));
+                    let mut closes = self.close(Close::Flush);
+                    closes.extend(stream.abandon(ctx, now).map(|up| (up, Close::Abort)));
                     closes
                 }
             }
@@ -643,7 +645,7 @@ impl HttpConn {
         let up = stream.up.expect("a response comes on a bound connection");
         let cluster = stream.key.cluster;
         ctx.with_pool(cluster, now, |pools: &mut Pools, cx| pools.detach(up, cx));
-        ctx.adopt_upstream(up, down);
+        ctx.adopt_upstream(up, down, cluster);
         let (bytes, _) =
             headers::downstream_response(head, BodyKind::Tunnel, true, server_name, elapsed, false);
         self.send(ctx, 101, bytes);
@@ -684,10 +686,10 @@ impl HttpConn {
         {
             Released::Rebound { waiter } => ctx.defer(waiter, PoolEvent::Bound(up)),
             Released::Idle => {}
-            Released::Close => closes.push((up, CloseKind::Flush)),
+            Released::Close => closes.push((up, Close::Flush)),
         }
         if !stream.request_done() || !stream.keep_alive || stream.down_fin || refused || ctx.draining() {
-            closes.extend(self.close(CloseKind::Flush));
+            closes.extend(self.close(Close::Flush));
             return closes;
         }
         closes.extend(self.resume_after_stream(ctx, now));
@@ -719,8 +721,8 @@ impl HttpConn {
             };
         }
         let stream = self.take_stream();
-        let mut closes = self.close(CloseKind::Flush);
-        closes.extend(stream.abandon(ctx, now).map(|up| (up, CloseKind::Abort)));
+        let mut closes = self.close(Close::Flush);
+        closes.extend(stream.abandon(ctx, now).map(|up| (up, Close::Abort)));
         closes
     }
 }

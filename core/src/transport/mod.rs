@@ -25,6 +25,23 @@ pub(crate) enum ConnEvent {
     Flushed,
 }
 
+/// How the core ends a connection. The driver only sees the final [`Output::Close`]: the
+/// core waits for what is queued to be flushed itself (within [`CLOSE_FLUSH_TIMEOUT`] of no
+/// progress), so a graceful end never depends on a grace period in the driver.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Close {
+    /// Flush what is queued, then close (FIN).
+    Flush,
+    /// Flush what is queued, then reset (RST): the far end of a reset learns it was cut.
+    FlushThenReset,
+    /// Drop what is queued and reset now.
+    Abort,
+}
+
+/// A connection being closed that flushes nothing for this long is reset (Envoy's
+/// `delayed_close_timeout` default); each flushed byte restarts the wait.
+pub(crate) const CLOSE_FLUSH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// How a connection's bytes are carried.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub(crate) enum Transport {

@@ -10,12 +10,12 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use smallvec::SmallVec;
 
-use crate::io::{CloseKind, ConnId};
+use crate::io::ConnId;
 use crate::shared::ClusterStats;
-use crate::transport::Wire;
+use crate::transport::{Close, Wire};
 
 /// Closes a tunnel asks for: (connection, how).
-pub(crate) type Closes = Vec<(ConnId, CloseKind)>;
+pub(crate) type Closes = Vec<(ConnId, Close)>;
 
 pub(crate) struct Tunnel {
     pub(crate) downstream: ConnId,

@@ -16,9 +16,9 @@ use std::time::{Duration, Instant};
 
 use crate::codec::http1::response::{ResponseReader, UpEvent, UpEvents};
 use crate::codec::http1::Method;
-use crate::io::{CloseKind, ConnId, StreamRef};
+use crate::io::{ConnId, StreamRef};
 use crate::shared::ClusterStats;
-use crate::transport::{ConnEvent, Transport};
+use crate::transport::{Close, ConnEvent, Transport};
 use crate::upstream::breaker::Breakers;
 
 /// The protocol a pool speaks, which decides how many streams a connection carries.
@@ -73,7 +73,7 @@ pub(crate) enum PoolEvent {
 #[derive(Default)]
 pub(crate) struct PoolOutput {
     pub(crate) events: SmallVec<[(StreamRef, PoolEvent); 1]>,
-    pub(crate) close: Option<CloseKind>,
+    pub(crate) close: Option<Close>,
 }
 
 /// Outcome of asking for a connection.
@@ -176,8 +176,8 @@ pub(crate) struct PoolCtx<'a> {
 
 /// What a pool asks of the proxy around it.
 pub(crate) trait PoolIo {
-    /// Opens a TCP connection to a host, returning its id.
-    fn open(&mut self, addr: SocketAddr) -> ConnId;
+    /// Opens a connection for the pool `key`, returning its id.
+    fn open(&mut self, key: PoolKey) -> ConnId;
     /// Calls the pool back about `conn` at `at` (connect and idle timeouts).
     fn timer(&mut self, conn: ConnId, at: Instant);
 }
@@ -221,7 +221,7 @@ impl Pools {
                 }
             }
             ConnEvent::ConnectFailed => {
-                out.close = Some(CloseKind::Abort);
+                out.close = Some(Close::Abort);
                 if let Some(waiter) = self.closed(conn, true, cx) {
                     out.events.push((waiter, PoolEvent::Failed(Failure::ConnectFailed)));
                 }
@@ -236,7 +236,7 @@ impl Pools {
                     // Bytes on an idle connection: the upstream is confused; drop it.
                     None if events.iter().any(|e| matches!(e, UpEvent::Error)) => {
                         self.closed(conn, false, cx);
-                        out.close = Some(CloseKind::Abort);
+                        out.close = Some(Close::Abort);
                     }
                     None => {}
                 }
@@ -250,16 +250,16 @@ impl Pools {
                     // connection closes after it.
                     Some(waiter) if clean && !events.is_empty() => {
                         out.events.push((waiter, PoolEvent::Response(events)));
-                        out.close = Some(CloseKind::Flush);
+                        out.close = Some(Close::Flush);
                     }
                     Some(waiter) => {
                         self.closed(conn, true, cx);
-                        out.close = Some(CloseKind::Abort);
+                        out.close = Some(Close::Abort);
                         out.events.push((waiter, PoolEvent::UpstreamGone));
                     }
                     None => {
                         self.closed(conn, true, cx);
-                        out.close = Some(CloseKind::Flush);
+                        out.close = Some(Close::Flush);
                     }
                 }
             }
@@ -277,14 +277,14 @@ impl Pools {
         let mut out = PoolOutput::default();
         match self.expired(conn, cx) {
             Expired::Connect { failed } => {
-                out.close = Some(CloseKind::Abort);
+                out.close = Some(Close::Abort);
                 if let Some(waiter) = failed {
                     out.events.push((waiter, PoolEvent::Failed(Failure::ConnectTimeout)));
                 }
             }
             Expired::Idle => {
                 self.closed(conn, false, cx);
-                out.close = Some(CloseKind::Flush);
+                out.close = Some(Close::Flush);
             }
             Expired::Nothing => {}
         }
@@ -332,7 +332,7 @@ impl Pools {
             }
             host.connecting += 1;
             host.conns += 1;
-            let conn = cx.io.open(key.addr);
+            let conn = cx.io.open(key);
             let deadline = cx.now + cx.limits.connect_timeout;
             cx.stats.upstream_cx_total.inc();
             cx.stats.upstream_cx_http1_total.inc();
@@ -590,7 +590,7 @@ mod tests {
     }
 
     impl PoolIo for FakeIo {
-        fn open(&mut self, _addr: SocketAddr) -> ConnId {
+        fn open(&mut self, _key: PoolKey) -> ConnId {
             self.next += 1;
             let id = ConnId(1000 + self.next);
             self.opened.push(id);

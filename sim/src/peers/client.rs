@@ -89,7 +89,12 @@ impl TunnelSide {
         for d in done {
             match d {
                 Done::Fin => t.client_fin = true,
-                Done::Reset | Done::Close => t.client_reset = true,
+                Done::Reset => t.client_reset = true,
+                // A close sends FIN first; data arriving after it is answered with a reset.
+                Done::Close => {
+                    t.client_fin = true;
+                    t.client_reset = true;
+                }
                 _ => {}
             }
         }
