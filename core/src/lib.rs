@@ -73,6 +73,6 @@ mod timers;
 mod tunnel;
 mod upstream_h1;
 
-pub use io::{CloseKind, CloseReason, ConnId, Family, Input, ListenerId, Output, QueryId};
+pub use io::{CloseKind, CloseReason, ConnId, Input, ListenerId, Output, QueryId};
 pub use proxy::Proxy;
 pub use shared::Shared;

@@ -263,7 +263,7 @@ impl Proxy {
     fn resolved(&mut self, now: Instant, query: QueryId, addrs: Vec<std::net::IpAddr>) {
         match self.ctx.clusters.resolved(query, &addrs) {
             Some(QueryOwner::Cluster) => self.maybe_listen(),
-            Some(QueryOwner::Conn(conn)) => self.dispatch(now, conn, Event::Resolved(query, addrs)),
+            Some(QueryOwner::Conn(conn, kept)) => self.dispatch(now, conn, Event::Resolved(query, kept)),
             None => {}
         }
     }
@@ -468,7 +468,8 @@ pub(crate) enum Event {
     Connected,
     ConnectFailed,
     Flushed,
-    /// The answer to this connection's name resolution.
+    /// The answer to this connection's name resolution, narrowed to its cluster's
+    /// `dns_lookup_family`.
     Resolved(QueryId, Vec<std::net::IpAddr>),
     /// The connection's timer fired; it checks its own deadlines.
     Timer,
