@@ -159,6 +159,46 @@ fn original_destination_route_reaches_the_authority_and_failures_get_503() {
     }
 }
 
+/// Names go through the driver's resolver (every address of both families) and the core's
+/// `dns_lookup_family`: the LOGICAL_DNS cluster's endpoint and an original-destination
+/// authority are both `localhost`, used under `V4_ONLY` (the echo servers listen on
+/// 127.0.0.1, whatever IPv6 addresses `localhost` may also have here).
+#[test]
+fn names_resolve_in_the_driver_and_the_cluster_picks_the_family() {
+    let echo = echo_server();
+    for driver in DRIVERS {
+        let (config, listen, admin) = terminate_config(echo);
+        let endpoint = format!("address: 127.0.0.1, port_value: {}", echo.port());
+        assert!(config.contains(&endpoint));
+        let config =
+            config.replace(&endpoint, &format!("address: localhost, port_value: {}", echo.port())).replace(
+                "  - name: local_original_dst\n",
+                "  - name: local_original_dst\n    dns_lookup_family: V4_ONLY\n",
+            );
+        assert!(config.matches("dns_lookup_family: V4_ONLY").count() == 2, "{config}");
+        let proxy = Burrow::start(driver, &config, admin);
+
+        let mut stream = client(listen);
+        stream.write_all(b"CONNECT anything:1 HTTP/1.1\r\n\r\n").unwrap();
+        assert!(read_head(&mut stream).starts_with("HTTP/1.1 200 OK\r\n"), "{driver}");
+        stream.write_all(b"via the DNS cluster").unwrap();
+        assert_eq!(read_exact_len(&mut stream, 19), b"via the DNS cluster", "{driver}");
+        drop(stream);
+
+        let target = echo_server();
+        let mut stream = client(listen);
+        write!(stream, "CONNECT localhost:{} HTTP/1.1\r\nfoo: bar\r\n\r\n", target.port()).unwrap();
+        assert!(read_head(&mut stream).starts_with("HTTP/1.1 200 OK\r\n"), "{driver}");
+        stream.write_all(b"via a resolved authority").unwrap();
+        assert_eq!(read_exact_len(&mut stream, 24), b"via a resolved authority", "{driver}");
+        drop(stream);
+
+        assert_eq!(proxy.stat("cluster.echo_service.upstream_cx_total"), 1, "{driver}");
+        assert_eq!(proxy.stat("cluster.local_original_dst.upstream_cx_total"), 1, "{driver}");
+        assert_eq!(proxy.stat("cluster.local_original_dst.upstream_cx_connect_fail"), 0, "{driver}");
+    }
+}
+
 #[test]
 fn refusals_403_404_400_and_the_stats_they_move() {
     let echo = echo_server();

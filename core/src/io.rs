@@ -30,17 +30,6 @@ pub struct ListenerId(pub u32);
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct QueryId(pub u32);
 
-/// Which address families a resolution should return (Envoy's `dns_lookup_family`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
-pub enum Family {
-    #[default]
-    Auto,
-    V4Only,
-    V6Only,
-    V4Preferred,
-    All,
-}
-
 /// Why a connection ended, as far as the driver could tell.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum CloseReason {
@@ -74,7 +63,9 @@ pub enum Input {
     ConnectFailed { conn: ConnId },
     /// `bytes` of what the core asked to write reached the socket.
     Flushed { conn: ConnId, bytes: usize },
-    /// A [`Output::Resolve`] finished; an empty list means the name did not resolve.
+    /// A [`Output::Resolve`] finished: every address the resolver gave, both families, in its
+    /// order (duplicates allowed); an empty list means the name did not resolve. The core
+    /// applies the cluster's `dns_lookup_family`.
     Resolved { query: QueryId, addrs: Vec<IpAddr> },
     /// A listener could not be bound: the core stops (see [`crate::Proxy::is_finished`]).
     ListenFailed { listener: ListenerId },
@@ -99,6 +90,6 @@ pub enum Output {
     PauseRead { conn: ConnId },
     /// Start reading again.
     ResumeRead { conn: ConnId },
-    /// Resolve `host`; answer with [`Input::Resolved`].
-    Resolve { query: QueryId, host: String, family: Family },
+    /// Resolve `host` to all its addresses, IPv4 and IPv6; answer with [`Input::Resolved`].
+    Resolve { query: QueryId, host: String },
 }

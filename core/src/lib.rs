@@ -66,6 +66,6 @@ mod tunnel;
 mod upstream;
 
 pub use codec::http1;
-pub use io::{CloseKind, CloseReason, ConnId, Family, Input, ListenerId, Output, QueryId};
+pub use io::{CloseKind, CloseReason, ConnId, Input, ListenerId, Output, QueryId};
 pub use proxy::Proxy;
 pub use shared::Shared;

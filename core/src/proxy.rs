@@ -289,9 +289,9 @@ impl Proxy {
     fn resolved(&mut self, now: Instant, query: QueryId, addrs: Vec<std::net::IpAddr>) {
         match self.ctx.clusters.resolved(query, &addrs) {
             Some(QueryOwner::Cluster) => self.maybe_listen(),
-            Some(QueryOwner::Conn(conn)) => {
+            Some(QueryOwner::Conn(conn, kept)) => {
                 if matches!(self.conns.get(conn.0 as usize), Some(Slot::Http(_))) {
-                    self.with_http(now, conn, |http, ctx| http.on_resolved(ctx, now, query, addrs));
+                    self.with_http(now, conn, |http, ctx| http.on_resolved(ctx, now, query, kept));
                 }
             }
             None => {}

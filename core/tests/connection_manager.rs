@@ -115,6 +115,58 @@ fn original_destination_connects_to_the_authority_and_resolves_names() {
     assert!(reply.ends_with("no healthy upstream"));
 }
 
+/// The driver answers with every address of both families; the cluster's
+/// `dns_lookup_family` decides which one a CONNECT to a name goes to.
+#[test]
+fn original_destination_names_follow_the_clusters_dns_lookup_family() {
+    let answer: Vec<std::net::IpAddr> = ["fd00::1", "10.0.0.1", "fd00::2", "10.0.0.1", "10.0.0.2"]
+        .iter()
+        .map(|a| a.parse().unwrap())
+        .collect();
+    let cases = [
+        ("", "[fd00::1]:443"),
+        ("AUTO", "[fd00::1]:443"),
+        ("V4_ONLY", "10.0.0.1:443"),
+        ("V6_ONLY", "[fd00::1]:443"),
+        ("V4_PREFERRED", "10.0.0.1:443"),
+        ("ALL", "10.0.0.1:443"),
+    ];
+    let base = include_str!("../../configs/default.yaml");
+    for (family, want) in cases {
+        let config = if family.is_empty() {
+            base.to_string()
+        } else {
+            base.replace(
+                "    lb_policy: CLUSTER_PROVIDED\n",
+                &format!("    lb_policy: CLUSTER_PROVIDED\n    dns_lookup_family: {family}\n"),
+            )
+        };
+        assert!(family.is_empty() || config.contains(family), "the family line was not spliced in");
+        let mut net = Net::new(&config);
+        let client = net.connect_client(0);
+        net.send(client, b"CONNECT both.test:443 HTTP/1.1\r\n\r\n");
+        let (query, host) = net.resolves.pop().unwrap();
+        assert_eq!(host, "both.test");
+        net.input(Input::Resolved { query, addrs: answer.clone() });
+        let up = *net.upstreams().last().unwrap();
+        assert_eq!(net.state(up).target, Some(want.parse().unwrap()), "{family}");
+
+        // An answer with nothing of an allowed family is no answer.
+        let only: &[&str] = match family {
+            "V4_ONLY" => &["fd00::1"],
+            "V6_ONLY" => &["10.0.0.1"],
+            _ => continue,
+        };
+        let unresolved = net.connect_client(0);
+        net.send(unresolved, b"CONNECT other.test:443 HTTP/1.1\r\n\r\n");
+        let (query, _) = net.resolves.pop().unwrap();
+        net.input(Input::Resolved { query, addrs: only.iter().map(|a| a.parse().unwrap()).collect() });
+        let reply = String::from_utf8(net.state(unresolved).received.clone()).unwrap();
+        assert_eq!(status_line(&reply), "HTTP/1.1 503 Service Unavailable", "{family}");
+        assert_eq!(net.stat("cluster.original_destination.upstream_cx_none_healthy"), 1, "{family}");
+    }
+}
+
 #[test]
 fn admin_serves_stats_and_readiness() {
     let config = include_str!("../../configs/default.yaml");

@@ -401,10 +401,17 @@ impl Driver {
                     return;
                 }
                 let query = self.queries.remove(arg as usize % self.queries.len());
+                // Resolvers answer with both families: `target` (V4_ONLY) keeps the IPv4
+                // addresses, `odst` (AUTO) the IPv6 one.
                 let addrs = match cur.byte() % 3 {
                     0 => Vec::new(),
                     1 => vec![IpAddr::from([10, 9, 0, 1])],
-                    _ => vec![IpAddr::from([10, 9, 0, 2]), IpAddr::from([10, 9, 0, 3])],
+                    _ => vec![
+                        IpAddr::from([0xfd00, 0, 0, 0, 0, 9, 0, 2]),
+                        IpAddr::from([10, 9, 0, 2]),
+                        IpAddr::from([10, 9, 0, 3]),
+                        IpAddr::from([10, 9, 0, 2]),
+                    ],
                 };
                 self.input(Input::Resolved { query, addrs });
             }

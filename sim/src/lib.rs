@@ -6,7 +6,7 @@
 //! - [`world`]: one `Proxy` and its peers on a virtual network. It executes the proxy's
 //!   outputs exactly as a driver does and feeds it the same inputs, with seeded read splits,
 //!   delays, slow readers (late `Flushed`), half-closes, resets, refused connects and
-//!   connects that never complete, and DNS answers (including empty and never). The clock
+//!   connects that never complete, and DNS answers (IPv4 and IPv6 mixed, empty, never). The clock
 //!   jumps to the next deadline: the proxy's `poll_timeout()`, a delivery, a peer's timer.
 //! - [`peer`] and [`peers`]: programs at the far ends, as trait objects: CONNECT and
 //!   HTTP/1.1 clients (bodies by content-length or chunked, pipelining, `Expect`, upgrades)

@@ -3,7 +3,7 @@
 //! remaining client's own choices, because every client draws from its own forked generator.
 
 use std::fmt::Write as _;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use crate::ledger::Ledger;
@@ -121,6 +121,22 @@ fn ip(a: u8, b: u8, c: u8, d: u8) -> IpAddr {
 
 fn addr(a: u8, b: u8, c: u8, d: u8, port: u16) -> SocketAddr {
     SocketAddr::new(ip(a, b, c, d), port)
+}
+
+/// The IPv6 twin of `10.b.c.d`: `fd00::b:c:d`.
+fn ip6(b: u8, c: u8, d: u8) -> IpAddr {
+    IpAddr::V6(Ipv6Addr::new(0xfd00, 0, 0, 0, 0, b.into(), c.into(), d.into()))
+}
+
+/// Envoy's `dns_lookup_family` values; empty: the field left out (`AUTO`).
+const FAMILIES: [&str; 6] = ["", "AUTO", "V4_ONLY", "V6_ONLY", "V4_PREFERRED", "ALL"];
+
+fn family_line(family: &str) -> String {
+    if family.is_empty() {
+        String::new()
+    } else {
+        format!("    dns_lookup_family: {family}\n")
+    }
 }
 
 /// Durations as Envoy writes them.
@@ -296,11 +312,13 @@ fn build_connect(
     } else {
         vec![("target.sim".to_string(), 443)]
     };
+    // Address families come from their own generator, so the rest of a seed's draws stay.
+    let mut families = root.fork(0xfa31);
     let mut extra = String::new();
     if target_kind != "STATIC" {
         let _ =
             writeln!(extra, "    dns_refresh_rate: {}", secs(Duration::from_millis(r.range(200, 10_000))));
-        extra.push_str("    dns_lookup_family: V4_ONLY\n");
+        extra.push_str(&family_line(families.pick::<&str>(&FAMILIES)));
     }
     yaml.push_str(&cluster(&ClusterYaml {
         name: "target",
@@ -318,7 +336,7 @@ fn build_connect(
         limit: up_limit,
         breakers: None,
         endpoints: Vec::new(),
-        extra: String::new(),
+        extra: family_line(families.pick::<&str>(&FAMILIES)),
     }));
     let seed = r.next_u64();
     let mut world = World::new(&yaml, seed, base, net.clone(), keep_trace);
@@ -348,31 +366,46 @@ fn build_connect(
             blackhole,
         }
     };
+    // Every echo target listens on its IPv4 address and on its IPv6 twin.
     for i in 0..3 {
         world.add_server(addr(10, 0, 0, 2 + i, 443), echo(0, 0));
+        world.add_server(SocketAddr::new(ip6(0, 0, 2 + i), 443), echo(0, 0));
     }
     for i in 1..=4 {
-        world.add_server(addr(10, 9, 0, i, 443), echo(0, 0));
-        world.add_server(addr(10, 9, 0, i, 8443), echo(0, 0));
+        for port in [443, 8443] {
+            world.add_server(addr(10, 9, 0, i, port), echo(0, 0));
+            world.add_server(SocketAddr::new(ip6(9, 0, i), port), echo(0, 0));
+        }
     }
     world.add_server(addr(10, 9, 0, 8, 443), echo(0, 1000));
-    // DNS: the target name, and names for original-destination CONNECTs.
+    // DNS: the target name, and names for original-destination CONNECTs. Answers mix both
+    // families (in either order, with repeats) for the clusters' `dns_lookup_family` to
+    // choose from; a name every family must reach in a calm run has both.
     let target_rule = if calm {
-        DnsRule::Answer(vec![ip(10, 0, 0, 2)])
+        DnsRule::Answer(vec![ip6(0, 0, 2), ip(10, 0, 0, 2)])
     } else {
         match r.below(10) {
-            0 => DnsRule::Slow(vec![ip(10, 0, 0, 3)]),
-            1 => DnsRule::Rotate(vec![vec![ip(10, 0, 0, 2)], vec![], vec![ip(10, 0, 0, 3), ip(10, 0, 0, 4)]]),
+            0 => DnsRule::Slow(vec![ip(10, 0, 0, 3), ip6(0, 0, 3)]),
+            // The first answer has no IPv6 address: `V6_ONLY` finds nothing in it.
+            1 => DnsRule::Rotate(vec![
+                vec![ip(10, 0, 0, 2)],
+                vec![],
+                vec![ip6(0, 0, 3), ip(10, 0, 0, 3), ip(10, 0, 0, 4), ip6(0, 0, 4)],
+            ]),
             2 if r.chance(300) => DnsRule::Never,
-            _ => DnsRule::Answer(vec![ip(10, 0, 0, 2), ip(10, 0, 0, 4)]),
+            _ => DnsRule::Answer(vec![ip(10, 0, 0, 2), ip6(0, 0, 4), ip(10, 0, 0, 4), ip(10, 0, 0, 2)]),
         }
     };
     world.add_dns("target.sim", target_rule);
-    world.add_dns("echo1.sim", DnsRule::Answer(vec![ip(10, 9, 0, 1)]));
-    world.add_dns("echo2.sim", DnsRule::Answer(vec![ip(10, 9, 0, 2), ip(10, 9, 0, 3)]));
+    world.add_dns("echo1.sim", DnsRule::Answer(vec![ip(10, 9, 0, 1), ip6(9, 0, 1)]));
+    world.add_dns(
+        "echo2.sim",
+        DnsRule::Answer(vec![ip6(9, 0, 2), ip(10, 9, 0, 2), ip(10, 9, 0, 3), ip6(9, 0, 3), ip(10, 9, 0, 2)]),
+    );
     world.add_dns("nx.sim", DnsRule::Fail);
     world.add_dns("black.sim", DnsRule::Never);
-    world.add_dns("slow.sim", DnsRule::Slow(vec![ip(10, 9, 0, 4)]));
+    // IPv6 only: `V4_ONLY` finds nothing.
+    world.add_dns("slow.sim", DnsRule::Slow(vec![ip6(9, 0, 4)]));
 
     let good = ["10.9.0.1:443", "10.9.0.2:8443", "echo1.sim:443", "echo2.sim:443", "ECHO1.sim:8443"];
     let bad = ["nx.sim:443", "black.sim:443", "slow.sim:443", "10.9.0.9:443", "10.9.0.8:443", "[::1]:1"];

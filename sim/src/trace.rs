@@ -160,11 +160,10 @@ impl Trace {
                 self.bytes(&[7]);
                 self.u64(u64::from(conn.0));
             }
-            Output::Resolve { query, host, family } => {
+            Output::Resolve { query, host } => {
                 self.bytes(&[8]);
                 self.u64(u64::from(query.0));
                 self.bytes(host.as_bytes());
-                self.bytes(format!("{family:?}").as_bytes());
             }
         }
         self.note(at, || match output {

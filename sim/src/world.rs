@@ -11,7 +11,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use burrow_core::config::{Config, Discovery, Endpoint, HttpFilterKind, NetworkFilter};
+use burrow_core::config::{Config, Discovery, Endpoint, Family, HttpFilterKind, NetworkFilter};
 use burrow_core::{CloseKind, CloseReason, ConnId, Input, ListenerId, Output, Proxy, QueryId, Shared};
 use bytes::Bytes;
 
@@ -60,7 +60,8 @@ impl NetProfile {
     }
 }
 
-/// A DNS answer rule for one name.
+/// A DNS answer rule for one name. Answers may mix IPv4 and IPv6 addresses, in any order and
+/// with repeats, like a real resolver's: the proxy applies each cluster's `dns_lookup_family`.
 #[derive(Clone, Debug)]
 pub enum DnsRule {
     Answer(Vec<IpAddr>),
@@ -264,6 +265,8 @@ struct ClusterCheck {
     static_addrs: Vec<SocketAddr>,
     dns: Vec<(String, u16)>,
     original_dst: bool,
+    logical_dns: bool,
+    family: Family,
 }
 
 pub struct World {
@@ -284,6 +287,8 @@ pub struct World {
     dns: BTreeMap<String, DnsRule>,
     dns_queries: BTreeMap<String, u64>,
     query_cause: BTreeMap<QueryId, Option<u64>>,
+    /// The DNS answer being handed to the proxy right now.
+    answering: Option<Vec<IpAddr>>,
     pub net: NetProfile,
     rng: Rng,
     peer_rng: Rng,
@@ -361,6 +366,8 @@ impl World {
                     })
                     .collect(),
                 original_dst: matches!(c.discovery, Discovery::OriginalDst { .. }),
+                logical_dns: c.discovery == Discovery::LogicalDns,
+                family: c.dns_lookup_family,
             })
             .collect();
         let http_prefixes = config
@@ -388,6 +395,7 @@ impl World {
             dns: BTreeMap::new(),
             dns_queries: BTreeMap::new(),
             query_cause: BTreeMap::new(),
+            answering: None,
             net,
             rng: rng.fork(1),
             peer_rng: rng.fork(2),
@@ -582,7 +590,9 @@ impl World {
             Ev::DnsAsk { query, host } => self.answer(query, host),
             Ev::Dns { query, addrs } => {
                 self.cause = Cause::Resolved(self.query_cause.remove(&query).flatten());
+                self.answering = Some(addrs.clone());
                 self.input(Input::Resolved { query, addrs });
+                self.answering = None;
             }
         }
     }
@@ -700,7 +710,7 @@ impl World {
                     self.schedule(self.now + delay, Ev::ToProxy { link: key });
                 }
             }
-            Output::Resolve { query, host, .. } => self.resolve(query, host),
+            Output::Resolve { query, host } => self.resolve(query, host),
         }
     }
 
@@ -737,6 +747,7 @@ impl World {
             }
         }
         let cluster = self.cluster_of(addr);
+        self.check_family(addr, cluster);
         let slow = self.rng.chance(self.net.slow_reader);
         let read_max = self.net.read_max;
         let mut link = Link::new(Side::Up { cluster }, Some(addr), read_max, slow);
@@ -810,6 +821,46 @@ impl World {
                 }
                 self.schedule(self.now + delay, Ev::Dns { query, addrs });
             }
+        }
+    }
+
+    /// An upstream address that came from DNS is one its cluster's `dns_lookup_family` keeps
+    /// from an answer: for a connection's own name (original destination), the first kept of
+    /// the answer being delivered; for a DNS cluster, one kept of any answer its names can
+    /// get (the first only for `LOGICAL_DNS`).
+    fn check_family(&mut self, addr: SocketAddr, cluster: Option<usize>) {
+        let Some(c) = cluster.map(|i| &self.clusters[i]) else { return };
+        let ip = addr.ip();
+        let (family, fine) = if let Some(answer) = &self.answering {
+            // Only original-destination connections resolve their own names.
+            let Some(odst) = self.clusters.iter().find(|c| c.original_dst) else { return };
+            (odst.family, kept(odst.family, answer).first() == Some(&ip))
+        } else if c.original_dst || c.static_addrs.contains(&addr) {
+            return;
+        } else {
+            let fine = c.dns.iter().filter(|(_, port)| *port == addr.port()).any(|(host, _)| {
+                let answers = match self.dns.get(host) {
+                    Some(DnsRule::Answer(ips) | DnsRule::Slow(ips)) => vec![ips.clone()],
+                    Some(DnsRule::Rotate(answers)) => answers.clone(),
+                    _ => Vec::new(),
+                };
+                answers.iter().any(|answer| {
+                    let kept = kept(c.family, answer);
+                    if c.logical_dns {
+                        kept.first() == Some(&ip)
+                    } else {
+                        kept.contains(&ip)
+                    }
+                })
+            });
+            (c.family, fine)
+        };
+        if !fine {
+            let what = match &self.answering {
+                Some(answer) => format!("the answer {answer:?}"),
+                None => format!("any answer for cluster {}", c.name),
+            };
+            self.notes.violation(self.now, format!("Connect to {addr}: not what {family:?} keeps of {what}"));
         }
     }
 
@@ -1385,4 +1436,26 @@ impl World {
         }
         out
     }
+}
+
+/// What `dns_lookup_family` keeps of an answer, in order (the simulator's own statement of
+/// Envoy's rule, to check the proxy's against).
+fn kept(family: Family, answer: &[IpAddr]) -> Vec<IpAddr> {
+    let v4 = answer.iter().any(IpAddr::is_ipv4);
+    let v6 = answer.iter().any(IpAddr::is_ipv6);
+    let keep = |ip: &IpAddr| match family {
+        Family::V4Only => ip.is_ipv4(),
+        Family::V6Only => ip.is_ipv6(),
+        Family::Auto => ip.is_ipv6() || !v6,
+        Family::V4Preferred => ip.is_ipv4() || !v4,
+        Family::All => true,
+    };
+    let mut out: Vec<IpAddr> = Vec::new();
+    // IPv4 first (only `All` keeps both), each address once.
+    for ip in answer.iter().filter(|ip| ip.is_ipv4()).chain(answer.iter().filter(|ip| ip.is_ipv6())) {
+        if keep(ip) && !out.contains(ip) {
+            out.push(*ip);
+        }
+    }
+    out
 }

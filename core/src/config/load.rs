@@ -15,7 +15,6 @@ use serde_json::Value;
 use super::error::ConfigError;
 use super::model::*;
 use super::raw;
-use crate::io::Family;
 
 pub const HCM_TYPE_URL: &str =
     "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager";

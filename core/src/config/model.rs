@@ -4,8 +4,6 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use crate::io::Family;
-
 /// A whole bootstrap.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Config {
@@ -276,6 +274,21 @@ pub enum LbPolicy {
     LeastRequest,
     Random,
     ClusterProvided,
+}
+
+/// Which of a name's addresses a cluster uses (Envoy's `dns_lookup_family`). The driver
+/// resolves every address of both families; the core applies this to the answer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Family {
+    /// IPv6 addresses if there are any, else IPv4 (Envoy's default).
+    #[default]
+    Auto,
+    V4Only,
+    V6Only,
+    /// IPv4 addresses if there are any, else IPv6.
+    V4Preferred,
+    /// Every address, IPv4 first.
+    All,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -2,7 +2,6 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use super::*;
-use crate::io::Family;
 
 /// Envoy's `configs/terminate_http1_connect.yaml`, with the admin block of the older copies.
 const TERMINATE_HTTP1_CONNECT: &str = r#"
@@ -582,6 +581,32 @@ fn cluster_validation() {
     case(
         "  - {name: o, type: ORIGINAL_DST, lb_policy: CLUSTER_PROVIDED, typed_extension_protocol_options: {envoy.extensions.upstreams.http.v3.HttpProtocolOptions: {\"@type\": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions, auto_config: {}}}}",
         "static_resources.clusters[1].typed_extension_protocol_options[\"envoy.extensions.upstreams.http.v3.HttpProtocolOptions\"].auto_config: unknown field",
+    );
+}
+
+#[test]
+fn dns_lookup_family_takes_envoys_five_values() {
+    let family = |line: &str| {
+        let clusters = format!("  - {{name: d, type: STRICT_DNS{line}, load_assignment: {{endpoints: [{{lb_endpoints: [{{endpoint: {{address: {{socket_address: {{address: d.test, port_value: 1}}}}}}}}]}}]}}}}");
+        parse(&with("", "", &clusters)).clusters[1].dns_lookup_family
+    };
+    assert_eq!(family(""), Family::Auto);
+    assert_eq!(family(", dns_lookup_family: AUTO"), Family::Auto);
+    assert_eq!(family(", dns_lookup_family: V4_ONLY"), Family::V4Only);
+    assert_eq!(family(", dns_lookup_family: V6_ONLY"), Family::V6Only);
+    assert_eq!(family(", dns_lookup_family: V4_PREFERRED"), Family::V4Preferred);
+    assert_eq!(family(", dns_lookup_family: ALL"), Family::All);
+    // The field is allowed on every cluster type (it matters where names are resolved).
+    let odst = "  - {name: o, type: ORIGINAL_DST, lb_policy: CLUSTER_PROVIDED, dns_lookup_family: V6_ONLY}";
+    assert_eq!(parse(&with("", "", odst)).clusters[1].dns_lookup_family, Family::V6Only);
+    let got = error(&with(
+        "",
+        "",
+        "  - {name: o, type: ORIGINAL_DST, lb_policy: CLUSTER_PROVIDED, dns_lookup_family: V4_FIRST}",
+    ));
+    assert!(
+        got.starts_with("static_resources.clusters[1].dns_lookup_family: unknown variant `V4_FIRST`, expected one of `AUTO`, `V4_ONLY`, `V6_ONLY`, `V4_PREFERRED`, `ALL`"),
+        "{got}"
     );
 }
 

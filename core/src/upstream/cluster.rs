@@ -3,7 +3,7 @@
 use std::net::{IpAddr, SocketAddr};
 use std::time::Instant;
 
-use crate::config::{Cluster, Config, Discovery, Endpoint, LbPolicy};
+use crate::config::{Cluster, Config, Discovery, Endpoint, Family, LbPolicy};
 use crate::io::{ConnId, Output, QueryId};
 use crate::timers::{Timer, Timers};
 use crate::upstream::pool::PoolLimits;
@@ -22,17 +22,19 @@ pub(crate) enum Pick {
 }
 
 /// Who asked for a resolution.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum QueryOwner {
     /// A DNS cluster's refresh; the cluster's hosts were updated.
     Cluster,
-    /// A connection resolving its original-destination name.
-    Conn(ConnId),
+    /// A connection resolving its original-destination name, with the addresses its cluster's
+    /// `dns_lookup_family` keeps from the answer, in the order to try them (empty: none).
+    Conn(ConnId, Vec<IpAddr>),
 }
 
+/// An outstanding resolution; `cluster`'s `dns_lookup_family` applies to its answer.
 enum Query {
     Cluster { cluster: usize, endpoint: usize },
-    Conn(ConnId),
+    Conn { conn: ConnId, cluster: usize },
 }
 
 /// Per-worker state of every cluster.
@@ -115,26 +117,31 @@ impl Clusters {
     fn resolve_endpoint(&mut self, cluster: usize, endpoint: usize) -> Output {
         let c = &self.clusters[cluster].config;
         let Endpoint::Dns { host, .. } = &c.endpoints[endpoint] else { unreachable!("not a DNS endpoint") };
-        let (host, family) = (host.clone(), c.dns_lookup_family);
+        let host = host.clone();
         let query = QueryId(self.queries.insert(Query::Cluster { cluster, endpoint }) as u32);
-        Output::Resolve { query, host, family }
+        Output::Resolve { query, host }
     }
 
     /// Resolves a name for a connection (original destination by name).
     pub(crate) fn resolve_for(&mut self, conn: ConnId, cluster: usize, host: String) -> (QueryId, Output) {
-        let family = self.clusters[cluster].config.dns_lookup_family;
-        let query = QueryId(self.queries.insert(Query::Conn(conn)) as u32);
-        (query, Output::Resolve { query, host, family })
+        let query = QueryId(self.queries.insert(Query::Conn { conn, cluster }) as u32);
+        (query, Output::Resolve { query, host })
     }
 
-    /// Records an answer; returns whom it was for.
+    /// Records an answer (every address the resolver gave, both families) and applies the
+    /// asking cluster's `dns_lookup_family` to it; returns whom it was for.
     pub(crate) fn resolved(&mut self, query: QueryId, addrs: &[IpAddr]) -> Option<QueryOwner> {
         match self.queries.try_remove(query.0 as usize)? {
-            Query::Conn(conn) => Some(QueryOwner::Conn(conn)),
+            Query::Conn { conn, cluster } => {
+                let family = self.clusters[cluster].config.dns_lookup_family;
+                Some(QueryOwner::Conn(conn, by_family(addrs, family)))
+            }
             Query::Cluster { cluster, endpoint } => {
                 let state = &mut self.clusters[cluster];
                 let Endpoint::Dns { port, .. } = state.config.endpoints[endpoint] else { return None };
-                // Keep the previous answer if the name stopped resolving, as Envoy does.
+                let addrs = by_family(addrs, state.config.dns_lookup_family);
+                // Keep the previous answer if the name stopped resolving (or has no address of
+                // the families the cluster uses), as Envoy does.
                 if !addrs.is_empty() {
                     let mut hosts: Vec<SocketAddr> =
                         addrs.iter().map(|ip| SocketAddr::new(*ip, port)).collect();
@@ -204,6 +211,32 @@ impl Clusters {
     }
 }
 
+/// Applies Envoy's `dns_lookup_family` to a resolver's answer: `V4Only` and `V6Only` keep one
+/// family, `Auto` IPv6 if there is any, else IPv4, `V4Preferred` the reverse, `All` both
+/// (IPv4 first). Duplicates are dropped; within a family the resolver's order is kept.
+fn by_family(addrs: &[IpAddr], family: Family) -> Vec<IpAddr> {
+    let mut v4 = Vec::new();
+    let mut v6 = Vec::new();
+    for &addr in addrs {
+        let list = if addr.is_ipv4() { &mut v4 } else { &mut v6 };
+        if !list.contains(&addr) {
+            list.push(addr);
+        }
+    }
+    match family {
+        Family::V4Only => v4,
+        Family::V6Only => v6,
+        Family::Auto if v6.is_empty() => v4,
+        Family::Auto => v6,
+        Family::V4Preferred if v4.is_empty() => v6,
+        Family::V4Preferred => v4,
+        Family::All => {
+            v4.extend(v6);
+            v4
+        }
+    }
+}
+
 /// `host:port` from an authority: an IP literal is used as is; a name is resolved first
 /// (Envoy only accepts IP literals here; burrow resolves names so a forward proxy works).
 fn original_destination(authority: &str) -> Pick {
@@ -220,6 +253,187 @@ fn original_destination(authority: &str) -> Pick {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    const FAMILIES: [Family; 5] =
+        [Family::Auto, Family::V4Only, Family::V6Only, Family::V4Preferred, Family::All];
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn by_family_applies_envoys_dns_lookup_family() {
+        let (a, b, c, d) = (ip("10.0.0.1"), ip("fd00::1"), ip("10.0.0.2"), ip("fd00::2"));
+        let mixed = [b, a, b, c, d, a];
+        assert_eq!(by_family(&mixed, Family::V4Only), [a, c]);
+        assert_eq!(by_family(&mixed, Family::V6Only), [b, d]);
+        assert_eq!(by_family(&mixed, Family::Auto), [b, d]);
+        assert_eq!(by_family(&mixed, Family::V4Preferred), [a, c]);
+        assert_eq!(by_family(&mixed, Family::All), [a, c, b, d]);
+        // With one family only, the preferences fall back and the strict ones may be empty.
+        assert_eq!(by_family(&[a, c], Family::Auto), [a, c]);
+        assert_eq!(by_family(&[d, b], Family::V4Preferred), [d, b]);
+        assert!(by_family(&[a, c], Family::V6Only).is_empty());
+        assert!(by_family(&[b], Family::V4Only).is_empty());
+        for family in FAMILIES {
+            assert!(by_family(&[], family).is_empty());
+        }
+    }
+
+    fn addr() -> impl Strategy<Value = IpAddr> {
+        // Few distinct values, so answers repeat addresses.
+        prop_oneof![
+            (0u8..4).prop_map(|n| IpAddr::from([10, 0, 0, n])),
+            (0u16..4).prop_map(|n| IpAddr::from([0xfd00, 0, 0, 0, 0, 0, 0, n])),
+        ]
+    }
+
+    proptest! {
+        /// The kept addresses come from the answer, are of the families the policy allows,
+        /// appear once each, and are there whenever the answer has an allowed address.
+        #[test]
+        fn by_family_keeps_allowed_addresses_of_the_answer(
+            answer in prop::collection::vec(addr(), 0..8),
+            which in 0usize..5,
+        ) {
+            let family = FAMILIES[which];
+            let kept = by_family(&answer, family);
+            let (has_v4, has_v6) = (answer.iter().any(IpAddr::is_ipv4), answer.iter().any(IpAddr::is_ipv6));
+            let allowed = |a: &IpAddr| match family {
+                Family::V4Only => a.is_ipv4(),
+                Family::V6Only => a.is_ipv6(),
+                Family::Auto => a.is_ipv6() || !has_v6,
+                Family::V4Preferred => a.is_ipv4() || !has_v4,
+                Family::All => true,
+            };
+            prop_assert!(kept.iter().all(|a| answer.contains(a)), "not a subset: {:?}", kept);
+            prop_assert!(kept.iter().all(allowed), "a disallowed family: {:?}", kept);
+            for (i, a) in kept.iter().enumerate() {
+                prop_assert!(!kept[..i].contains(a), "duplicate {}", a);
+            }
+            prop_assert_eq!(kept.is_empty(), !answer.iter().any(allowed));
+            // Every allowed address is kept, in the resolver's order within its family.
+            let mut expected: Vec<IpAddr> = Vec::new();
+            for v4 in [true, false] {
+                for a in answer.iter().filter(|a| allowed(a) && a.is_ipv4() == v4) {
+                    if !expected.contains(a) {
+                        expected.push(*a);
+                    }
+                }
+            }
+            prop_assert_eq!(kept, expected);
+        }
+    }
+
+    fn config(family: &str) -> Config {
+        let yaml = format!(
+            r#"
+static_resources:
+  clusters:
+  - name: strict
+    type: STRICT_DNS
+    {family}
+    load_assignment:
+      cluster_name: strict
+      endpoints: [{{ lb_endpoints: [{{ endpoint: {{ address: {{ socket_address: {{ address: strict.test, port_value: 80 }} }} }} }}] }}]
+  - name: logical
+    type: LOGICAL_DNS
+    {family}
+    load_assignment:
+      cluster_name: logical
+      endpoints: [{{ lb_endpoints: [{{ endpoint: {{ address: {{ socket_address: {{ address: logical.test, port_value: 81 }} }} }} }}] }}]
+  - name: odst
+    type: ORIGINAL_DST
+    lb_policy: CLUSTER_PROVIDED
+    {family}
+    original_dst_lb_config: {{ use_http_header: true }}
+"#
+        );
+        Config::from_yaml(&yaml).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// Starts the clusters and answers the first query of each DNS cluster with `answer`.
+    fn answered(config: &Config, answer: &[IpAddr]) -> Clusters {
+        let mut clusters = Clusters::new(config);
+        let mut out = Vec::new();
+        clusters.start(burrow_sim::epoch(), &mut Timers::default(), &mut out);
+        assert_eq!(out.len(), 2);
+        for output in out {
+            let Output::Resolve { query, .. } = output else { panic!("{output:?}") };
+            assert_eq!(clusters.resolved(query, answer), Some(QueryOwner::Cluster));
+        }
+        assert!(clusters.warm());
+        clusters
+    }
+
+    /// Every address a cluster's picks reach (two rounds of round robin).
+    fn picks(clusters: &mut Clusters, cluster: usize) -> Vec<SocketAddr> {
+        let local = "127.0.0.1:1".parse().unwrap();
+        let mut seen = Vec::new();
+        for _ in 0..4 {
+            match clusters.pick(cluster, None, local) {
+                Pick::Addr(addr) if !seen.contains(&addr) => seen.push(addr),
+                Pick::Addr(_) => {}
+                other => panic!("{other:?}"),
+            }
+        }
+        seen.sort();
+        seen
+    }
+
+    fn socket(ips: &[IpAddr], port: u16) -> Vec<SocketAddr> {
+        let mut v: Vec<SocketAddr> = ips.iter().map(|ip| SocketAddr::new(*ip, port)).collect();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn dns_clusters_and_original_destination_names_apply_the_clusters_family() {
+        let (a, b, c, d) = (ip("10.0.0.1"), ip("fd00::1"), ip("10.0.0.2"), ip("fd00::2"));
+        let mixed = [b, a, d, c, b];
+        let cases = [
+            ("", vec![b, d]),
+            ("dns_lookup_family: AUTO", vec![b, d]),
+            ("dns_lookup_family: V4_ONLY", vec![a, c]),
+            ("dns_lookup_family: V6_ONLY", vec![b, d]),
+            ("dns_lookup_family: V4_PREFERRED", vec![a, c]),
+            ("dns_lookup_family: ALL", vec![a, c, b, d]),
+        ];
+        for (line, kept) in cases {
+            let config = config(line);
+            let mut clusters = answered(&config, &mixed);
+            // A strict DNS cluster uses every kept address; a logical one the first only.
+            assert_eq!(picks(&mut clusters, 0), socket(&kept, 80), "{line}");
+            assert_eq!(picks(&mut clusters, 1), socket(&kept[..1], 81), "{line}");
+            // A connection's own resolution gets the kept addresses, in order.
+            let (query, output) = clusters.resolve_for(ConnId(3), 2, "name.test".into());
+            assert_eq!(output, Output::Resolve { query, host: "name.test".into() });
+            assert_eq!(
+                clusters.resolved(query, &mixed),
+                Some(QueryOwner::Conn(ConnId(3), kept.clone())),
+                "{line}"
+            );
+        }
+    }
+
+    #[test]
+    fn an_answer_without_an_allowed_family_keeps_the_previous_hosts() {
+        let (a, b) = (ip("10.0.0.1"), ip("fd00::1"));
+        let v4_only = config("dns_lookup_family: V4_ONLY");
+        let mut clusters = answered(&v4_only, &[a]);
+        let mut timers = Timers::default();
+        let refresh = clusters.refresh(0, burrow_sim::epoch(), &mut timers);
+        let [Output::Resolve { query, .. }] = refresh.as_slice() else { panic!("{refresh:?}") };
+        assert_eq!(clusters.resolved(*query, &[b]), Some(QueryOwner::Cluster));
+        assert_eq!(picks(&mut clusters, 0), socket(&[a], 80));
+        // A first answer with no allowed address leaves the cluster without hosts (but warm).
+        let v6_only = config("dns_lookup_family: V6_ONLY");
+        let mut clusters = answered(&v6_only, &[a]);
+        assert_eq!(clusters.pick(0, None, "127.0.0.1:1".parse().unwrap()), Pick::NoHost);
+        let (query, _) = clusters.resolve_for(ConnId(1), 2, "v4.test".into());
+        assert_eq!(clusters.resolved(query, &[a]), Some(QueryOwner::Conn(ConnId(1), Vec::new())));
+    }
 
     #[test]
     fn original_destination_takes_ip_literals_and_resolves_names() {

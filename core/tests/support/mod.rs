@@ -102,7 +102,7 @@ impl Net {
                     }
                     Output::PauseRead { conn } => self.live(conn).paused = true,
                     Output::ResumeRead { conn } => self.live(conn).paused = false,
-                    Output::Resolve { query, host, .. } => self.resolves.push((query, host)),
+                    Output::Resolve { query, host } => self.resolves.push((query, host)),
                 }
             }
             if flushes.is_empty() {

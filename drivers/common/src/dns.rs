@@ -3,12 +3,15 @@
 //! [`Resolver`] is a small pool of threads calling the system resolver (`getaddrinfo` through
 //! std's `ToSocketAddrs`), for drivers without an async resolver of their own (mio). Answers go
 //! back through a callback, which is expected to queue them and wake the worker.
+//!
+//! Answers carry every address of both families: the core applies the cluster's
+//! `dns_lookup_family`.
 
 use std::collections::VecDeque;
 use std::net::{IpAddr, ToSocketAddrs};
 use std::sync::{Arc, Condvar, Mutex};
 
-use burrow_core::{Family, QueryId};
+use burrow_core::QueryId;
 
 /// The most threads one [`Resolver`] runs; each blocks in `getaddrinfo` for one query at a time.
 const MAX_THREADS: usize = 4;
@@ -28,7 +31,7 @@ struct Pool {
 }
 
 struct PoolState {
-    jobs: VecDeque<(QueryId, String, Family)>,
+    jobs: VecDeque<(QueryId, String)>,
     threads: usize,
     idle: usize,
     closed: bool,
@@ -48,9 +51,9 @@ impl Resolver {
     }
 
     /// Queue a lookup of `host`; the answer comes through the callback.
-    pub fn resolve(&self, query: QueryId, host: String, family: Family) {
+    pub fn resolve(&self, query: QueryId, host: String) {
         let mut state = self.shared.state.lock().unwrap();
-        state.jobs.push_back((query, host, family));
+        state.jobs.push_back((query, host));
         if state.idle == 0 && state.threads < MAX_THREADS {
             state.threads += 1;
             let pool = self.shared.clone();
@@ -62,7 +65,7 @@ impl Resolver {
                     // Nobody will ever take these jobs: answer them as failed lookups.
                     let jobs: Vec<_> = state.jobs.drain(..).collect();
                     drop(state);
-                    for (query, _, _) in jobs {
+                    for (query, _) in jobs {
                         (self.shared.callback)(query, Vec::new());
                     }
                 }
@@ -84,10 +87,10 @@ impl Pool {
     fn serve(&self) {
         let mut state = self.state.lock().unwrap();
         loop {
-            if let Some((query, host, family)) = state.jobs.pop_front() {
+            if let Some((query, host)) = state.jobs.pop_front() {
                 drop(state);
-                let addrs = lookup(&host, family);
-                tracing::debug!(host, ?family, ?addrs, "resolved");
+                let addrs = lookup(&host);
+                tracing::debug!(host, ?addrs, "resolved");
                 (self.callback)(query, addrs);
                 state = self.state.lock().unwrap();
             } else if state.closed {
@@ -102,10 +105,11 @@ impl Pool {
     }
 }
 
-/// Blocking lookup with the system resolver; an empty list when the name does not resolve.
-pub fn lookup(host: &str, family: Family) -> Vec<IpAddr> {
+/// Blocking lookup with the system resolver: every address, both families, in the resolver's
+/// order; an empty list when the name does not resolve.
+pub fn lookup(host: &str) -> Vec<IpAddr> {
     match (host, 0u16).to_socket_addrs() {
-        Ok(addrs) => filter(addrs.map(|a| a.ip()), family),
+        Ok(addrs) => unique(addrs.map(|a| a.ip())),
         Err(e) => {
             tracing::debug!(host, "resolution failed: {e}");
             Vec::new()
@@ -113,30 +117,16 @@ pub fn lookup(host: &str, family: Family) -> Vec<IpAddr> {
     }
 }
 
-/// Applies Envoy's `dns_lookup_family` to a resolver's answer, dropping duplicates and keeping
-/// the resolver's order: `Auto` is IPv6 if there is any, else IPv4; `V4Preferred` the reverse;
-/// `All` both.
-pub fn filter(addrs: impl IntoIterator<Item = IpAddr>, family: Family) -> Vec<IpAddr> {
-    let mut v4 = Vec::new();
-    let mut v6 = Vec::new();
+/// A resolver's answer without repeats, in its order (`getaddrinfo` lists an address once
+/// per socket type).
+pub fn unique(addrs: impl IntoIterator<Item = IpAddr>) -> Vec<IpAddr> {
+    let mut out = Vec::new();
     for addr in addrs {
-        let list = if addr.is_ipv4() { &mut v4 } else { &mut v6 };
-        if !list.contains(&addr) {
-            list.push(addr);
+        if !out.contains(&addr) {
+            out.push(addr);
         }
     }
-    match family {
-        Family::V4Only => v4,
-        Family::V6Only => v6,
-        Family::Auto if v6.is_empty() => v4,
-        Family::Auto => v6,
-        Family::V4Preferred if v4.is_empty() => v6,
-        Family::V4Preferred => v4,
-        Family::All => {
-            v4.extend(v6);
-            v4
-        }
-    }
+    out
 }
 
 #[cfg(test)]
@@ -146,18 +136,15 @@ mod tests {
     use std::time::Duration;
 
     #[test]
-    fn family_filter() {
+    fn answers_keep_both_families_in_order_without_repeats() {
         let a: IpAddr = "10.0.0.1".parse().unwrap();
         let b: IpAddr = "::1".parse().unwrap();
         let c: IpAddr = "10.0.0.2".parse().unwrap();
-        let all = [a, b, a, c];
-        assert_eq!(filter(all, Family::V4Only), [a, c]);
-        assert_eq!(filter(all, Family::V6Only), [b]);
-        assert_eq!(filter(all, Family::Auto), [b]);
-        assert_eq!(filter([a, c], Family::Auto), [a, c]);
-        assert_eq!(filter(all, Family::V4Preferred), [a, c]);
-        assert_eq!(filter([b], Family::V4Preferred), [b]);
-        assert_eq!(filter(all, Family::All), [a, c, b]);
+        assert_eq!(unique([b, a, b, c, a]), [b, a, c]);
+        assert_eq!(unique([]), Vec::<IpAddr>::new());
+        // No family is dropped here, IPv6 included (the core decides).
+        assert_eq!(lookup("::1"), ["::1".parse::<IpAddr>().unwrap()]);
+        assert_eq!(lookup("127.0.0.1"), ["127.0.0.1".parse::<IpAddr>().unwrap()]);
     }
 
     #[test]
@@ -166,9 +153,9 @@ mod tests {
         let tx = Mutex::new(tx);
         let resolver = Resolver::new(move |q, addrs| tx.lock().unwrap().send((q, addrs)).unwrap());
         for i in 0..10 {
-            resolver.resolve(QueryId(i), "127.0.0.1".into(), Family::V4Only);
+            resolver.resolve(QueryId(i), "127.0.0.1".into());
         }
-        resolver.resolve(QueryId(99), "name.invalid".into(), Family::Auto);
+        resolver.resolve(QueryId(99), "name.invalid".into());
         let mut got: Vec<_> = (0..11).map(|_| rx.recv_timeout(Duration::from_secs(10)).unwrap()).collect();
         got.sort();
         for (i, (q, addrs)) in got.iter().take(10).enumerate() {

@@ -43,7 +43,7 @@ use std::os::fd::AsFd;
 use std::task::Poll;
 use std::time::{Duration, Instant, SystemTime};
 
-use burrow_core::{CloseKind, CloseReason, ConnId, Family, Input, ListenerId, Output, Proxy, QueryId};
+use burrow_core::{CloseKind, CloseReason, ConnId, Input, ListenerId, Output, Proxy, QueryId};
 use bytes::{Buf, Bytes, BytesMut};
 use slab::Slab;
 
@@ -114,9 +114,10 @@ pub trait Net {
     fn set_reading(&mut self, token: usize, stream: &mut Self::Stream, reading: bool);
     /// Stop watching and close.
     fn close(&mut self, stream: Self::Stream);
-    /// Resolve `host` off the loop; the answer comes back as [`Engine::handle`] with
-    /// `Input::Resolved`.
-    fn resolve(&mut self, query: QueryId, host: String, family: Family);
+    /// Resolve `host` off the loop to every address of both families, in the resolver's
+    /// order (the core applies the cluster's `dns_lookup_family`); the answer comes back as
+    /// [`Engine::handle`] with `Input::Resolved`.
+    fn resolve(&mut self, query: QueryId, host: String);
 }
 
 /// One socket the core knows about (or knew: see `id`).
@@ -739,7 +740,7 @@ impl<N: Net> Engine<N> {
                     }
                 }
             }
-            Output::Resolve { query, host, family } => self.net.resolve(query, host, family),
+            Output::Resolve { query, host } => self.net.resolve(query, host),
         }
     }
 }

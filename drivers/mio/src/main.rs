@@ -10,7 +10,7 @@ use std::sync::{mpsc, Arc};
 use std::task::Poll as TaskPoll;
 use std::time::Instant;
 
-use burrow_core::{Family, Input, QueryId};
+use burrow_core::{Input, QueryId};
 use burrow_driver::dns::Resolver;
 use burrow_driver::{net, Engine, Net, Worker};
 use bytes::BytesMut;
@@ -136,7 +136,7 @@ impl Net for MioNet {
         drop(stream);
     }
 
-    fn resolve(&mut self, query: QueryId, host: String, family: Family) {
-        self.resolver.resolve(query, host, family);
+    fn resolve(&mut self, query: QueryId, host: String) {
+        self.resolver.resolve(query, host);
     }
 }

@@ -23,7 +23,7 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Wake, Waker};
 use std::time::Instant;
 
-use burrow_core::{Family, Input, QueryId};
+use burrow_core::{Input, QueryId};
 use burrow_driver::engine::LISTENER_BIT;
 use burrow_driver::{dns, net, Engine, Net, Worker};
 use bytes::BytesMut;
@@ -309,11 +309,11 @@ impl Net for TokioNet {
         drop(stream);
     }
 
-    fn resolve(&mut self, query: QueryId, host: String, family: Family) {
+    fn resolve(&mut self, query: QueryId, host: String) {
         let wakes = self.wakes.clone();
         tokio::task::spawn_local(async move {
             let addrs = match tokio::net::lookup_host((host.as_str(), 0)).await {
-                Ok(addrs) => dns::filter(addrs.map(|addr| addr.ip()), family),
+                Ok(addrs) => dns::unique(addrs.map(|addr| addr.ip())),
                 Err(e) => {
                     tracing::debug!(host, "resolution failed: {e}");
                     Vec::new()
