@@ -729,3 +729,28 @@ fn connect_failure_fails_the_pending_requests_with_503() {
         assert_eq!(proxy.stat(&http("downstream_rq_5xx")), 2, "{driver}");
     }
 }
+
+/// `GET / HTTP/9.7`: Envoy takes any version but HTTP/1.1 for HTTP/1.0, so this gets the
+/// same `426 Upgrade Required` as HTTP/1.0 (not a 400), byte-exact but for the date, and the
+/// connection closes.
+#[test]
+fn an_unknown_http_version_gets_426_upgrade_required() {
+    let origin = Origin::start();
+    for driver in DRIVERS {
+        let (config, listen, admin) = proxy_config(origin.addr, |t| t);
+        let proxy = Burrow::start(driver, &config, admin);
+        let mut client = RawConn::connect(listen);
+        client.send(b"GET / HTTP/9.7\r\nhost: a\r\n\r\n");
+        let reply = String::from_utf8(client.read_to_end()).unwrap();
+        let (head, body) = reply.split_once("\r\n\r\n").unwrap_or_else(|| panic!("{driver}: {reply:?}"));
+        let lines: Vec<&str> = head.split("\r\n").collect();
+        assert_eq!(lines[0], "HTTP/1.1 426 Upgrade Required", "{driver}: {reply:?}");
+        assert_eq!(lines[1..3], ["content-length: 16", "content-type: text/plain"], "{driver}: {reply:?}");
+        assert!(lines[3].starts_with("date: "), "{driver}: {reply:?}");
+        assert_eq!(lines[4..], ["server: envoy", "connection: close"], "{driver}: {reply:?}");
+        assert_eq!(body, "Upgrade Required", "{driver}");
+        assert_eq!(origin.accepted(), 0, "{driver}: nothing forwarded");
+        assert_eq!(proxy.stat(&http("downstream_rq_4xx")), 1, "{driver}");
+        assert_eq!(proxy.stat(&http("downstream_cx_protocol_error")), 1, "{driver}");
+    }
+}
