@@ -49,6 +49,47 @@ fn validate_names_an_unknown_field() {
     }
 }
 
+/// `--mode validate` on `config` fails (exit 1) with a message naming `path` and saying it is
+/// not supported yet, for both binaries.
+fn validate_refuses_as_unsupported(config: &str, path: &str) {
+    for driver in DRIVERS {
+        let (status, output) = support::validate(driver, config);
+        assert_eq!(status.code(), Some(1), "{driver}: {output}");
+        assert!(output.contains(&format!("{path}: ")), "{driver} does not name {path}:\n{output}");
+        assert!(output.contains("not supported yet"), "{driver}:\n{output}");
+        assert!(!output.contains("OK"), "{driver}:\n{output}");
+    }
+}
+
+const HCM: &str = "static_resources.listeners[0].filter_chains[0].filters[0].typed_config";
+
+#[test]
+fn validate_refuses_a_udp_listener() {
+    let config = support::config("default.yaml").replace("protocol: TCP", "protocol: UDP");
+    assert!(config.contains("protocol: UDP"));
+    validate_refuses_as_unsupported(&config, "static_resources.listeners[0].address.socket_address.protocol");
+}
+
+#[test]
+fn validate_refuses_an_http3_codec() {
+    let config = support::config("default.yaml").replace(
+        "          stat_prefix: forward_proxy\n",
+        "          stat_prefix: forward_proxy\n          codec_type: HTTP3\n",
+    );
+    assert!(config.contains("codec_type: HTTP3"));
+    validate_refuses_as_unsupported(&config, &format!("{HCM}.codec_type"));
+}
+
+#[test]
+fn validate_refuses_cluster_http2_protocol_options() {
+    let config = support::config("default.yaml").replace(
+        "    lb_policy: CLUSTER_PROVIDED\n",
+        "    lb_policy: CLUSTER_PROVIDED\n    http2_protocol_options: {}\n",
+    );
+    assert!(config.contains("http2_protocol_options"));
+    validate_refuses_as_unsupported(&config, "static_resources.clusters[0].http2_protocol_options");
+}
+
 #[test]
 fn validate_reports_a_missing_file() {
     for driver in DRIVERS {

@@ -729,3 +729,191 @@ fn connect_failure_fails_the_pending_requests_with_503() {
         assert_eq!(proxy.stat(&http("downstream_rq_5xx")), 2, "{driver}");
     }
 }
+
+/// Raises this process's soft open-file limit to at least `want` (within the hard limit); the
+/// proxy processes it starts inherit it.
+fn raise_fd_limit(want: libc::rlim_t) {
+    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit/setrlimit only read and write the struct passed.
+    unsafe {
+        assert_eq!(libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit), 0, "getrlimit");
+        if limit.rlim_cur < want {
+            limit.rlim_cur = want.min(limit.rlim_max);
+            assert_eq!(libc::setrlimit(libc::RLIMIT_NOFILE, &limit), 0, "setrlimit");
+        }
+    }
+    assert!(limit.rlim_cur >= want, "open-file limit {} below {want}", limit.rlim_cur);
+}
+
+/// What one slowloris client saw: every byte it received until EOF, how many bytes of its head
+/// it had sent, and how long after its first byte the answer started.
+struct SlowOutcome {
+    received: Vec<u8>,
+    sent: usize,
+    answered_after: Duration,
+}
+
+/// Connects and sends `head` one byte at a time, a byte a second, until anything arrives; then
+/// reads to EOF. The second byte goes 0.5 s after the first, so that no byte is in flight when
+/// the proxy's 2 s timer fires and closes the socket: closing a socket with unread bytes makes
+/// the kernel send a reset, which a client may see before the answer (burrow has no lingering
+/// close yet, unlike Envoy's delayed close).
+async fn slowloris(addr: SocketAddr, head: &'static [u8]) -> Result<SlowOutcome, String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let mut tcp = tokio::net::TcpStream::connect(addr).await.map_err(|e| format!("connect: {e}"))?;
+    tcp.set_nodelay(true).map_err(|e| e.to_string())?;
+    tcp.write_all(&head[..1]).await.map_err(|e| format!("write: {e}"))?;
+    let first = tokio::time::Instant::now();
+    let mut next = first + Duration::from_millis(500);
+    let mut sent = 1;
+    let mut received = Vec::new();
+    let mut answered_after = None;
+    let mut buf = [0u8; 1024];
+    loop {
+        tokio::select! {
+            biased;
+            read = tcp.read(&mut buf) => match read {
+                Ok(0) => break,
+                Ok(n) => {
+                    answered_after.get_or_insert_with(|| first.elapsed());
+                    received.extend_from_slice(&buf[..n]);
+                }
+                Err(e) => return Err(format!("read after {sent} bytes sent: {e}")),
+            },
+            () = tokio::time::sleep_until(next), if received.is_empty() && sent < head.len() => {
+                tcp.write_all(&head[sent..=sent]).await.map_err(|e| format!("write: {e}"))?;
+                sent += 1;
+                next += Duration::from_secs(1);
+            }
+        }
+    }
+    let answered_after = answered_after.ok_or("EOF without an answer")?;
+    Ok(SlowOutcome { received, sent, answered_after })
+}
+
+/// Envoy's slowloris defence, `request_headers_timeout: 2s`: 1,000 clients each trickling their
+/// request head a byte a second all get exactly Envoy's `408` (body `request header timeout`)
+/// about 2 s after their first byte, and their connections closed, while a normal client on
+/// the same proxy keeps making keep-alive requests that all succeed.
+#[test]
+fn request_headers_timeout_cuts_off_a_thousand_slow_clients() {
+    const SLOW: usize = 1000;
+    const NORMAL_REQUESTS: usize = 12;
+    const HEAD: &[u8] = b"GET /slow HTTP/1.1\r\nhost: a\r\n\r\n";
+    raise_fd_limit(4 * SLOW as libc::rlim_t);
+    let origin = Origin::start();
+    for driver in DRIVERS {
+        let (config, listen, admin) = proxy_config(origin.addr, |t| {
+            replace_once(
+                &t,
+                "          codec_type: HTTP1\n",
+                "          codec_type: HTTP1\n          request_headers_timeout: 2s\n",
+            )
+        });
+        let proxy = Burrow::start(driver, &config, admin);
+        let started = Instant::now();
+        let before = origin.seen().len();
+
+        // The slow clients, one task set on the peers' runtime, started at once.
+        let mut slow = tokio::task::JoinSet::new();
+        for i in 0..SLOW {
+            let client = async move { (i, tokio::time::timeout(IO_TIMEOUT, slowloris(listen, HEAD)).await) };
+            slow.spawn_on(client, peers::runtime().handle());
+        }
+        // A normal keep-alive client alongside, for as long as the slow ones are trickling.
+        let normal = thread::spawn(move || {
+            let mut client = RawConn::connect(listen);
+            let mut bodies = Vec::new();
+            for i in 0..NORMAL_REQUESTS {
+                let reply =
+                    client.exchange(format!("GET /normal/{i} HTTP/1.1\r\nhost: a\r\n\r\n").as_bytes());
+                bodies.push((reply.status, reply.text(), reply.header("connection")));
+                thread::sleep(Duration::from_millis(250));
+            }
+            bodies
+        });
+
+        let mut outcomes: Vec<_> = peers::runtime().block_on(async {
+            let mut outcomes = Vec::with_capacity(SLOW);
+            while let Some(joined) = slow.join_next().await {
+                outcomes.push(joined.expect("slow client task"));
+            }
+            outcomes
+        });
+        outcomes.sort_by_key(|(i, _)| *i);
+        assert_eq!(outcomes.len(), SLOW);
+        for (i, outcome) in outcomes {
+            let outcome = outcome
+                .unwrap_or_else(|_| panic!("{driver}: slow client {i} not answered within {IO_TIMEOUT:?}"))
+                .unwrap_or_else(|e| panic!("{driver}: slow client {i}: {e}"));
+            let text = String::from_utf8_lossy(&outcome.received);
+            let (head, body) =
+                text.split_once("\r\n\r\n").unwrap_or_else(|| panic!("{driver}: {i}: {text:?}"));
+            let lines: Vec<&str> = head.split("\r\n").collect();
+            assert_eq!(lines.len(), 6, "{driver}: slow client {i}: {text:?}");
+            assert_eq!(
+                lines[..3],
+                ["HTTP/1.1 408 Request Timeout", "content-length: 22", "content-type: text/plain"]
+            );
+            assert!(lines[3].starts_with("date: ") && lines[3].ends_with(" GMT"), "{driver}: {text:?}");
+            assert_eq!(lines[4..], ["server: envoy", "connection: close"], "{driver}: {text:?}");
+            assert_eq!(body, "request header timeout", "{driver}: slow client {i}: exactly one response");
+            assert!((2..=4).contains(&outcome.sent), "{driver}: slow client {i} sent {} bytes", outcome.sent);
+            assert!(
+                outcome.answered_after >= Duration::from_millis(1900),
+                "{driver}: slow client {i} answered after {:?}",
+                outcome.answered_after
+            );
+        }
+
+        let replies = normal.join().expect("normal client");
+        for (i, (status, body, connection)) in replies.into_iter().enumerate() {
+            assert_eq!(
+                (status, body.as_str()),
+                (200, format!("GET /normal/{i}").as_str()),
+                "{driver}: request {i}"
+            );
+            assert_eq!(connection, None, "{driver}: request {i} kept alive");
+        }
+        let elapsed = started.elapsed();
+        assert!(elapsed < Duration::from_secs(15), "{driver}: took {elapsed:?}");
+        assert_eq!(
+            origin.seen().len() - before,
+            NORMAL_REQUESTS,
+            "{driver}: no slow head reached the origin"
+        );
+        assert_eq!(proxy.stat(&http("downstream_rq_header_timeout")), SLOW as u64, "{driver}");
+        assert_eq!(proxy.stat(&http("downstream_rq_idle_timeout")), 0, "{driver}");
+        assert_eq!(proxy.stat(&http("downstream_rq_4xx")), SLOW as u64, "{driver}");
+        assert_eq!(proxy.stat(&http("downstream_rq_2xx")), NORMAL_REQUESTS as u64, "{driver}");
+        assert_eq!(proxy.stat(&http("downstream_cx_total")), SLOW as u64 + 1, "{driver}");
+        // Every slow connection is gone, and the normal client has hung up too.
+        proxy.wait_stat(&http("downstream_cx_active"), |v| v == 0);
+    }
+}
+
+/// `GET / HTTP/9.7`: Envoy takes any version but HTTP/1.1 for HTTP/1.0, so this gets the
+/// same `426 Upgrade Required` as HTTP/1.0 (not a 400), byte-exact but for the date, and the
+/// connection closes.
+#[test]
+fn an_unknown_http_version_gets_426_upgrade_required() {
+    let origin = Origin::start();
+    for driver in DRIVERS {
+        let (config, listen, admin) = proxy_config(origin.addr, |t| t);
+        let proxy = Burrow::start(driver, &config, admin);
+        let mut client = RawConn::connect(listen);
+        client.send(b"GET / HTTP/9.7\r\nhost: a\r\n\r\n");
+        let reply = String::from_utf8(client.read_to_end()).unwrap();
+        let (head, body) = reply.split_once("\r\n\r\n").unwrap_or_else(|| panic!("{driver}: {reply:?}"));
+        let lines: Vec<&str> = head.split("\r\n").collect();
+        assert_eq!(lines[0], "HTTP/1.1 426 Upgrade Required", "{driver}: {reply:?}");
+        assert_eq!(lines[1..3], ["content-length: 16", "content-type: text/plain"], "{driver}: {reply:?}");
+        assert!(lines[3].starts_with("date: "), "{driver}: {reply:?}");
+        assert_eq!(lines[4..], ["server: envoy", "connection: close"], "{driver}: {reply:?}");
+        assert_eq!(body, "Upgrade Required", "{driver}");
+        assert_eq!(origin.accepted(), 0, "{driver}: nothing forwarded");
+        assert_eq!(proxy.stat(&http("downstream_rq_4xx")), 1, "{driver}");
+        assert_eq!(proxy.stat(&http("downstream_cx_protocol_error")), 1, "{driver}");
+    }
+}

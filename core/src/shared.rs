@@ -85,6 +85,7 @@ stat_struct!(
         downstream_rq_ws_on_non_ws_route,
         downstream_rq_completed,
         downstream_rq_idle_timeout,
+        downstream_rq_header_timeout,
         downstream_cx_idle_timeout,
     },
     gauges {

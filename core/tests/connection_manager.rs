@@ -179,3 +179,22 @@ fn admin_serves_stats_and_readiness() {
     assert!(reply.contains("http.forward_proxy.downstream_cx_total: 0\n"));
     assert!(reply.contains("cluster.original_destination.upstream_cx_total: 0\n"));
 }
+
+/// Envoy's codecs take any `HTTP/D.D` version but 1.1 for HTTP/1.0: `HTTP/9.7` gets the same
+/// 426 as HTTP/1.0 (not a 400), and the connection closes.
+#[test]
+fn an_unknown_http_version_gets_426_upgrade_required() {
+    let (reply, closed, net) = reply_to(&terminate_config(1 << 20), b"GET / HTTP/9.7\r\nhost: a\r\n\r\n");
+    assert_eq!(
+        reply,
+        "HTTP/1.1 426 Upgrade Required\r\ncontent-length: 16\r\ncontent-type: text/plain\r\n\
+         date: Tue, 14 Nov 2023 22:13:20 GMT\r\nserver: envoy\r\nconnection: close\r\n\r\nUpgrade Required"
+    );
+    assert_eq!(closed, Some(CloseKind::Flush));
+    assert_eq!(net.stat("http.ingress.downstream_rq_4xx"), 1);
+    assert_eq!(net.stat("http.ingress.downstream_cx_protocol_error"), 1);
+
+    // Not shaped HTTP/D.D: malformed.
+    let (reply, ..) = reply_to(&terminate_config(1 << 20), b"GET / HTTP/10.0\r\nhost: a\r\n\r\n");
+    assert_eq!(status_line(&reply), "HTTP/1.1 400 Bad Request");
+}

@@ -221,3 +221,64 @@ fn upgrades_not_enabled_are_refused_and_h2c_is_stripped() {
     assert!(!sent.to_ascii_lowercase().contains("upgrade"), "{sent}");
     assert!(!sent.to_ascii_lowercase().contains("http2-settings"), "{sent}");
 }
+
+/// `request_headers_timeout`: a head not complete within the timeout of its first byte is
+/// answered `408` with Envoy's body and the connection closed, however steadily its bytes
+/// trickle in (the stream idle timeout never fires for it); a head that completes in time is
+/// served, and the clock restarts for the next head on the same connection.
+#[test]
+fn request_headers_timeout_answers_a_slow_head_408_and_closes() {
+    let mut net = Net::new(&proxy_config("          request_headers_timeout: 2s", ""));
+    let slow = net.connect_client(0);
+    let head = b"GET /slow HTTP/1.1\r\nhost: h\r\n\r\n";
+    // Idle before the first byte does not count.
+    net.advance(Duration::from_secs(5));
+    assert_eq!(net.state(slow).closed, None);
+    for (i, byte) in head[..4].iter().enumerate() {
+        if i > 0 {
+            net.advance(Duration::from_millis(500));
+        }
+        net.send(slow, std::slice::from_ref(byte));
+    }
+    assert!(net.state(slow).received.is_empty(), "1.5 s in");
+    net.advance(Duration::from_millis(499));
+    assert!(net.state(slow).received.is_empty(), "1.999 s in");
+    net.advance(Duration::from_millis(1));
+    assert_eq!(
+        text(&net.state(slow).received),
+        "HTTP/1.1 408 Request Timeout\r\ncontent-length: 22\r\ncontent-type: text/plain\r\n\
+         date: Tue, 14 Nov 2023 22:13:27 GMT\r\nserver: envoy\r\nconnection: close\r\n\r\nrequest header timeout"
+    );
+    assert_eq!(net.state(slow).closed, Some(CloseKind::Flush));
+    assert!(net.upstreams().is_empty(), "nothing was forwarded");
+    assert_eq!(net.stat("http.ingress.downstream_rq_header_timeout"), 1);
+    assert_eq!(net.stat("http.ingress.downstream_rq_idle_timeout"), 0);
+    assert_eq!(net.stat("http.ingress.downstream_rq_4xx"), 1);
+
+    // A head completed in time is served; the next head on the connection gets its own 2 s.
+    let (client, up) = request(&mut net, b"GET /1 HTTP/1.1\r\nhost: h\r\n\r\n");
+    net.advance(Duration::from_secs(3));
+    net.send(up, b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok");
+    net.send(client, b"GET /2 HTTP/1.1\r\n");
+    net.advance(Duration::from_millis(1900));
+    net.send(client, b"host: h\r\n\r\n");
+    net.advance(Duration::from_secs(3));
+    assert_eq!(text(&net.state(up).received).matches("GET /").count(), 2);
+    assert_eq!(net.state(client).closed, None);
+    assert_eq!(net.stat("http.ingress.downstream_rq_header_timeout"), 1);
+}
+
+#[test]
+fn request_headers_timeout_is_off_by_default_and_when_zero() {
+    for extra in ["", "          request_headers_timeout: 0s"] {
+        let mut net = Net::new(&proxy_config(extra, ""));
+        let client = net.connect_client(0);
+        net.send(client, b"GET / HTTP/1.1\r\n");
+        for _ in 0..60 {
+            net.send(client, b"x-a: b\r\n");
+            net.advance(Duration::from_secs(1));
+        }
+        assert!(net.state(client).received.is_empty(), "{extra:?}");
+        assert_eq!(net.state(client).closed, None, "{extra:?}");
+    }
+}

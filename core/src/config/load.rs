@@ -30,6 +30,16 @@ pub const HTTP_PROTOCOL_OPTIONS_TYPE_URL: &str =
 pub const HTTP_PROTOCOL_OPTIONS_NAME: &str = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions";
 
 const DEFAULT_BUFFER_LIMIT: u32 = 1024 * 1024;
+
+/// What burrow does instead of the HTTP/2 and HTTP/3 downstream options it refuses.
+const DOWNSTREAM_HTTP1_ONLY: &str =
+    "burrow's downstream codec is HTTP/1.1 only; codec_type AUTO and HTTP1 both serve HTTP/1.1";
+/// What burrow does instead of the HTTP/2 and HTTP/3 upstream options it refuses.
+const UPSTREAM_HTTP1_ONLY: &str = "burrow speaks HTTP/1.1 to upstreams only";
+const EXPLICIT_HTTP1_ONLY: &str =
+    "burrow speaks HTTP/1.1 to upstreams only: use explicit_http_config with http_protocol_options";
+const ROUND_ROBIN_ONLY: &str = "burrow balances hosts with ROUND_ROBIN only";
+
 /// Envoy's `RouteConfiguration.max_direct_response_body_size_bytes` default.
 const MAX_DIRECT_RESPONSE_BODY: usize = 4096;
 
@@ -85,6 +95,14 @@ fn err<T>(path: impl Into<String>, message: impl Into<String>) -> Result<T> {
     Err(ConfigError::new(path, message))
 }
 
+/// A field (or value) burrow parses but does not implement yet: refused rather than silently
+/// ignored. `what` names the value when the field itself is fine (`"UDP"`), `why` says what
+/// burrow does instead.
+fn not_supported<T>(path: impl Into<String>, what: &str, why: &str) -> Result<T> {
+    let subject = if what.is_empty() { String::new() } else { format!("{what} is ") };
+    err(path, format!("{subject}not supported yet ({why})"))
+}
+
 /// Splits a `typed_config` into its `@type` and the remaining fields.
 fn split_typed(value: &Value, path: &str) -> Result<(String, Value)> {
     let Value::Object(map) = value else {
@@ -107,6 +125,18 @@ fn type_name(url: &str) -> &str {
 // Bootstrap, addresses
 
 fn build(bootstrap: raw::Bootstrap) -> Result<Config> {
+    if let Some(a) = &bootstrap.admin {
+        if a.access_log_path.as_deref().is_some_and(|p| !p.is_empty() && p != "/dev/null") {
+            return not_supported(
+                "admin.access_log_path",
+                "",
+                "burrow writes no admin access log; only /dev/null is accepted",
+            );
+        }
+        if a.access_log.as_ref().is_some_and(|logs| !logs.is_empty()) {
+            return not_supported("admin.access_log", "", "burrow writes no admin access log");
+        }
+    }
     let admin = match bootstrap.admin {
         Some(a) => match a.address {
             Some(address) => Some(Admin { address: ip_address(address, "admin.address", false)?.0 }),
@@ -190,6 +220,13 @@ fn listener(l: raw::Listener, path: &str, clusters: &HashMap<String, usize>) -> 
         return err(path, "missing address");
     };
     let (address, protocol) = ip_address(address, &at(path, "address"), true)?;
+    if protocol == SocketProtocol::Udp {
+        return not_supported(
+            at(path, "address.socket_address.protocol"),
+            "UDP",
+            "burrow listens on TCP only; HTTP/3 over QUIC is not implemented",
+        );
+    }
     // Envoy makes up a name for an unnamed listener; the address is a readable stand-in.
     let name = l.name.filter(|n| !n.is_empty()).unwrap_or_else(|| address.to_string());
 
@@ -235,18 +272,6 @@ fn listener(l: raw::Listener, path: &str, clusters: &HashMap<String, usize>) -> 
             )
         }
     };
-    let NetworkFilter::HttpConnectionManager(h) = &filter;
-    let http3 = h.codec_type == CodecType::Http3;
-    match protocol {
-        SocketProtocol::Tcp if http3 => {
-            return err(at(&typed_path, "codec_type"), "HTTP/3 codec configured on non-QUIC listener.")
-        }
-        SocketProtocol::Udp if !http3 => {
-            return err(at(&typed_path, "codec_type"), "Non-HTTP/3 codec configured on QUIC listener.")
-        }
-        _ => {}
-    }
-
     Ok(Listener {
         name,
         address,
@@ -269,9 +294,23 @@ fn hcm(
     let codec_type = match h.codec_type {
         None | Some(raw::CodecType::Auto) => CodecType::Auto,
         Some(raw::CodecType::Http1) => CodecType::Http1,
-        Some(raw::CodecType::Http2) => CodecType::Http2,
-        Some(raw::CodecType::Http3) => CodecType::Http3,
+        Some(raw::CodecType::Http2) => {
+            return not_supported(at(path, "codec_type"), "HTTP2", DOWNSTREAM_HTTP1_ONLY);
+        }
+        Some(raw::CodecType::Http3) => {
+            return not_supported(at(path, "codec_type"), "HTTP3", DOWNSTREAM_HTTP1_ONLY);
+        }
     };
+    if h.http2_protocol_options.is_some() {
+        return not_supported(at(path, "http2_protocol_options"), "", DOWNSTREAM_HTTP1_ONLY);
+    }
+    if h.request_timeout.is_some_and(|d| !d.0.is_zero()) {
+        return not_supported(
+            at(path, "request_timeout"),
+            "",
+            "only 0s, disabled, is accepted; request_headers_timeout and stream_idle_timeout are supported",
+        );
+    }
     let Some(route_config) = h.route_config else {
         return err(path, "missing route_config (rds and scoped_routes are not supported)");
     };
@@ -316,7 +355,7 @@ fn hcm(
     }
     let stream_idle_timeout = timeout_or(h.stream_idle_timeout, Some(Duration::from_secs(300)));
     let idle_timeout = timeout_or(common.and_then(|c| c.idle_timeout), Some(Duration::from_secs(3600)));
-    let request_timeout = timeout_or(h.request_timeout, None);
+    let request_headers_timeout = timeout_or(h.request_headers_timeout, None);
     let server_name = match h.server_name {
         None => "envoy".to_string(),
         Some(name) if name.is_empty() => "envoy".to_string(),
@@ -335,14 +374,11 @@ fn hcm(
         http_protocol_options: Http1Options {
             accept_http_10: h.http_protocol_options.and_then(|o| o.accept_http_10).unwrap_or(false),
         },
-        http2_protocol_options: Http2Options {
-            allow_connect: h.http2_protocol_options.and_then(|o| o.allow_connect).unwrap_or(false),
-        },
         max_request_headers_kb,
         max_headers_count,
         stream_idle_timeout,
         idle_timeout,
-        request_timeout,
+        request_headers_timeout,
         use_remote_address: h.use_remote_address.unwrap_or(false),
         generate_request_id: h.generate_request_id.unwrap_or(true),
         server_name,
@@ -603,12 +639,26 @@ fn route_target(
                 format!("Non-CONNECT upgrade type {} has ConnectConfig", u.upgrade_type),
             );
         }
+        if let Some(c) = &u.connect_config {
+            if !u.upgrade_type.eq_ignore_ascii_case("CONNECT") {
+                return not_supported(
+                    at(&upath, "connect_config"),
+                    "terminating CONNECT-UDP",
+                    "burrow terminates CONNECT into TCP only",
+                );
+            }
+            if c.allow_post == Some(true) {
+                return not_supported(
+                    at(&upath, "connect_config.allow_post"),
+                    "",
+                    "burrow terminates CONNECT requests only, not POST",
+                );
+            }
+        }
         upgrade_configs.push(RouteUpgradeConfig {
             upgrade_type: u.upgrade_type,
             enabled: u.enabled.unwrap_or(true),
-            connect_config: u
-                .connect_config
-                .map(|c| ConnectConfig { allow_post: c.allow_post.unwrap_or(false) }),
+            connect_config: u.connect_config.map(|_| ConnectConfig {}),
         });
     }
 
@@ -780,9 +830,11 @@ fn cluster(c: raw::Cluster, path: &str) -> Result<Cluster> {
 
     let lb_policy = match c.lb_policy.unwrap_or(raw::LbPolicy::RoundRobin) {
         raw::LbPolicy::RoundRobin => LbPolicy::RoundRobin,
-        raw::LbPolicy::LeastRequest => LbPolicy::LeastRequest,
-        raw::LbPolicy::Random => LbPolicy::Random,
         raw::LbPolicy::ClusterProvided => LbPolicy::ClusterProvided,
+        raw::LbPolicy::LeastRequest => {
+            return not_supported(at(path, "lb_policy"), "LEAST_REQUEST", ROUND_ROBIN_ONLY);
+        }
+        raw::LbPolicy::Random => return not_supported(at(path, "lb_policy"), "RANDOM", ROUND_ROBIN_ONLY),
     };
     match (kind, lb_policy) {
         (D::OriginalDst, LbPolicy::ClusterProvided) => {}
@@ -915,8 +967,8 @@ fn cluster(c: raw::Cluster, path: &str) -> Result<Cluster> {
         }
     }
 
-    // Upstream protocol: the typed HttpProtocolOptions, or the deprecated cluster-level fields.
-    let mut protocol = UpstreamProtocol::Http1;
+    // Upstream protocol options: the typed HttpProtocolOptions, or the deprecated cluster-level
+    // fields. HTTP/1.1 is the only upstream protocol so far.
     let mut common = None;
     let mut common_path = at(path, "common_http_protocol_options");
     let typed = c.typed_extension_protocol_options.unwrap_or_default();
@@ -936,25 +988,25 @@ fn cluster(c: raw::Cluster, path: &str) -> Result<Cluster> {
             );
         }
         let hpo: raw::HttpProtocolOptions = decode(&body, &kpath)?;
+        if hpo.auto_config.is_some() {
+            return not_supported(at(&kpath, "auto_config"), "", EXPLICIT_HTTP1_ONLY);
+        }
+        if hpo.use_downstream_protocol_config.is_some() {
+            return not_supported(at(&kpath, "use_downstream_protocol_config"), "", EXPLICIT_HTTP1_ONLY);
+        }
         let Some(explicit) = hpo.explicit_http_config else {
-            return err(kpath, "missing explicit_http_config (auto_config and use_downstream_protocol_config are not supported)");
+            return err(kpath, format!("missing explicit_http_config ({EXPLICIT_HTTP1_ONLY})"));
         };
-        protocol = match (explicit.http_protocol_options, explicit.http2_protocol_options) {
-            (Some(_), None) => UpstreamProtocol::Http1,
-            (None, Some(_)) => UpstreamProtocol::Http2,
-            (None, None) => {
-                return err(
-                    at(&kpath, "explicit_http_config"),
-                    "one of http_protocol_options or http2_protocol_options is required",
-                )
-            }
-            (Some(_), Some(_)) => {
-                return err(
-                    at(&kpath, "explicit_http_config"),
-                    "only one of http_protocol_options and http2_protocol_options may be set",
-                )
-            }
-        };
+        let epath = at(&kpath, "explicit_http_config");
+        if explicit.http2_protocol_options.is_some() {
+            return not_supported(at(&epath, "http2_protocol_options"), "", UPSTREAM_HTTP1_ONLY);
+        }
+        if explicit.http3_protocol_options.is_some() {
+            return not_supported(at(&epath, "http3_protocol_options"), "", UPSTREAM_HTTP1_ONLY);
+        }
+        if explicit.http_protocol_options.is_none() {
+            return err(epath, "missing http_protocol_options");
+        }
         if hpo.common_http_protocol_options.is_some() {
             common = hpo.common_http_protocol_options;
             common_path = at(&kpath, "common_http_protocol_options");
@@ -969,15 +1021,11 @@ fn cluster(c: raw::Cluster, path: &str) -> Result<Cluster> {
             ),
         )
     };
-    match (c.http_protocol_options, c.http2_protocol_options) {
-        (Some(_), Some(_)) => {
-            return err(at(path, "http2_protocol_options"), "cannot be combined with http_protocol_options")
-        }
-        (Some(_), None) if has_typed => return legacy_conflict("http_protocol_options"),
-        (None, Some(_)) if has_typed => return legacy_conflict("http2_protocol_options"),
-        (Some(_), None) => protocol = UpstreamProtocol::Http1,
-        (None, Some(_)) => protocol = UpstreamProtocol::Http2,
-        (None, None) => {}
+    if c.http2_protocol_options.is_some() {
+        return not_supported(at(path, "http2_protocol_options"), "", UPSTREAM_HTTP1_ONLY);
+    }
+    if c.http_protocol_options.is_some() && has_typed {
+        return legacy_conflict("http_protocol_options");
     }
     if c.common_http_protocol_options.is_some() {
         if common.is_some() {
@@ -1016,7 +1064,7 @@ fn cluster(c: raw::Cluster, path: &str) -> Result<Cluster> {
         per_connection_buffer_limit_bytes: c
             .per_connection_buffer_limit_bytes
             .map_or(DEFAULT_BUFFER_LIMIT, |v| v.0),
-        protocol,
+        protocol: UpstreamProtocol::Http1,
         max_requests_per_connection,
         idle_timeout,
         circuit_breakers,

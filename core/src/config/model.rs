@@ -27,6 +27,7 @@ pub enum SocketProtocol {
 pub struct Listener {
     pub name: String,
     pub address: SocketAddr,
+    /// Always TCP: UDP (QUIC) listeners are refused at load time until HTTP/3 is supported.
     pub protocol: SocketProtocol,
     /// High watermark for bytes queued towards or from one connection (default 1 MiB).
     pub per_connection_buffer_limit_bytes: u32,
@@ -39,12 +40,12 @@ pub enum NetworkFilter {
     HttpConnectionManager(Box<HttpConnectionManager>),
 }
 
+/// The downstream codec. Both serve HTTP/1.1 only for now: `HTTP2` and `HTTP3` are refused at
+/// load time, and `AUTO` detects no HTTP/2 preface.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum CodecType {
     Auto,
     Http1,
-    Http2,
-    Http3,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -56,7 +57,6 @@ pub struct HttpConnectionManager {
     pub http_filters: Vec<HttpFilter>,
     pub upgrade_configs: Vec<UpgradeConfig>,
     pub http_protocol_options: Http1Options,
-    pub http2_protocol_options: Http2Options,
     /// Limit on a request head, in KiB (default 60, at most 8192).
     pub max_request_headers_kb: u32,
     /// Limit on the number of request headers (default 100).
@@ -66,8 +66,10 @@ pub struct HttpConnectionManager {
     /// `common_http_protocol_options.idle_timeout` for downstream connections (default 1 h;
     /// zero disables).
     pub idle_timeout: Option<Duration>,
-    /// `request_timeout` (default none).
-    pub request_timeout: Option<Duration>,
+    /// `request_headers_timeout`: a request head must be complete this long after its first
+    /// byte arrived, or it is answered 408 and the connection closed (default none; zero
+    /// disables).
+    pub request_headers_timeout: Option<Duration>,
     /// Append the peer address to `x-forwarded-for` and trust it as the client (default false).
     pub use_remote_address: bool,
     /// Add `x-request-id` when absent (default true).
@@ -111,11 +113,6 @@ pub struct UpgradeConfig {
 pub struct Http1Options {
     /// Accept HTTP/1.0 requests (Envoy answers 426 when false, the default).
     pub accept_http_10: bool,
-}
-
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Http2Options {
-    pub allow_connect: bool,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -239,10 +236,10 @@ pub struct RouteUpgradeConfig {
     pub connect_config: Option<ConnectConfig>,
 }
 
+/// A route upgrade's `connect_config`: its presence means "terminate". `allow_post: true` and
+/// `proxy_protocol_config` are not supported yet.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct ConnectConfig {
-    pub allow_post: bool,
-}
+pub struct ConnectConfig {}
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct Cluster {
@@ -268,11 +265,10 @@ pub enum Discovery {
     OriginalDst { use_http_header: bool, http_header_name: Option<String> },
 }
 
+/// `LEAST_REQUEST` and `RANDOM` are refused at load time until they are implemented.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum LbPolicy {
     RoundRobin,
-    LeastRequest,
-    Random,
     ClusterProvided,
 }
 
@@ -299,10 +295,10 @@ pub enum Endpoint {
     Dns { host: String, port: u16 },
 }
 
+/// The upstream protocol: HTTP/1.1 only for now (HTTP/2 options are refused at load time).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum UpstreamProtocol {
     Http1,
-    Http2,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -202,11 +202,9 @@ pub struct Bootstrap {
 #[serde(deny_unknown_fields)]
 pub struct Admin {
     pub address: Option<Address>,
-    /// Deprecated in Envoy, still accepted; burrow writes no admin access log.
-    #[allow(dead_code)]
+    /// Deprecated in Envoy; burrow writes no admin access log, so only `/dev/null` is accepted.
     pub access_log_path: Option<String>,
-    /// Accepted and ignored.
-    #[allow(dead_code)]
+    /// Not supported yet; read so that the error can say so.
     pub access_log: Option<Vec<Value>>,
 }
 
@@ -295,11 +293,15 @@ pub struct HttpConnectionManager {
     #[serde(default, deserialize_with = "nullable")]
     pub upgrade_configs: Vec<UpgradeConfig>,
     pub http_protocol_options: Option<Http1ProtocolOptions>,
-    pub http2_protocol_options: Option<Http2ProtocolOptions>,
+    /// Not supported yet (the downstream codec is HTTP/1.1 only); read so that the error can say
+    /// so.
+    pub http2_protocol_options: Option<Value>,
     pub max_request_headers_kb: Option<U32>,
     pub common_http_protocol_options: Option<DownstreamCommonHttpProtocolOptions>,
     pub stream_idle_timeout: Option<Dur>,
+    /// Only zero (disabled) is supported yet.
     pub request_timeout: Option<Dur>,
+    pub request_headers_timeout: Option<Dur>,
     pub use_remote_address: Option<bool>,
     pub generate_request_id: Option<bool>,
     pub server_name: Option<String>,
@@ -328,12 +330,6 @@ pub struct UpgradeConfig {
 #[serde(deny_unknown_fields)]
 pub struct Http1ProtocolOptions {
     pub accept_http_10: Option<bool>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Http2ProtocolOptions {
-    pub allow_connect: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -533,8 +529,8 @@ pub struct Cluster {
     pub typed_extension_protocol_options: Option<Map<String, Value>>,
     /// Deprecated cluster-level protocol selection (HTTP/1.1).
     pub http_protocol_options: Option<UpstreamHttp1ProtocolOptions>,
-    /// Deprecated cluster-level protocol selection (HTTP/2).
-    pub http2_protocol_options: Option<UpstreamHttp2ProtocolOptions>,
+    /// Deprecated cluster-level protocol selection (HTTP/2): not supported yet.
+    pub http2_protocol_options: Option<Value>,
     pub max_requests_per_connection: Option<U32>,
     pub common_http_protocol_options: Option<UpstreamCommonHttpProtocolOptions>,
 }
@@ -632,6 +628,10 @@ pub enum RoutingPriority {
 #[serde(deny_unknown_fields)]
 pub struct HttpProtocolOptions {
     pub explicit_http_config: Option<ExplicitHttpConfig>,
+    /// Not supported yet; read so that the error can say so.
+    pub auto_config: Option<Value>,
+    /// Not supported yet; read so that the error can say so.
+    pub use_downstream_protocol_config: Option<Value>,
     pub common_http_protocol_options: Option<UpstreamCommonHttpProtocolOptions>,
 }
 
@@ -639,18 +639,16 @@ pub struct HttpProtocolOptions {
 #[serde(deny_unknown_fields)]
 pub struct ExplicitHttpConfig {
     pub http_protocol_options: Option<UpstreamHttp1ProtocolOptions>,
-    pub http2_protocol_options: Option<UpstreamHttp2ProtocolOptions>,
+    /// Not supported yet; read so that the error can say so.
+    pub http2_protocol_options: Option<Value>,
+    /// Not supported yet; read so that the error can say so.
+    pub http3_protocol_options: Option<Value>,
 }
 
 /// Upstream HTTP/1.1 options: none are supported yet, so only `{}` is accepted.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct UpstreamHttp1ProtocolOptions {}
-
-/// Upstream HTTP/2 options: none are supported yet, so only `{}` is accepted.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct UpstreamHttp2ProtocolOptions {}
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]

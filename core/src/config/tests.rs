@@ -3,10 +3,11 @@ use std::time::Duration;
 
 use super::*;
 
-/// Envoy's `configs/terminate_http1_connect.yaml`, with the admin block of the older copies.
+/// Envoy's `configs/terminate_http1_connect.yaml`, with the admin block of the older copies
+/// (its access log sent to /dev/null: burrow writes none).
 const TERMINATE_HTTP1_CONNECT: &str = r#"
 admin:
-  access_log_path: /tmp/admin_access.log
+  access_log_path: /dev/null
   address:
     socket_address:
       protocol: TCP
@@ -181,7 +182,7 @@ fn terminate_http1_connect() {
     assert_eq!(hcm.max_headers_count, 100);
     assert_eq!(hcm.stream_idle_timeout, Some(Duration::from_secs(300)));
     assert_eq!(hcm.idle_timeout, Some(Duration::from_secs(3600)));
-    assert_eq!(hcm.request_timeout, None);
+    assert_eq!(hcm.request_headers_timeout, None);
     assert!(!hcm.use_remote_address);
     assert!(hcm.generate_request_id);
     assert_eq!(hcm.server_name, "envoy");
@@ -192,7 +193,7 @@ fn terminate_http1_connect() {
     let connect_upgrade = vec![RouteUpgradeConfig {
         upgrade_type: "CONNECT".into(),
         enabled: true,
-        connect_config: Some(ConnectConfig { allow_post: false }),
+        connect_config: Some(ConnectConfig {}),
     }];
     assert_eq!(
         vh.routes[0],
@@ -257,8 +258,7 @@ fn json_is_accepted() {
 
 #[test]
 fn hcm_options_and_cluster_protocols() {
-    let hcm = r#"          codec_type: HTTP2
-          http2_protocol_options: {allow_connect: true}
+    let hcm = r#"          codec_type: HTTP1
           http_protocol_options: {accept_http_10: true}
           max_request_headers_kb: "96"
           common_http_protocol_options: {max_headers_count: 50}
@@ -266,10 +266,10 @@ fn hcm_options_and_cluster_protocols() {
           upgrade_configs: [{upgrade_type: websocket, enabled: false}]"#;
     let route = r#"                  upgrade_configs:
                   - upgrade_type: CONNECT
-                    connect_config: {allow_post: true}"#;
+                    connect_config: {allow_post: false}"#;
     let clusters = r#"  - name: typed
     type: STRICT_DNS
-    lb_policy: LEAST_REQUEST
+    lb_policy: ROUND_ROBIN
     connect_timeout: {seconds: 1, nanos: 500000000}
     dns_refresh_rate: 1.5s
     per_connection_buffer_limit_bytes: 32768
@@ -287,7 +287,7 @@ fn hcm_options_and_cluster_protocols() {
       envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
         "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
         explicit_http_config:
-          http2_protocol_options: {}
+          http_protocol_options: {}
         common_http_protocol_options: {max_requests_per_connection: 7, idle_timeout: 0s}
   - name: legacy
     connect_timeout: 5s
@@ -299,8 +299,7 @@ fn hcm_options_and_cluster_protocols() {
     let config = parse(&with(hcm, route, clusters));
 
     let h = hcm_of(&config);
-    assert_eq!(h.codec_type, CodecType::Http2);
-    assert!(h.http2_protocol_options.allow_connect);
+    assert_eq!(h.codec_type, CodecType::Http1);
     assert!(h.http_protocol_options.accept_http_10);
     assert_eq!((h.max_request_headers_kb, h.max_headers_count), (96, 50));
     assert_eq!(h.stream_idle_timeout, None);
@@ -311,11 +310,11 @@ fn hcm_options_and_cluster_protocols() {
     let RouteAction::Route(target) = &h.route_config.virtual_hosts[0].routes[0].action else {
         panic!("not a route action");
     };
-    assert_eq!(target.upgrade_configs[0].connect_config, Some(ConnectConfig { allow_post: true }));
+    assert_eq!(target.upgrade_configs[0].connect_config, Some(ConnectConfig {}));
 
     let typed = &config.clusters[1];
     assert_eq!(typed.discovery, Discovery::StrictDns);
-    assert_eq!(typed.lb_policy, LbPolicy::LeastRequest);
+    assert_eq!(typed.lb_policy, LbPolicy::RoundRobin);
     assert_eq!(typed.connect_timeout, Duration::from_millis(1500));
     assert_eq!(typed.dns_refresh_rate, Duration::from_millis(1500));
     assert_eq!(typed.per_connection_buffer_limit_bytes, 32768);
@@ -330,7 +329,7 @@ fn hcm_options_and_cluster_protocols() {
         typed.circuit_breakers,
         Thresholds { max_connections: 10, max_pending_requests: 20, max_requests: 1024, max_retries: 0 }
     );
-    assert_eq!(typed.protocol, UpstreamProtocol::Http2);
+    assert_eq!(typed.protocol, UpstreamProtocol::Http1);
     assert_eq!(typed.max_requests_per_connection, Some(7));
     assert_eq!(typed.idle_timeout, None);
 
@@ -407,10 +406,10 @@ fn unknown_fields_are_rejected_at_every_depth() {
     };
     inside("          bogus: 1", "", "", &format!("{TYPED}.bogus: unknown field `bogus`"));
     inside(
-        "          http2_protocol_options: {max_concurrent_streams: 5}",
+        "          http_protocol_options: {header_key_format: {}}",
         "",
         "",
-        &format!("{TYPED}.http2_protocol_options.max_concurrent_streams: unknown field"),
+        &format!("{TYPED}.http_protocol_options.header_key_format: unknown field"),
     );
     inside(
         "",
@@ -575,12 +574,12 @@ fn cluster_validation() {
     );
     case("  - {name: o, type: EDS}", "static_resources.clusters[1].type: unknown variant `EDS`");
     case(
-        "  - {name: o, type: ORIGINAL_DST, lb_policy: CLUSTER_PROVIDED, http_protocol_options: {}, http2_protocol_options: {}}",
-        "static_resources.clusters[1].http2_protocol_options: cannot be combined with http_protocol_options",
+        "  - {name: o, type: ORIGINAL_DST, lb_policy: CLUSTER_PROVIDED, http_protocol_options: {}, typed_extension_protocol_options: {envoy.extensions.upstreams.http.v3.HttpProtocolOptions: {\"@type\": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions, explicit_http_config: {http_protocol_options: {}}}}}",
+        "static_resources.clusters[1].http_protocol_options: cannot be combined with typed_extension_protocol_options",
     );
     case(
-        "  - {name: o, type: ORIGINAL_DST, lb_policy: CLUSTER_PROVIDED, typed_extension_protocol_options: {envoy.extensions.upstreams.http.v3.HttpProtocolOptions: {\"@type\": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions, auto_config: {}}}}",
-        "static_resources.clusters[1].typed_extension_protocol_options[\"envoy.extensions.upstreams.http.v3.HttpProtocolOptions\"].auto_config: unknown field",
+        "  - {name: o, type: ORIGINAL_DST, lb_policy: CLUSTER_PROVIDED, typed_extension_protocol_options: {envoy.extensions.upstreams.http.v3.HttpProtocolOptions: {\"@type\": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions, explicit_http_config: {}}}}",
+        "static_resources.clusters[1].typed_extension_protocol_options[\"envoy.extensions.upstreams.http.v3.HttpProtocolOptions\"].explicit_http_config: missing http_protocol_options",
     );
 }
 
@@ -680,7 +679,7 @@ fn http_filters_upgrade_chains_and_hcm_options() {
 "#
     );
     let hcm = r#"          common_http_protocol_options: {idle_timeout: 0s}
-          request_timeout: 30s
+          request_headers_timeout: 30s
           use_remote_address: true
           generate_request_id: false
           server_name: burrow"#;
@@ -701,17 +700,18 @@ fn http_filters_upgrade_chains_and_hcm_options() {
         ]
     );
     assert_eq!(h.idle_timeout, None);
-    assert_eq!(h.request_timeout, Some(Duration::from_secs(30)));
+    assert_eq!(h.request_headers_timeout, Some(Duration::from_secs(30)));
     assert!(h.use_remote_address && !h.generate_request_id);
     assert_eq!(h.server_name, "burrow");
 
+    // `request_timeout: 0s` is the default (disabled), so it is accepted.
     let config = parse(&with(
-        "          common_http_protocol_options: {idle_timeout: 7s}\n          request_timeout: 0s",
+        "          common_http_protocol_options: {idle_timeout: 7s}\n          request_headers_timeout: 0s\n          request_timeout: 0s",
         "",
         "",
     ));
     assert_eq!(
-        (hcm_of(&config).idle_timeout, hcm_of(&config).request_timeout),
+        (hcm_of(&config).idle_timeout, hcm_of(&config).request_headers_timeout),
         (Some(Duration::from_secs(7)), None)
     );
 }
@@ -955,4 +955,143 @@ fn route_errors() {
     assert!(error(&vhost_level).starts_with(&format!(
         "{TYPED}.route_config.virtual_hosts[0].typed_per_filter_config: unknown field"
     )));
+}
+
+/// Asserts that `text` is refused at `path` with a "not supported yet" message.
+#[track_caller]
+fn refused_as_unsupported(text: &str, path: &str) {
+    let got = error(text);
+    assert!(
+        got.starts_with(&format!("{path}: ")) && got.contains("not supported yet"),
+        "got {got:?}, want {path}: ... not supported yet ..."
+    );
+}
+
+#[test]
+fn udp_listeners_are_not_supported_yet() {
+    let udp = with("", "", "").replace(
+        "address: {socket_address: {address: 127.0.0.1, port_value: 10000}}",
+        "address: {socket_address: {protocol: UDP, address: 127.0.0.1, port_value: 10000}}",
+    );
+    refused_as_unsupported(&udp, &format!("{LISTENER}.address.socket_address.protocol"));
+    assert!(error(&udp).contains("UDP is not supported yet"));
+    // Also with the codec that would go with it.
+    refused_as_unsupported(
+        &udp.replace("stat_prefix: p", "stat_prefix: p\n          codec_type: HTTP3"),
+        &format!("{LISTENER}.address.socket_address.protocol"),
+    );
+}
+
+#[test]
+fn http2_and_http3_codecs_are_not_supported_yet() {
+    for codec in ["HTTP2", "HTTP3"] {
+        let text = with(&format!("          codec_type: {codec}"), "", "");
+        refused_as_unsupported(&text, &format!("{TYPED}.codec_type"));
+        assert!(error(&text).contains(&format!("{codec} is not supported yet")), "{}", error(&text));
+    }
+    for codec in ["AUTO", "HTTP1"] {
+        let config = parse(&with(&format!("          codec_type: {codec}"), "", ""));
+        let want = if codec == "AUTO" { CodecType::Auto } else { CodecType::Http1 };
+        assert_eq!(hcm_of(&config).codec_type, want);
+    }
+}
+
+#[test]
+fn hcm_http2_options_and_request_timeout_are_not_supported_yet() {
+    for options in ["{allow_connect: true}", "{allow_connect: false}", "{}", "{max_concurrent_streams: 5}"] {
+        refused_as_unsupported(
+            &with(&format!("          http2_protocol_options: {options}"), "", ""),
+            &format!("{TYPED}.http2_protocol_options"),
+        );
+    }
+    refused_as_unsupported(
+        &with("          request_timeout: 30s", "", ""),
+        &format!("{TYPED}.request_timeout"),
+    );
+}
+
+#[test]
+fn cluster_http2_http3_and_automatic_protocols_are_not_supported_yet() {
+    let c1 = "static_resources.clusters[1]";
+    let cluster = |extra: &str| {
+        format!("  - name: o\n    type: ORIGINAL_DST\n    lb_policy: CLUSTER_PROVIDED\n{extra}")
+    };
+    refused_as_unsupported(
+        &with("", "", &cluster("    http2_protocol_options: {}")),
+        &format!("{c1}.http2_protocol_options"),
+    );
+    refused_as_unsupported(
+        &with("", "", &cluster("    http_protocol_options: {}\n    http2_protocol_options: {}")),
+        &format!("{c1}.http2_protocol_options"),
+    );
+    let typed = |body: &str| {
+        cluster(&format!(
+            "    typed_extension_protocol_options:\n      {HTTP_PROTOCOL_OPTIONS_NAME}:\n        \"@type\": {HTTP_PROTOCOL_OPTIONS_TYPE_URL}\n        {body}"
+        ))
+    };
+    let hpo = format!("{c1}.typed_extension_protocol_options[\"{HTTP_PROTOCOL_OPTIONS_NAME}\"]");
+    refused_as_unsupported(
+        &with("", "", &typed("explicit_http_config: {http2_protocol_options: {allow_connect: true}}")),
+        &format!("{hpo}.explicit_http_config.http2_protocol_options"),
+    );
+    refused_as_unsupported(
+        &with("", "", &typed("explicit_http_config: {http3_protocol_options: {}}")),
+        &format!("{hpo}.explicit_http_config.http3_protocol_options"),
+    );
+    refused_as_unsupported(
+        &with(
+            "",
+            "",
+            &typed("explicit_http_config: {http_protocol_options: {}, http2_protocol_options: {}}"),
+        ),
+        &format!("{hpo}.explicit_http_config.http2_protocol_options"),
+    );
+    refused_as_unsupported(
+        &with("", "", &typed("auto_config: {http_protocol_options: {}, http2_protocol_options: {}}")),
+        &format!("{hpo}.auto_config"),
+    );
+    refused_as_unsupported(
+        &with("", "", &typed("use_downstream_protocol_config: {}")),
+        &format!("{hpo}.use_downstream_protocol_config"),
+    );
+}
+
+#[test]
+fn least_request_and_random_balancing_are_not_supported_yet() {
+    for policy in ["LEAST_REQUEST", "RANDOM"] {
+        let text =
+            with("", "", "").replace("  - name: c\n", &format!("  - name: c\n    lb_policy: {policy}\n"));
+        refused_as_unsupported(&text, "static_resources.clusters[0].lb_policy");
+        assert!(error(&text).contains(&format!("{policy} is not supported yet")));
+    }
+}
+
+#[test]
+fn connect_udp_termination_and_allow_post_are_not_supported_yet() {
+    let route = format!("{TYPED}.route_config.virtual_hosts[0].routes[0].route.upgrade_configs[0]");
+    refused_as_unsupported(
+        &with("", "                  upgrade_configs: [{upgrade_type: CONNECT, connect_config: {allow_post: true}}]", ""),
+        &format!("{route}.connect_config.allow_post"),
+    );
+    refused_as_unsupported(
+        &with("", "                  upgrade_configs: [{upgrade_type: CONNECT-UDP, connect_config: {}}]", ""),
+        &format!("{route}.connect_config"),
+    );
+    // A CONNECT-UDP upgrade without termination is a plain upgrade token, which burrow passes on.
+    parse(&with("", "                  upgrade_configs: [{upgrade_type: CONNECT-UDP}]", ""));
+}
+
+#[test]
+fn admin_access_logs_are_not_supported_yet() {
+    let admin = |block: &str| {
+        format!(
+            "admin:\n{block}\n  address: {{socket_address: {{address: 127.0.0.1, port_value: 9901}}}}\n{}",
+            with("", "", "")
+        )
+    };
+    refused_as_unsupported(&admin("  access_log_path: /tmp/admin.log"), "admin.access_log_path");
+    refused_as_unsupported(&admin("  access_log: [{name: envoy.access_loggers.stdout}]"), "admin.access_log");
+    for fine in ["  access_log_path: /dev/null", "  access_log_path: \"\"", "  access_log: []"] {
+        parse(&admin(fine));
+    }
 }

@@ -41,6 +41,9 @@ pub(crate) struct HttpConn {
     in_request: bool,
     /// When the connection last carried a request (for the connection idle timeout).
     last_activity: Instant,
+    /// When the first byte of the request head being read arrived (for
+    /// `request_headers_timeout`).
+    head_started: Option<Instant>,
     /// The earliest deadline this connection has in the timer table.
     armed: Option<Instant>,
     /// Requests started on this connection: the next one's stream number.
@@ -104,6 +107,7 @@ impl HttpConn {
             upgraded: false,
             in_request: false,
             last_activity: now,
+            head_started: None,
             armed: None,
             streams: 0,
         };
@@ -259,12 +263,15 @@ impl HttpConn {
                 ctx.wire.pause_read(self.id);
                 return Vec::new();
             }
+            // Envoy starts a stream, and its request headers timer, at the head's first byte.
+            self.head_started.get_or_insert(now);
             let (head, consumed) = match http1::parse_request_head(&self.head, &self.limits) {
                 Ok(Some(parsed)) => parsed,
                 Ok(None) => return Vec::new(),
                 Err(error) => return self.protocol_error(ctx, now, error),
             };
             let _ = self.head.split_to(consumed);
+            self.head_started = None;
             self.last_activity = now;
             let stats = &ctx.shared.http[self.listener];
             stats.downstream_rq_total.inc();
@@ -622,6 +629,12 @@ impl HttpConn {
                 self.reply(ctx, now, 503, local_reply::CONNECT_TIMEOUT, true)
             }
             State::Proxying(_) => self.stream_timer(ctx, now),
+            State::Head if self.headers_deadline(ctx).is_some_and(|at| at <= now) => {
+                ctx.shared.http[self.listener].downstream_rq_header_timeout.inc();
+                self.head.clear();
+                self.head_started = None;
+                self.reply(ctx, now, 408, "request header timeout", true)
+            }
             State::Head if self.idle_deadline(ctx).is_some_and(|at| at <= now) => {
                 if self.head.is_empty() {
                     ctx.shared.http[self.listener].downstream_cx_idle_timeout.inc();
@@ -653,10 +666,26 @@ impl HttpConn {
         idle.map(|idle| self.last_activity + idle)
     }
 
+    /// `request_headers_timeout`: while a request head is arriving, when it must be complete.
+    fn headers_deadline(&self, ctx: &Ctx) -> Option<Instant> {
+        let timeout = self.hcm(&ctx.config).request_headers_timeout?;
+        if !matches!(self.state, State::Head) || self.head.is_empty() {
+            return None;
+        }
+        if ctx.wire.queued(self.id) > self.buffer_limit {
+            // Not being read: the head waits on us, as for the idle timeout.
+            return None;
+        }
+        self.head_started.map(|started| started + timeout)
+    }
+
     /// Makes sure the timer table holds this connection's next deadline.
     fn rearm(&mut self, ctx: &mut Ctx) {
         let next = match &self.state {
-            State::Head => self.idle_deadline(ctx),
+            State::Head => match (self.idle_deadline(ctx), self.headers_deadline(ctx)) {
+                (Some(idle), Some(headers)) => Some(idle.min(headers)),
+                (idle, headers) => idle.or(headers),
+            },
             State::Resolving { deadline, .. } => Some(*deadline),
             State::Tunnel(tunnel) => tunnel.deadline(),
             State::Proxying(stream) => stream.deadline(),

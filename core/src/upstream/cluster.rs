@@ -174,8 +174,7 @@ impl Clusters {
             return Pick::NoHost;
         }
         let index = match state.config.lb_policy {
-            // Without load reports, least-request and random reduce to rotating the hosts.
-            LbPolicy::RoundRobin | LbPolicy::LeastRequest | LbPolicy::Random | LbPolicy::ClusterProvided => {
+            LbPolicy::RoundRobin | LbPolicy::ClusterProvided => {
                 state.next = state.next.wrapping_add(1);
                 state.next % hosts.len()
             }

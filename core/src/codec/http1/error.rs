@@ -8,7 +8,7 @@ use std::fmt;
 /// the caller answers 502 instead and closes the upstream connection.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum HeadError {
-    /// The start line or the header syntax is broken (also: an HTTP version other than 1.x).
+    /// The start line or the header syntax is broken (also: a version not shaped `HTTP/D.D`).
     Malformed,
     /// A header name or value holds a byte no field may hold (CTL, NUL, bare CR).
     InvalidCharacters,
@@ -16,7 +16,8 @@ pub enum HeadError {
     HeadersTooLarge,
     /// The head holds more header fields than configured.
     TooManyHeaders,
-    /// An HTTP/1.0 request while `accept_http_10` is off.
+    /// An HTTP/1.0 request (or, as in Envoy, any `HTTP/D.D` version but 1.1, say `HTTP/9.7`)
+    /// while `accept_http_10` is off.
     Http10NotAllowed,
     /// `content-length` is not a number, or several values disagree.
     InvalidContentLength,

@@ -54,13 +54,32 @@ const INLINE_SLOTS: usize = 128;
 /// Parses a request head at the start of `buf`. `Ok(None)`: not complete yet, read more.
 /// `Ok(Some((head, n)))`: the head took `n` bytes; the body (or the next request) starts at
 /// `buf[n]`. Leading empty lines are skipped (RFC 9112 §2.2) and counted in `n`.
+///
+/// A version of the form `HTTP/D.D` other than 1.0 and 1.1 (say `HTTP/9.7`) is taken for
+/// HTTP/1.0, as Envoy's codecs take any version that is not HTTP/1.1: refused with 426 unless
+/// `accept_http_10`.
 pub fn parse_request_head(buf: &[u8], limits: &Limits) -> Result<Option<(RequestHead, usize)>, HeadError> {
     let window = &buf[..buf.len().min(limits.max_head_bytes)];
+    parse_request_window(window, buf.len(), limits, true)
+}
+
+/// [`parse_request_head`] on the first `max_head_bytes` of a buffer of `buf_len` bytes;
+/// `other_versions`: try an unknown `HTTP/D.D` version as HTTP/1.0.
+fn parse_request_window(
+    window: &[u8],
+    buf_len: usize,
+    limits: &Limits,
+    other_versions: bool,
+) -> Result<Option<(RequestHead, usize)>, HeadError> {
     let mut inline = [const { MaybeUninit::uninit() }; INLINE_SLOTS];
     let mut heap = Vec::new();
     let slots = header_slots(&mut inline, &mut heap, limits.max_headers);
     let mut req = httparse::Request::new(&mut []);
-    let Some(len) = complete(req.parse_with_uninit_headers(window, slots), buf.len(), limits)? else {
+    let parsed = req.parse_with_uninit_headers(window, slots);
+    if other_versions && matches!(parsed, Err(httparse::Error::Version)) {
+        return other_version(window, buf_len, limits);
+    }
+    let Some(len) = complete(parsed, buf_len, limits)? else {
         return Ok(None);
     };
     let (Some(method), Some(target), Some(version)) = (req.method, req.path, req.version) else {
@@ -77,6 +96,37 @@ pub fn parse_request_head(buf: &[u8], limits: &Limits) -> Result<Option<(Request
         headers: collect_headers(window, req.headers),
     };
     Ok(Some((head, len)))
+}
+
+/// A request line httparse refused for its version (method and target were fine). An
+/// `HTTP/D.D` version (RFC 9112 §2.3's syntax, as Envoy's balsa parser checks it) is parsed
+/// as HTTP/1.0; a prefix of one waits for more bytes; anything else is malformed.
+fn other_version(
+    window: &[u8],
+    buf_len: usize,
+    limits: &Limits,
+) -> Result<Option<(RequestHead, usize)>, HeadError> {
+    const SHAPE: &[u8; 8] = b"HTTP/D.D";
+    let start = window.iter().position(|&b| b != b'\r' && b != b'\n').unwrap_or(window.len());
+    let mut spaces = window[start..].iter().enumerate().filter(|&(_, &b)| b == b' ');
+    let Some((second_space, _)) = spaces.nth(1) else {
+        return Err(HeadError::Malformed);
+    };
+    let at = start + second_space + 1;
+    let version = &window[at..window.len().min(at + SHAPE.len())];
+    let fits = version.iter().zip(SHAPE).all(|(&b, &want)| match want {
+        b'D' => b.is_ascii_digit(),
+        want => b == want,
+    });
+    if !fits {
+        return Err(HeadError::Malformed);
+    }
+    if version.len() < SHAPE.len() {
+        return if buf_len > limits.max_head_bytes { Err(HeadError::HeadersTooLarge) } else { Ok(None) };
+    }
+    let mut patched = window.to_vec();
+    patched[at..at + SHAPE.len()].copy_from_slice(b"HTTP/1.0");
+    parse_request_window(&patched, buf_len, limits, false)
 }
 
 /// Parses a response head from upstream; same contract as [`parse_request_head`], with Envoy's
@@ -278,8 +328,31 @@ mod tests {
     }
 
     #[test]
-    fn other_versions_are_malformed() {
-        assert_eq!(err(b"GET / HTTP/2.0\r\n\r\n"), HeadError::Malformed);
+    fn other_http_d_d_versions_are_http10_as_in_envoy() {
+        for version in ["HTTP/9.7", "HTTP/2.0", "HTTP/1.2", "HTTP/0.9"] {
+            let request = format!("GET /v {version}\r\nHost: x\r\n\r\n");
+            let (h, n) = parse(request.as_bytes()).unwrap().unwrap();
+            assert_eq!(
+                (h.version, &h.target[..], h.headers.get("host")),
+                (Version::Http10, &b"/v"[..], Some(&b"x"[..]))
+            );
+            assert_eq!(n, request.len());
+            let strict = parse_request_head(request.as_bytes(), &Limits::default());
+            assert_eq!(strict.unwrap_err(), HeadError::Http10NotAllowed, "{version}");
+        }
+        // Prefixes wait for more; an incomplete head is not refused early.
+        for partial in [&b"GET / HTTP/9"[..], b"GET / HTTP/9.", b"GET / HTTP/9.7\r\nHost: x\r\n"] {
+            assert_eq!(parse_request_head(partial, &Limits::default()), Ok(None), "{partial:?}");
+        }
+    }
+
+    #[test]
+    fn versions_not_shaped_http_d_d_are_malformed() {
+        for line in
+            ["GET / HTTP/10.0", "GET / HTTP/9.77", "GET / http/1.1", "GET / HTTP/9x7", "GET / HTTP/a.1"]
+        {
+            assert_eq!(err(format!("{line}\r\n\r\n").as_bytes()), HeadError::Malformed, "{line}");
+        }
     }
 
     #[test]
