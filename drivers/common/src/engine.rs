@@ -4,7 +4,7 @@
 //! A driver supplies only the socket primitives ([`Net`]: bind, accept, connect, nonblocking
 //! read and write, interest changes) and its wait (mio's `poll`, tokio's reactor). Everything
 //! between the core and the sockets (write queues and `Flushed` accounting, half-close,
-//! close-after-flush, abort, pause/resume, read fairness, the one read buffer) is written once
+//! close, abort, pause/resume, read fairness, the one read buffer) is written once
 //! here, so both drivers feed the core exactly the same inputs for the same socket events.
 //!
 //! A driver's loop:
@@ -69,9 +69,6 @@ pub const READ_BUDGET: usize = 256 * 1024;
 pub const READ_BUDGET_ALONE: usize = 1024 * 1024;
 /// At most this many queued chunks go into one vectored write.
 pub const MAX_IOV: usize = 64;
-/// Once the core has finished, how long connections it closed with `CloseKind::Flush` get to
-/// write out what is still queued before the worker exits.
-pub const FLUSH_GRACE: Duration = Duration::from_secs(1);
 
 /// The socket primitives of one driver. Every method is nonblocking; `WouldBlock` means "the
 /// driver will report this token ready again when it may have changed" (for readiness-based
@@ -122,8 +119,7 @@ pub trait Net {
 
 /// One socket the core knows about (or knew: see `id`).
 struct Conn<S> {
-    /// `None` once the core released the id with `Close { kind: Flush }` while bytes were
-    /// still queued: the socket only lives on to write them out.
+    /// `None` once the core released the id: the slot waits for the next `drive` to be freed.
     id: Option<ConnId>,
     /// `None` once the socket is gone (failed, reset): the core will still send `Close`.
     stream: Option<S>,
@@ -205,12 +201,9 @@ pub struct Engine<N: Net> {
     released: Vec<usize>,
     /// Inputs found while executing outputs, fed once the output queue is empty.
     deferred: VecDeque<Input>,
-    /// Connections released by the core that are still writing out their queue.
-    orphans: usize,
     stop: Stop,
     drain: Duration,
     stopping: bool,
-    finished_at: Option<Instant>,
     listen_failed: bool,
     now: Instant,
 }
@@ -232,11 +225,9 @@ impl<N: Net> Engine<N> {
             dirty: VecDeque::new(),
             released: Vec::new(),
             deferred: VecDeque::new(),
-            orphans: 0,
             stop: worker.stop.clone(),
             drain: worker.drain,
             stopping: false,
-            finished_at: None,
             listen_failed: false,
             now,
         }
@@ -278,9 +269,6 @@ impl<N: Net> Engine<N> {
         while let Some(token) = self.dirty.pop_front() {
             self.flush(now, token);
         }
-        if self.finished_at.is_none() && self.proxy.is_finished() {
-            self.finished_at = Some(now);
-        }
     }
 
     /// When to wake up even if no socket is ready (`now` if there is work left already).
@@ -288,11 +276,7 @@ impl<N: Net> Engine<N> {
         if self.has_work() {
             return Some(self.now);
         }
-        let grace = self.finished_at.filter(|_| self.orphans > 0).map(|at| at + FLUSH_GRACE);
-        match (self.proxy.poll_timeout(), grace) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        self.proxy.poll_timeout()
     }
 
     /// [`Engine::deadline`] as a timeout from now, for `poll`-style waits.
@@ -305,12 +289,10 @@ impl<N: Net> Engine<N> {
         !self.ready.is_empty() || !self.dirty.is_empty()
     }
 
-    /// The core is finished and closed connections have flushed (or had their grace period).
+    /// The core is finished: it closed every connection once its bytes were flushed (or
+    /// its flush deadline passed), so nothing is left to write.
     pub fn is_finished(&self) -> bool {
-        match self.finished_at {
-            None => false,
-            Some(at) => self.orphans == 0 || at + FLUSH_GRACE <= Instant::now(),
-        }
+        self.proxy.is_finished()
     }
 
     /// How the worker ends: an error if a listener could not be bound.
@@ -528,21 +510,10 @@ impl<N: Net> Engine<N> {
             self.lost(now, token, CloseReason::WriteError);
             return;
         }
-        if conn.queue.is_empty() {
-            if id.is_none() {
-                // Released by the core and now fully written: close (FIN).
-                let conn = self.release(token);
-                self.orphans -= 1;
-                if let Some(stream) = conn.stream {
-                    self.net.close(stream);
-                }
-                return;
-            }
-            if conn.shutdown && !conn.shut {
-                conn.shut = true;
-                if let Err(e) = net::shutdown_write(stream) {
-                    tracing::debug!(token, "shutdown failed: {e}");
-                }
+        if conn.queue.is_empty() && conn.shutdown && !conn.shut {
+            conn.shut = true;
+            if let Err(e) = net::shutdown_write(stream) {
+                tracing::debug!(token, "shutdown failed: {e}");
             }
         }
         if let (Some(id), true) = (id, written > 0) {
@@ -550,20 +521,15 @@ impl<N: Net> Engine<N> {
         }
     }
 
-    /// The socket failed: close it and tell the core (which will still send `Close`), or, for a
-    /// connection the core already released, just drop it.
+    /// The socket failed: close it and tell the core, which will still send `Close`.
     fn lost(&mut self, now: Instant, token: usize, reason: CloseReason) {
         let Some(conn) = self.conns.get_mut(token) else { return };
         conn.queue.clear();
         if let Some(stream) = conn.stream.take() {
             self.net.close(stream);
         }
-        match conn.id {
-            Some(id) => self.handle(now, Input::Closed { conn: id, reason }),
-            None => {
-                self.release(token);
-                self.orphans -= 1;
-            }
+        if let Some(id) = conn.id {
+            self.handle(now, Input::Closed { conn: id, reason });
         }
     }
 
@@ -697,25 +663,15 @@ impl<N: Net> Engine<N> {
             Output::Close { conn, kind } => {
                 let Some(token) = self.token(conn) else { return };
                 self.tokens[conn.0 as usize] = None;
-                let c = &mut self.conns[token];
-                match c.stream.take() {
-                    Some(stream) if kind == CloseKind::Flush && !c.queue.is_empty() && !c.connecting => {
-                        c.stream = Some(stream);
-                        c.id = None;
-                        self.orphans += 1;
-                        self.mark_dirty(token);
-                    }
-                    stream => {
-                        self.release(token);
-                        if let Some(stream) = stream {
-                            if kind == CloseKind::Abort {
-                                if let Err(e) = net::set_abort_on_close(&stream) {
-                                    tracing::debug!(conn = conn.0, "SO_LINGER: {e}");
-                                }
-                            }
-                            self.net.close(stream);
+                // The core closes gracefully only once everything queued was flushed.
+                debug_assert!(kind == CloseKind::Abort || self.conns[token].queue.is_empty());
+                if let Some(stream) = self.release(token).stream {
+                    if kind == CloseKind::Abort {
+                        if let Err(e) = net::set_abort_on_close(&stream) {
+                            tracing::debug!(conn = conn.0, "SO_LINGER: {e}");
                         }
                     }
+                    self.net.close(stream);
                 }
             }
             Output::PauseRead { conn } => {

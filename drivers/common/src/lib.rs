@@ -3,7 +3,7 @@
 //! - [`cli`]: Envoy's flags;
 //! - [`run`]: logging, config loading, `--mode validate`, worker threads, SIGTERM/SIGINT;
 //! - [`engine`]: the connection table between the core and the sockets (write queues, flush
-//!   reports, half-close, close-after-flush, abort, pause/resume, read fairness, the one read
+//!   reports, half-close, close, abort, pause/resume, read fairness, the one read
 //!   buffer per worker), generic over a driver's socket primitives ([`engine::Net`]);
 //! - [`net`]: socket set-up (SO_REUSEPORT listeners, nonblocking connects, RST on abort);
 //! - [`dns`]: a resolver thread pool for drivers without an async resolver.
