@@ -8,14 +8,15 @@ use crate::clock::Clock;
 use crate::config::Config;
 use crate::downstream::admin_conn::AdminConn;
 use crate::downstream::conn::HttpConn;
+use crate::downstream::ctx::{Ctx, Owner};
 use crate::io::{CloseKind, ConnId, Input, ListenerId, Output, QueryId, StreamRef};
 use crate::shared::Shared;
-use crate::stats::{Counter, Gauge};
+use crate::stats::Gauge;
 use crate::timers::{Timer, Timers};
 use crate::transport::{Close, CLOSE_FLUSH_TIMEOUT};
 use crate::transport::{ConnEvent, Wire};
 use crate::upstream::cluster::{Clusters, QueryOwner};
-use crate::upstream::pool::{PoolCtx, PoolEvent, PoolIo, PoolKey, PoolOutput, Pools, Released};
+use crate::upstream::pool::{PoolEvent, PoolOutput, Pools};
 use smallvec::{smallvec, SmallVec};
 
 /// A whole proxy worker: listeners, connections, clusters and timers.
@@ -25,6 +26,11 @@ use smallvec::{smallvec, SmallVec};
 pub struct Proxy {
     ctx: Ctx,
     conns: Vec<Slot>,
+    state: RunState,
+    /// Downstream connections open.
+    live: usize,
+    /// Connections flushing before their close ([`Slot::Closing`]).
+    closing: usize,
 }
 
 /// What lives under a connection id.
@@ -87,31 +93,6 @@ impl Held {
     }
 }
 
-/// Everything a machine may touch besides its own state.
-pub(crate) struct Ctx {
-    pub(crate) config: Arc<Config>,
-    pub(crate) shared: Arc<Shared>,
-    pub(crate) clock: Clock,
-    pub(crate) timers: Timers,
-    pub(crate) clusters: Clusters,
-    pub(crate) pools: Pools,
-    pub(crate) wire: Wire,
-    /// Slot changes made while a machine ran (new upstream connections, a pooled connection
-    /// turned tunnel), applied when it returns.
-    slot_updates: Vec<(ConnId, Slot)>,
-    /// Pool events for other downstream connections, delivered when the running machine
-    /// returns.
-    deferred: Vec<(StreamRef, PoolEvent)>,
-    /// `upstream_rq_<code>` handles, made on first use of each code.
-    status_counters: rustc_hash::FxHashMap<(usize, u16), Counter>,
-    /// SplitMix64 state: request ids without an OS random source.
-    rng: u64,
-    state: RunState,
-    live: usize,
-    /// Connections flushing before their close ([`Slot::Closing`]).
-    closing: usize,
-}
-
 impl Proxy {
     /// `now` and `wall` anchor the core's clock (`wall` is only used for `date` headers);
     /// `seed` is the worker's entropy (request ids), so equal seeds give equal outputs.
@@ -125,20 +106,18 @@ impl Proxy {
             clusters,
             pools: Pools::default(),
             wire: Wire::default(),
-            slot_updates: Vec::new(),
+            adopted: Vec::new(),
             deferred: Vec::new(),
             status_counters: Default::default(),
             rng: seed,
-            state: RunState::Warming,
-            live: 0,
-            closing: 0,
+            draining: true,
         };
         let mut queries = Vec::new();
         ctx.clusters.start(now, &mut ctx.timers, &mut queries);
         for q in queries {
             ctx.wire.push(q);
         }
-        let mut proxy = Proxy { ctx, conns: Vec::new() };
+        let mut proxy = Proxy { ctx, conns: Vec::new(), state: RunState::Warming, live: 0, closing: 0 };
         proxy.maybe_listen();
         proxy
     }
@@ -159,8 +138,8 @@ impl Proxy {
             Slot::Admin(Box::default())
         };
         self.conns[id.0 as usize] = slot;
-        self.ctx.live += 1;
-        if self.ctx.state != RunState::Running && self.ctx.state != RunState::Warming {
+        self.live += 1;
+        if self.state != RunState::Running && self.state != RunState::Warming {
             // Accepted in the window before the driver saw our Unlisten: turn it away.
             self.release(now, id, Close::Abort);
         }
@@ -183,7 +162,7 @@ impl Proxy {
             Input::Resolved { query, addrs } => self.resolved(now, query, addrs),
             Input::ListenFailed { listener } => {
                 tracing::error!(listener = listener.0, "listener failed to bind; stopping");
-                self.ctx.state = RunState::Finished;
+                self.set_state(RunState::Finished);
             }
         }
         self.settle();
@@ -205,7 +184,7 @@ impl Proxy {
                     queries.into_iter().for_each(|q| self.ctx.wire.push(q));
                 }
                 Timer::Drain => {
-                    if self.ctx.state == RunState::Draining {
+                    if self.state == RunState::Draining {
                         self.close_all(now);
                     }
                 }
@@ -231,15 +210,15 @@ impl Proxy {
 
     /// Begin a graceful shutdown: stop accepting, let open connections finish for up to `drain`.
     pub fn shutdown(&mut self, now: Instant, drain: Duration) {
-        if matches!(self.ctx.state, RunState::Draining | RunState::Finished) {
+        if matches!(self.state, RunState::Draining | RunState::Finished) {
             return;
         }
-        if self.ctx.state == RunState::Running {
+        if self.state == RunState::Running {
             for listener in 0..self.listener_count() {
                 self.ctx.wire.push(Output::Unlisten { listener: ListenerId(listener as u32) });
             }
         }
-        self.ctx.state = RunState::Draining;
+        self.set_state(RunState::Draining);
         self.ctx.timers.set(now + drain, Timer::Drain);
         // Idle keep-alive connections have nothing left to finish; busy ones close after
         // their response (responses then carry `connection: close`).
@@ -258,7 +237,7 @@ impl Proxy {
 
     /// True once shut down and every connection is gone (or a listener failed to bind).
     pub fn is_finished(&self) -> bool {
-        self.ctx.state == RunState::Finished && self.ctx.wire.is_empty()
+        self.state == RunState::Finished && self.ctx.wire.is_empty()
     }
 
     fn listener_count(&self) -> usize {
@@ -267,10 +246,10 @@ impl Proxy {
 
     /// Starts the listeners once no DNS cluster is still waiting for its first answer.
     fn maybe_listen(&mut self) {
-        if self.ctx.state != RunState::Warming || !self.ctx.clusters.warm() {
+        if self.state != RunState::Warming || !self.ctx.clusters.warm() {
             return;
         }
-        self.ctx.state = RunState::Running;
+        self.set_state(RunState::Running);
         let config = self.ctx.config.clone();
         let admin = config.admin.iter().map(|a| a.address);
         for (i, addr) in config.listeners.iter().map(|l| l.address).chain(admin).enumerate() {
@@ -309,7 +288,7 @@ impl Proxy {
             }
             Slot::Pooled { .. } => self.pooled_event(now, conn, event),
             Slot::Admin(admin) => {
-                let admin_state = if self.ctx.state == RunState::Running {
+                let admin_state = if self.state == RunState::Running {
                     crate::admin::ServerState::Live
                 } else {
                     crate::admin::ServerState::Draining
@@ -389,11 +368,14 @@ impl Proxy {
 
     /// Applies what a machine asked for.
     fn apply(&mut self, now: Instant, closes: Vec<(ConnId, Close)>) {
-        for (id, slot) in std::mem::take(&mut self.ctx.slot_updates) {
+        for (id, owner) in std::mem::take(&mut self.ctx.adopted) {
             if self.conns.len() <= id.0 as usize {
                 self.conns.resize_with(id.0 as usize + 1, || Slot::Free);
             }
-            self.conns[id.0 as usize] = slot;
+            self.conns[id.0 as usize] = match owner {
+                Owner::Tunnel { downstream, cluster } => Slot::Upstream { downstream, cluster },
+                Owner::Pool { cluster } => Slot::Pooled { cluster },
+            };
         }
         for (id, kind) in closes {
             self.release(now, id, kind);
@@ -415,16 +397,16 @@ impl Proxy {
             }
             Slot::Closing { held, .. } => {
                 // Flushing was not enough (the drain is over, or the peer went away).
-                self.ctx.closing -= 1;
+                self.closing -= 1;
                 held.release(&self.ctx.shared);
                 self.ctx.wire.close(conn, CloseKind::Abort);
                 return;
             }
             Slot::Http(http) => {
                 also = http.finish(&mut self.ctx, now);
-                self.ctx.live -= 1;
+                self.live -= 1;
             }
-            Slot::Admin(_) => self.ctx.live -= 1,
+            Slot::Admin(_) => self.live -= 1,
             Slot::Pooled { .. } => {
                 if let Some(cluster) = self.ctx.pools.cluster_of(conn) {
                     let failed = self.ctx.with_pool(cluster, now, |p, cx| p.closed(conn, false, cx));
@@ -451,7 +433,7 @@ impl Proxy {
                 self.ctx.timers.set(deadline, Timer::Closing(conn));
                 held.take(&self.ctx.shared);
                 self.conns[conn.0 as usize] = Slot::Closing { reset, deadline, held };
-                self.ctx.closing += 1;
+                self.closing += 1;
             }
             Some(false) => self.ctx.wire.close(conn, CloseKind::Flush),
             _ => self.ctx.wire.close(conn, CloseKind::Abort),
@@ -483,7 +465,7 @@ impl Proxy {
                 {
                     held.release(&self.ctx.shared);
                 }
-                self.ctx.closing -= 1;
+                self.closing -= 1;
                 self.ctx.wire.close(conn, kind);
             }
             ConnEvent::Flushed => *deadline = now + CLOSE_FLUSH_TIMEOUT,
@@ -514,106 +496,15 @@ impl Proxy {
         }
     }
 
+    fn set_state(&mut self, state: RunState) {
+        self.state = state;
+        self.ctx.draining = state != RunState::Running;
+    }
+
     fn settle(&mut self) {
-        if self.ctx.state == RunState::Draining && self.ctx.live == 0 && self.ctx.closing == 0 {
-            self.ctx.state = RunState::Finished;
+        if self.state == RunState::Draining && self.live == 0 && self.closing == 0 {
+            self.set_state(RunState::Finished);
         }
-    }
-}
-
-impl PoolIo for Ctx {
-    fn open(&mut self, key: PoolKey) -> ConnId {
-        let id = self.wire.alloc();
-        self.slot_updates.push((id, Slot::Pooled { cluster: key.cluster }));
-        self.wire.push(Output::Connect { conn: id, addr: key.addr });
-        id
-    }
-
-    fn timer(&mut self, conn: ConnId, at: Instant) {
-        self.timers.set(at, Timer::Pool(conn));
-    }
-}
-
-impl Ctx {
-    /// Opens an upstream connection on behalf of `downstream`.
-    pub(crate) fn connect(&mut self, downstream: ConnId, cluster: usize, addr: SocketAddr) -> ConnId {
-        let id = self.wire.alloc();
-        self.slot_updates.push((id, Slot::Upstream { downstream, cluster }));
-        self.wire.push(Output::Connect { conn: id, addr });
-        id
-    }
-
-    /// A pooled connection switched protocols: it now belongs to `downstream`'s tunnel.
-    pub(crate) fn adopt_upstream(&mut self, up: ConnId, downstream: ConnId, cluster: usize) {
-        self.slot_updates.push((up, Slot::Upstream { downstream, cluster }));
-    }
-
-    /// Runs a pool operation for `cluster` with its breakers, stats and limits.
-    pub(crate) fn with_pool<R>(
-        &mut self,
-        cluster: usize,
-        now: Instant,
-        f: impl FnOnce(&mut Pools, &mut PoolCtx<'_>) -> R,
-    ) -> R {
-        let mut pools = std::mem::take(&mut self.pools);
-        let shared = self.shared.clone();
-        let limits = self.clusters.pool_limits(cluster);
-        let mut cx = PoolCtx {
-            breakers: &shared.breakers[cluster],
-            stats: &shared.clusters[cluster],
-            limits,
-            now,
-            io: self,
-        };
-        let result = f(&mut pools, &mut cx);
-        self.pools = pools;
-        result
-    }
-
-    /// A connection bound to a request that has gone: back to the pool, or to the next
-    /// request waiting for it.
-    pub(crate) fn give_back(&mut self, up: ConnId, now: Instant) -> Vec<(ConnId, Close)> {
-        let Some(cluster) = self.pools.cluster_of(up) else { return Vec::new() };
-        // Nothing was written on it yet, so it is as good as new.
-        match self.with_pool(cluster, now, |p, cx| p.release(up, true, cx)) {
-            Released::Rebound { waiter } => {
-                self.defer(waiter, PoolEvent::Bound(up));
-                Vec::new()
-            }
-            Released::Idle => Vec::new(),
-            Released::Close => vec![(up, Close::Flush)],
-        }
-    }
-
-    /// Queues a pool event for another downstream connection.
-    pub(crate) fn defer(&mut self, waiter: StreamRef, event: PoolEvent) {
-        self.deferred.push((waiter, event));
-    }
-
-    /// The `upstream_rq_<code>` counter of a cluster.
-    pub(crate) fn upstream_status(&mut self, cluster: usize, status: u16) -> &Counter {
-        let (shared, config) = (&self.shared, &self.config);
-        self.status_counters.entry((cluster, status)).or_insert_with(|| {
-            let name = &config.clusters[cluster].name;
-            shared.stats.counter(&format!("cluster.{name}.upstream_rq_{status}"))
-        })
-    }
-
-    /// 64 random bits from the worker's seeded generator (SplitMix64).
-    pub(crate) fn random(&mut self) -> u128 {
-        let mut next = || {
-            self.rng = self.rng.wrapping_add(0x9e37_79b9_7f4a_7c15);
-            let mut z = self.rng;
-            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-            z ^ (z >> 31)
-        };
-        (u128::from(next()) << 64) | u128::from(next())
-    }
-
-    /// Whether the proxy is shutting down (responses then carry `connection: close`).
-    pub(crate) fn draining(&self) -> bool {
-        self.state != RunState::Running
     }
 }
 

@@ -6,9 +6,9 @@ use bytes::BytesMut;
 
 use crate::admin::{self, ServerState};
 use crate::codec::http1::{self, BodyKind, Limits};
+use crate::downstream::ctx::Ctx;
 use crate::downstream::local_reply;
 use crate::io::ConnId;
-use crate::proxy::Ctx;
 use crate::transport::{Close, ConnEvent};
 
 /// Admin connections keep alive between requests; they never carry request bodies.

@@ -11,11 +11,11 @@ use crate::codec::http1::{self, BodyKind, HeadError, Limits, Method, RequestHead
 use crate::config::{
     Config, HttpConnectionManager, NetworkFilter, RouteAction, RouteTarget, RouteUpgradeConfig,
 };
+use crate::downstream::ctx::Ctx;
 use crate::downstream::local_reply;
 use crate::downstream::route::{self, RouteRequest};
 use crate::downstream::router::Stream;
 use crate::io::{ConnId, QueryId};
-use crate::proxy::Ctx;
 use crate::shared::Shared;
 use crate::stats::Gauge;
 use crate::timers::Timer;

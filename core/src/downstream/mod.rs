@@ -3,6 +3,7 @@
 
 pub(crate) mod admin_conn;
 pub(crate) mod conn;
+pub(crate) mod ctx;
 pub(crate) mod filters;
 pub(crate) mod headers;
 pub(crate) mod local_reply;
