@@ -6,6 +6,7 @@ use bytes::BytesMut;
 
 use crate::admin::{self, ServerState};
 use crate::codec::http1::{self, BodyKind, Limits};
+use crate::codec::LocalReply;
 use crate::downstream::ctx::Ctx;
 use crate::downstream::local_reply;
 use crate::io::ConnId;
@@ -57,12 +58,9 @@ impl AdminConn {
                 Ok(None) => return None,
                 Err(error) => {
                     let date = ctx.clock.date(now);
-                    let reply = local_reply::encode(
-                        error.status(),
-                        http1::reason_phrase(error.status()),
-                        &date,
-                        true,
-                    );
+                    let status = error.status();
+                    let reply = local_reply::text(status, http1::reason_phrase(status));
+                    let reply = http1::encode_reply(&reply, &date, true);
                     ctx.wire.write(id, reply);
                     return Some(Close::Flush);
                 }
@@ -77,14 +75,14 @@ impl AdminConn {
             );
             let keep_alive = !has_body && !ctx.draining() && head.keep_alive();
             let date = ctx.clock.date(now);
-            let mut reply = local_reply::encode_with(
-                response.status,
-                Some(response.content_type),
-                &response.body,
-                &date,
-                !keep_alive,
-                &[],
-            );
+            let reply = LocalReply {
+                status: response.status,
+                content_type: Some(response.content_type),
+                body: &response.body,
+                extra: &[],
+                sized: true,
+            };
+            let mut reply = http1::encode_reply(&reply, &date, !keep_alive);
             if head.method == http1::Method::Head {
                 reply.truncate(reply.len() - response.body.len());
             }

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use bytes::{Bytes, BytesMut};
 
 use crate::codec::http1::{self, BodyKind, HeadError, Limits, Method, RequestHead};
+use crate::codec::LocalReply;
 use crate::config::{
     Config, HttpConnectionManager, NetworkFilter, RouteAction, RouteTarget, RouteUpgradeConfig,
 };
@@ -195,7 +196,7 @@ impl HttpConn {
         let closes = match event {
             ConnEvent::Connected => {
                 let date = ctx.clock.date(now);
-                self.send(ctx, 200, local_reply::connect_established(&date));
+                self.send(ctx, 200, http1::encode_reply(&local_reply::connect_established(), &date, false));
                 let State::Tunnel(tunnel) = &mut self.state else { unreachable!() };
                 tunnel.connected(&mut ctx.wire, &ctx.shared.clusters[tunnel.cluster], now);
                 Vec::new()
@@ -527,27 +528,20 @@ impl HttpConn {
         body: &str,
         close: bool,
     ) -> Closes {
-        self.local(ctx, now, status, close, |date, close| local_reply::encode(status, body, date, close))
+        self.local(ctx, now, &local_reply::text(status, body), close)
     }
 
     /// Envoy's 503 for a request a circuit breaker refused.
     pub(crate) fn overloaded(&mut self, ctx: &mut Ctx, now: Instant, close: bool) -> Closes {
-        self.local(ctx, now, 503, close, local_reply::overloaded)
+        self.local(ctx, now, &local_reply::overloaded(), close)
     }
 
     /// Writes a reply of the proxy's own, ends the request, and closes the connection if asked
     /// (or when draining). Pipelined requests already read are taken up by the caller's loop.
-    fn local(
-        &mut self,
-        ctx: &mut Ctx,
-        now: Instant,
-        status: u16,
-        close: bool,
-        encode: impl FnOnce(&[u8], bool) -> Bytes,
-    ) -> Closes {
+    fn local(&mut self, ctx: &mut Ctx, now: Instant, reply: &LocalReply<'_>, close: bool) -> Closes {
         let close = close || ctx.draining();
         let date = ctx.clock.date(now);
-        self.send(ctx, status, encode(&date, close));
+        self.send(ctx, reply.status, http1::encode_reply(reply, &date, close));
         self.end_request(ctx);
         if close {
             ctx.shared.http[self.listener].downstream_cx_destroy_local.inc();

@@ -2,10 +2,10 @@
 
 use std::net::SocketAddr;
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::Bytes;
 use smallvec::SmallVec;
 
-use crate::codec::http1::{self, BodyKind, Headers, RequestHead, ResponseHead};
+use crate::codec::http1::{self, BodyKind, HeadWriter, Headers, RequestHead, ResponseHead};
 use crate::config::{HttpConnectionManager, RouteTarget};
 
 /// Fields that describe one hop's connection, never forwarded (RFC 9110 §7.6.1).
@@ -45,32 +45,6 @@ impl HopFilter {
     }
 }
 
-/// Writes a head straight into its output buffer: fields are copied once, from the parsed
-/// head, with no intermediate header map.
-struct HeadWriter(BytesMut);
-
-impl HeadWriter {
-    fn new(capacity: usize) -> HeadWriter {
-        HeadWriter(BytesMut::with_capacity(capacity))
-    }
-
-    fn line(&mut self, parts: &[&[u8]]) {
-        for part in parts {
-            self.0.put_slice(part);
-        }
-        self.0.put_slice(b"\r\n");
-    }
-
-    fn field(&mut self, name: &[u8], value: &[u8]) {
-        self.line(&[name, b": ", value]);
-    }
-
-    fn finish(mut self) -> Bytes {
-        self.0.put_slice(b"\r\n");
-        self.0.freeze()
-    }
-}
-
 /// What the request rewrite needs to know besides the head.
 pub(crate) struct RequestContext<'a> {
     pub(crate) hcm: &'a HttpConnectionManager,
@@ -94,12 +68,7 @@ pub(crate) fn upstream_request(head: RequestHead, cx: &RequestContext<'_>) -> By
         _ => None,
     };
     let mut out = HeadWriter::new(head.target.len() + 64 * (head.headers.len() + 6));
-    out.line(&[
-        head.method.as_str().as_bytes(),
-        b" ",
-        rewritten.as_deref().unwrap_or(&head.target),
-        b" HTTP/1.1",
-    ]);
+    out.request_line(&head.method, rewritten.as_deref().unwrap_or(&head.target));
     let use_remote = cx.hcm.use_remote_address;
     let (mut forwarded_for, mut forwarded_proto, mut has_length) = (None, false, false);
     for (name, value) in head.headers.iter() {
@@ -129,7 +98,7 @@ pub(crate) fn upstream_request(head: RequestHead, cx: &RequestContext<'_>) -> By
     // The body is re-framed for the upstream hop.
     match cx.body {
         BodyKind::Chunked if !cx.upgrade => out.field(b"transfer-encoding", b"chunked"),
-        BodyKind::Length(n) if !has_length => out.field(b"content-length", n.to_string().as_bytes()),
+        BodyKind::Length(n) if !has_length => out.number_field(b"content-length", n),
         _ => {}
     }
     if rewritten.is_some() {
@@ -149,9 +118,9 @@ pub(crate) fn upstream_request(head: RequestHead, cx: &RequestContext<'_>) -> By
         out.field(b"x-request-id", id.as_bytes());
     }
     if let Some(timeout) = cx.route.timeout {
-        out.field(b"x-envoy-expected-rq-timeout-ms", timeout.as_millis().to_string().as_bytes());
+        out.number_field(b"x-envoy-expected-rq-timeout-ms", timeout.as_millis() as u64);
     }
-    out.finish()
+    out.finish(b"")
 }
 
 /// How the response body travels to the client.
@@ -176,8 +145,7 @@ pub(crate) fn downstream_response(
 ) -> (Bytes, DownFraming) {
     let hop = HopFilter::new(&head.headers, upgrade_request);
     let mut out = HeadWriter::new(64 * (head.headers.len() + 5));
-    let status = head.status.to_string();
-    out.line(&[b"HTTP/1.1 ", status.as_bytes(), b" ", http1::reason_phrase(head.status).as_bytes()]);
+    out.status_line(head.status, http1::reason_phrase(head.status).as_bytes());
     for (name, value) in head.headers.iter() {
         if hop.forwards(name, value) && name != b"server" && name != b"x-envoy-upstream-service-time" {
             out.field(name, value);
@@ -191,12 +159,12 @@ pub(crate) fn downstream_response(
         }
         BodyKind::Empty | BodyKind::Length(_) => DownFraming::AsIs,
     };
-    out.field(b"x-envoy-upstream-service-time", service_time_ms.to_string().as_bytes());
+    out.number_field(b"x-envoy-upstream-service-time", service_time_ms as u64);
     out.field(b"server", server_name.as_bytes());
     if close && !upgrade_request {
         out.field(b"connection", b"close");
     }
-    (out.finish(), framing)
+    (out.finish(b""), framing)
 }
 
 /// A version-4 UUID from 128 random bits, as Envoy's `x-request-id`.

@@ -7,7 +7,8 @@
 //!   refusing the shapes that enable request smuggling;
 //! - [`BodyDecoder`]: the body as zero-copy slices of the read buffer; [`encode_chunk`] and
 //!   [`last_chunk`] frame a body for sending without copying it;
-//! - [`write_request_head`] / [`write_response_head`]: serialization as HTTP/1.1.
+//! - [`HeadWriter`] (with [`write_request_head`] / [`write_response_head`] over it): the one
+//!   serialization of heads as HTTP/1.1.
 //!
 //! A refusal is a [`HeadError`], which knows Envoy's status code and details string for the
 //! local reply.
@@ -27,4 +28,5 @@ pub use framing::{request_body, response_body, BodyKind};
 pub use fuzz::fuzz_request_head;
 pub use head::{Headers, Method, RequestHead, ResponseHead, Version};
 pub use parse::{parse_request_head, parse_response_head, Limits};
-pub use write::{reason_phrase, write_request_head, write_response_head};
+pub(crate) use write::encode_reply;
+pub use write::{reason_phrase, write_request_head, write_response_head, HeadWriter};

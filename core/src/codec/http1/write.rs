@@ -4,50 +4,114 @@
 //! The writers trust their input: a parsed head is valid by construction, and
 //! [`Headers::append`] documents what a caller must not add.
 
-use bytes::{BufMut, BytesMut};
+use bytes::{BufMut, Bytes, BytesMut};
 
 use super::head::{Headers, Method};
+use crate::codec::LocalReply;
+
+/// The one HTTP/1.1 head serializer: status or request line, fields, blank line, written
+/// straight into the output buffer (fields are copied once, from wherever they are, with no
+/// intermediate header map). Proxied heads, local replies and test peers all go through it.
+pub struct HeadWriter(BytesMut);
+
+impl HeadWriter {
+    /// A writer whose buffer starts with room for `capacity` bytes.
+    pub fn new(capacity: usize) -> HeadWriter {
+        HeadWriter(BytesMut::with_capacity(capacity))
+    }
+
+    /// `METHOD target HTTP/1.1`.
+    pub fn request_line(&mut self, method: &Method, target: &[u8]) {
+        self.0.put_slice(method.as_str().as_bytes());
+        self.0.put_u8(b' ');
+        self.0.put_slice(target);
+        self.0.put_slice(b" HTTP/1.1\r\n");
+    }
+
+    /// `HTTP/1.1 status reason`.
+    pub fn status_line(&mut self, status: u16, reason: &[u8]) {
+        let mut digits = [0u8; 20];
+        self.0.put_slice(b"HTTP/1.1 ");
+        self.0.put_slice(decimal(u64::from(status), &mut digits));
+        self.0.put_u8(b' ');
+        self.0.put_slice(reason);
+        self.0.put_slice(b"\r\n");
+    }
+
+    pub fn field(&mut self, name: &[u8], value: &[u8]) {
+        self.0.put_slice(name);
+        self.0.put_slice(b": ");
+        self.0.put_slice(value);
+        self.0.put_slice(b"\r\n");
+    }
+
+    /// A field whose value is a number, formatted without allocating.
+    pub fn number_field(&mut self, name: &[u8], value: u64) {
+        let mut digits = [0u8; 20];
+        let value = decimal(value, &mut digits);
+        self.field(name, value);
+    }
+
+    pub fn fields(&mut self, headers: &Headers) {
+        for (name, value) in headers.iter() {
+            self.field(name, value);
+        }
+    }
+
+    /// Ends the head; `body` (possibly empty) follows it in the same buffer.
+    pub fn finish(mut self, body: &[u8]) -> Bytes {
+        self.0.put_slice(b"\r\n");
+        self.0.put_slice(body);
+        self.0.freeze()
+    }
+}
+
+/// A local reply as HTTP/1.1, in Envoy's shape: `content-length` (when sized),
+/// `content-type`, `date`, `server: envoy` (Envoy's default `server_name`), the reply's own
+/// fields and, when the connection ends with it, `connection: close`.
+pub(crate) fn encode_reply(reply: &LocalReply<'_>, date: &[u8], close: bool) -> Bytes {
+    let mut head = HeadWriter::new(160 + reply.body.len());
+    head.status_line(reply.status, reason_phrase(reply.status).as_bytes());
+    if reply.sized {
+        head.number_field(b"content-length", reply.body.len() as u64);
+    }
+    if let Some(content_type) = reply.content_type {
+        head.field(b"content-type", content_type.as_bytes());
+    }
+    head.field(b"date", date);
+    head.field(b"server", b"envoy");
+    for (name, value) in reply.extra {
+        head.field(name.as_bytes(), value.as_bytes());
+    }
+    if close {
+        head.field(b"connection", b"close");
+    }
+    head.finish(reply.body)
+}
 
 /// Appends `METHOD target HTTP/1.1`, the fields and the blank line to `out`.
 pub fn write_request_head(method: &Method, target: &[u8], headers: &Headers, out: &mut BytesMut) {
-    let method = method.as_str().as_bytes();
-    out.reserve(method.len() + 1 + target.len() + 11 + fields_len(headers) + 2);
-    out.put_slice(method);
-    out.put_u8(b' ');
-    out.put_slice(target);
-    out.put_slice(b" HTTP/1.1\r\n");
-    write_fields(headers, out);
+    let mut head = HeadWriter::new(method.as_str().len() + target.len() + 13 + fields_len(headers));
+    head.request_line(method, target);
+    head.fields(headers);
+    out.put_slice(&head.finish(b""));
 }
 
 /// Appends `HTTP/1.1 status reason`, the fields and the blank line to `out`. For a reply of
 /// burrow's own, pass [`reason_phrase`]`(status)`.
 pub fn write_response_head(status: u16, reason: &[u8], headers: &Headers, out: &mut BytesMut) {
-    let mut digits = [0u8; 5];
-    let status = decimal(status, &mut digits);
-    out.reserve(9 + status.len() + 1 + reason.len() + 2 + fields_len(headers) + 2);
-    out.put_slice(b"HTTP/1.1 ");
-    out.put_slice(status);
-    out.put_u8(b' ');
-    out.put_slice(reason);
-    out.put_slice(b"\r\n");
-    write_fields(headers, out);
+    let mut head = HeadWriter::new(17 + reason.len() + fields_len(headers));
+    head.status_line(status, reason);
+    head.fields(headers);
+    out.put_slice(&head.finish(b""));
 }
 
 fn fields_len(headers: &Headers) -> usize {
     headers.iter().map(|(name, value)| name.len() + value.len() + 4).sum()
 }
 
-fn write_fields(headers: &Headers, out: &mut BytesMut) {
-    for (name, value) in headers.iter() {
-        out.put_slice(name);
-        out.put_slice(b": ");
-        out.put_slice(value);
-        out.put_slice(b"\r\n");
-    }
-    out.put_slice(b"\r\n");
-}
-
-fn decimal(mut n: u16, buf: &mut [u8; 5]) -> &[u8] {
+/// `n` in decimal, written into the end of `buf` without allocating.
+fn decimal(mut n: u64, buf: &mut [u8; 20]) -> &[u8] {
     let mut start = buf.len();
     loop {
         start -= 1;
@@ -182,9 +246,10 @@ mod tests {
 
     #[test]
     fn decimal_digits() {
-        let mut buf = [0; 5];
+        let mut buf = [0; 20];
         assert_eq!(decimal(0, &mut buf), b"0");
         assert_eq!(decimal(65535, &mut buf), b"65535");
+        assert_eq!(decimal(u64::MAX, &mut buf), b"18446744073709551615");
     }
 
     #[test]
