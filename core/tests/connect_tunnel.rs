@@ -275,3 +275,45 @@ proptest! {
         prop_assert_eq!(net.stat("http.ingress.downstream_cx_upgrades_active"), 0);
     }
 }
+
+/// `terminate_config` with the target cluster an ORIGINAL_DST by `:authority`: a CONNECT to
+/// a name waits for the name's answer before connecting.
+fn resolving_config(buffer_limit: u32) -> String {
+    let base = terminate_config(buffer_limit);
+    let (clusters, _) = base.split_once("    load_assignment:").unwrap();
+    clusters.replace(
+        "    connect_timeout: 1s\n",
+        "    type: ORIGINAL_DST\n    lb_policy: CLUSTER_PROVIDED\n    original_dst_lb_config: { use_http_header: true, http_header_name: \":authority\" }\n    connect_timeout: 1s\n",
+    )
+}
+
+/// Simulator seed `7448520501606981136:3:52` (connect suite): bytes read with the CONNECT
+/// head, past the buffer limit, must pause reading while the name resolves, as a later read
+/// would; they were kept without a pause and the next read queued on top of them.
+#[test]
+fn early_bytes_read_with_the_head_pause_reading_while_the_name_resolves() {
+    let limit = 4096;
+    let mut net = Net::new(&resolving_config(limit));
+    net.auto_flush = false;
+    let client = net.connect_client(0);
+    let early: Vec<u8> = (0..3 * limit as usize).map(|i| i as u8).collect();
+    net.send(client, &[b"CONNECT target.test:443 HTTP/1.1\r\nhost: x\r\n\r\n".as_slice(), &early].concat());
+    assert_eq!(net.resolves.len(), 1, "the name is resolved first");
+    assert!(net.state(client).paused, "early bytes past the limit pause reading while resolving");
+    // A read the driver had in flight is still taken, and nothing is lost.
+    net.send(client, b"in flight");
+    let (query, host) = net.resolves[0].clone();
+    assert_eq!(host, "target.test");
+    net.input(Input::Resolved { query, addrs: vec!["10.0.0.7".parse().unwrap()] });
+    let up = net.upstreams()[0];
+    assert_eq!(net.state(up).target, Some("10.0.0.7:443".parse().unwrap()));
+    assert!(net.state(client).paused, "still paused while connecting");
+    net.input(Input::Connected { conn: up });
+    assert_eq!(net.state(up).received, [early.as_slice(), b"in flight"].concat());
+    assert!(net.state(client).paused, "the queue towards the target is over the limit");
+    net.flush(up, usize::MAX);
+    net.pump();
+    assert!(!net.state(client).paused, "read again once the target took the early bytes");
+    net.flush(client, usize::MAX);
+    assert_eq!(text(&net.state(client).received), OK_200);
+}

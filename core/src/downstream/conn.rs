@@ -399,6 +399,10 @@ impl HttpConn {
                 let (query, resolve) = ctx.clusters.resolve_for(self.id, cluster, host);
                 ctx.wire.push(resolve);
                 let deadline = now + ctx.clusters.connect_timeout(cluster);
+                // What came with the head counts against the limit, as later reads do.
+                if early.iter().map(Bytes::len).sum::<usize>() >= self.buffer_limit {
+                    ctx.pause_read(self.id);
+                }
                 self.state = State::Resolving { query, cluster, port, early, fin: false, deadline };
                 Vec::new()
             }
