@@ -282,3 +282,131 @@ fn request_headers_timeout_is_off_by_default_and_when_zero() {
         assert_eq!(net.state(client).closed, None, "{extra:?}");
     }
 }
+
+/// A 5 s stream idle timeout and a 3 s connection idle timeout.
+const IDLE_TIMEOUTS: &str =
+    "          stream_idle_timeout: 5s\n          common_http_protocol_options: { idle_timeout: 3s }";
+
+/// The origin answers slowly: a chunked response with a byte every 3 s, ending after 12 s.
+fn slow_response(net: &mut Net, up: burrow_core::ConnId) {
+    net.send(up, b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n");
+    for _ in 0..4 {
+        net.advance(Duration::from_secs(3));
+        net.send(up, b"1\r\nx\r\n");
+    }
+    net.send(up, b"0\r\n\r\n");
+}
+
+/// Simulator seeds 11324189567746360383:6:60 (http1) and 8994514618538099219:5:48 (upgrade),
+/// generator seed 777: the start of a pipelined head read ahead during a long response was
+/// timed from the previous head, so the moment the response ended the stream idle timeout
+/// answered 408 to a request whose remaining bytes the proxy had not read yet. As in Envoy,
+/// the next request's stream starts when the one before it ends.
+#[test]
+fn a_head_read_ahead_during_a_response_is_timed_from_the_end_of_that_response() {
+    let mut net = Net::new(&proxy_config(IDLE_TIMEOUTS, ""));
+    let (client, up) = request(&mut net, b"GET /slow HTTP/1.1\r\nhost: h\r\n\r\nPOST /next HT");
+    assert!(net.state(client).paused, "the next request waits for this one");
+    slow_response(&mut net, up);
+    assert!(!net.state(client).paused, "reading again");
+    net.advance(Duration::from_millis(4999));
+    assert_eq!(net.state(client).closed, None, "{}", text(&net.state(client).received));
+    net.send(client, b"TP/1.1\r\nhost: h\r\ncontent-length: 0\r\n\r\n");
+    assert!(text(&net.state(up).received).contains("POST /next HTTP/1.1\r\n"));
+    assert_eq!(net.stat("http.ingress.downstream_rq_idle_timeout"), 0);
+}
+
+/// The same head stalled for good gets its 408 a whole stream idle timeout after the
+/// response before it ended.
+#[test]
+fn a_head_read_ahead_that_stalls_gets_408_after_the_stream_idle_timeout() {
+    let mut net = Net::new(&proxy_config(IDLE_TIMEOUTS, ""));
+    let (client, up) = request(&mut net, b"GET /slow HTTP/1.1\r\nhost: h\r\n\r\nPOST /next HT");
+    slow_response(&mut net, up);
+    net.advance(Duration::from_millis(4999));
+    assert_eq!(net.state(client).closed, None);
+    net.advance(Duration::from_millis(1));
+    let reply = text(&net.state(client).received);
+    assert!(reply.contains("HTTP/1.1 408 Request Timeout\r\n"), "{reply}");
+    assert_eq!(net.state(client).closed, Some(CloseKind::Flush));
+    assert_eq!(net.stat("http.ingress.downstream_rq_idle_timeout"), 1);
+}
+
+/// The connection idle timeout runs from the end of the last response, not from its request.
+#[test]
+fn the_connection_idle_timeout_runs_from_the_end_of_the_last_response() {
+    let mut net = Net::new(&proxy_config(IDLE_TIMEOUTS, ""));
+    let (client, up) = request(&mut net, b"GET /slow HTTP/1.1\r\nhost: h\r\n\r\n");
+    slow_response(&mut net, up);
+    net.advance(Duration::from_millis(2999));
+    assert_eq!(net.state(client).closed, None, "closed as idle right after a long response");
+    net.advance(Duration::from_millis(1));
+    assert_eq!(net.state(client).closed, Some(CloseKind::Flush));
+    assert_eq!(net.stat("http.ingress.downstream_cx_idle_timeout"), 1);
+}
+
+/// A client that does not read its answers holds up the next head: that time is the proxy's,
+/// and the head's stream idle timeout starts once reading resumes.
+#[test]
+fn a_head_held_up_by_unread_answers_is_timed_from_when_reading_resumes() {
+    let config = proxy_config(IDLE_TIMEOUTS, "").replacen(
+        "    filter_chains:",
+        "    per_connection_buffer_limit_bytes: 1024\n    filter_chains:",
+        1,
+    );
+    let mut net = Net::new(&config);
+    net.auto_flush = false;
+    let client = net.connect_client(0);
+    let get = b"GET /direct HTTP/1.1\r\nhost: h\r\n\r\n";
+    net.send(client, get);
+    let answer = net.state(client).received.len();
+    // Enough answers to pass the limit with the last one, then the start of one more head.
+    let more = 1024 / answer;
+    net.send(client, &[get.repeat(more).as_slice(), b"GET /direct HT"].concat());
+    assert!(net.state(client).unflushed > 1024);
+    assert!(net.state(client).paused, "answers past the limit pause reading");
+    net.advance(Duration::from_secs(10));
+    assert_eq!(net.state(client).closed, None);
+    net.flush(client, usize::MAX);
+    net.pump();
+    net.flush(client, usize::MAX);
+    net.pump();
+    assert!(!net.state(client).paused);
+    net.advance(Duration::from_millis(4999));
+    assert_eq!(net.state(client).closed, None, "{}", text(&net.state(client).received));
+    net.send(client, b"TP/1.1\r\nhost: h\r\n\r\n");
+    assert_eq!(text(&net.state(client).received).matches("HTTP/1.1 200 OK\r\n").count(), more + 2);
+    assert_eq!(net.stat("http.ingress.downstream_rq_idle_timeout"), 0);
+}
+
+/// The same held-up head stalled for good gets its 408 a stream idle timeout after reading
+/// resumed (no timer was armed at all when reading resumed, and the head never timed out).
+#[test]
+fn a_head_held_up_by_unread_answers_that_stalls_gets_408() {
+    let config = proxy_config(IDLE_TIMEOUTS, "").replacen(
+        "    filter_chains:",
+        "    per_connection_buffer_limit_bytes: 1024\n    filter_chains:",
+        1,
+    );
+    let mut net = Net::new(&config);
+    net.auto_flush = false;
+    let client = net.connect_client(0);
+    let get = b"GET /direct HTTP/1.1\r\nhost: h\r\n\r\n";
+    net.send(client, get);
+    let more = 1024 / net.state(client).received.len();
+    net.send(client, &[get.repeat(more).as_slice(), b"GET /direct HT"].concat());
+    assert!(net.state(client).paused);
+    net.advance(Duration::from_secs(10));
+    net.flush(client, usize::MAX);
+    net.pump();
+    assert!(!net.state(client).paused);
+    net.advance(Duration::from_millis(4999));
+    assert_eq!(net.state(client).closed, None);
+    net.advance(Duration::from_millis(1));
+    net.flush(client, usize::MAX);
+    net.pump();
+    let reply = text(&net.state(client).received);
+    assert!(reply.ends_with("stream timeout"), "{reply}");
+    assert_eq!(net.state(client).closed, Some(CloseKind::Flush));
+    assert_eq!(net.stat("http.ingress.downstream_rq_idle_timeout"), 1);
+}

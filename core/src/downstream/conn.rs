@@ -40,8 +40,9 @@ pub(crate) struct HttpConn {
     upgraded: bool,
     /// A request is in flight (counted in `downstream_rq_active`).
     in_request: bool,
-    /// When the connection last carried a request (for the connection idle timeout).
-    last_activity: Instant,
+    /// When the connection last carried a request (for the connection idle timeout), or
+    /// bytes of a head (for the stream idle timeout), or went back to reading heads.
+    pub(crate) last_activity: Instant,
     /// When the first byte of the request head being read arrived (for
     /// `request_headers_timeout`).
     head_started: Option<Instant>,
@@ -175,9 +176,15 @@ impl HttpConn {
                     State::Tunnel(tunnel) => tunnel.flushed(&mut ctx.wire, now, self.id),
                     State::Proxying(stream) => stream.down_flushed(ctx, self.id, self.buffer_limit),
                     State::Head if ctx.wire.queued(self.id) <= self.buffer_limit / 2 => {
-                        // Replies were backed up: read (and answer) again.
+                        // Replies were backed up: read (and answer) again. A head held up
+                        // meanwhile is timed from now: the wait was ours, not the client's.
+                        if ctx.wire.read_paused(self.id) {
+                            self.last_activity = now;
+                        }
                         ctx.wire.resume_read(self.id);
-                        return self.next_request(ctx, now);
+                        let closes = self.next_request(ctx, now);
+                        self.rearm(ctx);
+                        return closes;
                     }
                     _ => {}
                 }
@@ -401,7 +408,7 @@ impl HttpConn {
                 let deadline = now + ctx.clusters.connect_timeout(cluster);
                 // What came with the head counts against the limit, as later reads do.
                 if early.iter().map(Bytes::len).sum::<usize>() >= self.buffer_limit {
-                    ctx.pause_read(self.id);
+                    ctx.wire.pause_read(self.id);
                 }
                 self.state = State::Resolving { query, cluster, port, early, fin: false, deadline };
                 Vec::new()
@@ -653,7 +660,7 @@ impl HttpConn {
         if !matches!(self.state, State::Head) {
             return None;
         }
-        if !self.head.is_empty() && ctx.wire.queued(self.id) > self.buffer_limit {
+        if !self.head.is_empty() && ctx.wire.read_paused(self.id) {
             // The next head waits on us (the client has not read its answers), not on the
             // client.
             return None;

@@ -449,8 +449,11 @@ impl HttpConn {
         closes
     }
 
-    /// Between requests again: read on, and answer what was read ahead.
+    /// Between requests again: read on, and answer what was read ahead. The next request's
+    /// stream starts now (as in Envoy, a pipelined request waits for the one before it), and
+    /// so do its stream idle timeout and the connection idle timeout.
     fn resume_after_stream(&mut self, ctx: &mut Ctx, now: Instant) -> Closes {
+        self.last_activity = now;
         ctx.wire.resume_read(self.id);
         self.next_request(ctx, now)
     }

@@ -138,6 +138,11 @@ impl Wire {
         self.out.push_back(Output::Close { conn, kind });
     }
 
+    /// Whether reading `conn` is paused.
+    pub(crate) fn read_paused(&self, conn: ConnId) -> bool {
+        self.conns[conn.0 as usize].read_paused
+    }
+
     pub(crate) fn pause_read(&mut self, conn: ConnId) {
         let io = &mut self.conns[conn.0 as usize];
         if !io.read_paused {

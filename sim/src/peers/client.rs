@@ -533,6 +533,10 @@ pub struct HttpClient {
     refused: bool,
     answered: u32,
     stall_start: Option<Duration>,
+    /// Offset of a stall in progress, until its end: the stall counts only once the requests
+    /// before it are answered (the proxy starts a pipelined request's stream, and its idle
+    /// timeout, when the one before it ends, as Envoy does).
+    stall_at: Option<u64>,
 }
 
 impl HttpClient {
@@ -556,7 +560,13 @@ impl HttpClient {
             refused: false,
             answered: 0,
             stall_start: None,
+            stall_at: None,
         }
+    }
+
+    /// Requests before offset `at` still wait for (the end of) their responses.
+    fn answers_pending_before(&self, at: u64) -> bool {
+        self.inflight.iter().any(|r| r.head_end <= at)
     }
 
     fn run(&mut self, cx: &mut Cx<'_>) {
@@ -570,9 +580,14 @@ impl HttpClient {
         }
         for d in done {
             match d {
-                Done::Mark(STALL_START) => self.stall_start = Some(cx.now),
+                Done::Mark(STALL_START) => {
+                    let at = self.out.written;
+                    self.stall_at = Some(at);
+                    self.stall_start = (!self.answers_pending_before(at)).then_some(cx.now);
+                }
                 Done::Mark(STALL_END) => {
                     let ended = self.eof || self.reset;
+                    self.stall_at = None;
                     stall_check(cx, self.stall_start.take(), self.plan.stream_idle, ended);
                 }
                 Done::Mark(rid) => cx.ledger.request(rid).sent_complete = true,
@@ -826,6 +841,12 @@ impl HttpClient {
         let Some(cur) = self.cur.take() else { return };
         let front = self.inflight.pop_front().expect("a response for a request");
         self.answered += 1;
+        if let Some(at) = self.stall_at {
+            if self.stall_start.is_none() && !self.answers_pending_before(at) {
+                // The request stalled mid-head is the proxy's to time from here.
+                self.stall_start = Some(cx.now);
+            }
+        }
         let rec = cx.ledger.request(cur.rid);
         rec.response = Some((cur.status, cur.from_origin));
         rec.response_body = cur.body;
