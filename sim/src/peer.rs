@@ -121,6 +121,15 @@ pub trait Peer {
     fn pooled_http(&self) -> bool {
         false
     }
+    /// The request an HTTP/1.1 origin connection received last (its response may still be on
+    /// its way to the proxy).
+    fn last_request(&self) -> Option<u64> {
+        None
+    }
+    /// Whether this client sends request `rid`.
+    fn sends_request(&self, _rid: u64) -> bool {
+        false
+    }
     /// Final checks of the peer's own (called once, at the end).
     fn finish(&mut self, _cx: &mut Cx<'_>) {}
 }

@@ -18,7 +18,10 @@ pub enum Finding {
     /// pool still paused (the response ended in the read that filled the client's queue):
     /// the next request on it never has its response read, and the origin's FIN is never
     /// seen. Signature: a timeout or the end of the run finds an upstream connection paused
-    /// with bytes waiting.
+    /// with bytes waiting (unless the client the response goes to still has more than half
+    /// its buffer limit to read: then a stream or route idle timeout may end the response, as
+    /// in Envoy, whose stream idle timer does not count downstream flushes). Fixed (release
+    /// resumes reading); what remained under other generator seeds was that legitimate case.
     PooledConnectionLeftPaused,
     /// A request waits as pending on its host's pool while the cluster's `max_connections`
     /// has room (freed by another host's connection) and nothing connects for it. Fixed: a
@@ -69,6 +72,7 @@ impl Finding {
         matches!(
             self,
             Finding::ResetBecomesFin
+                | Finding::PooledConnectionLeftPaused
                 | Finding::DownstreamLeftPaused
                 | Finding::PendingRequestStarved
                 | Finding::EarlyDataUnboundedWhileResolving

@@ -506,6 +506,33 @@ impl World {
             .collect()
     }
 
+    /// Whether the proxy's pause of upstream link `key` is back-pressure from the client its
+    /// last response goes to: that client has not yet read the proxy's queue down to half its
+    /// buffer limit (where reading the upstream resumes), so the upstream rightly waits.
+    fn paused_for_client(&self, key: u64) -> bool {
+        fn peer(slot: &PeerSlot) -> Option<&dyn Peer> {
+            slot.peer.as_deref()
+        }
+        let Some(rid) =
+            self.links[&key].peer.and_then(|p| peer(&self.peers[p])).and_then(|p| p.last_request())
+        else {
+            return false;
+        };
+        let Some(down) =
+            self.peers.iter().find(|s| peer(s).is_some_and(|p| p.sends_request(rid))).and_then(|s| s.link)
+        else {
+            return false;
+        };
+        let down = &self.links[&down];
+        match down.side {
+            Side::Down { listener } => {
+                let limit = self.config.listeners[listener].per_connection_buffer_limit_bytes as usize;
+                down.conn.is_some() && down.unflushed > limit / 2
+            }
+            Side::Up { .. } => false,
+        }
+    }
+
     /// After an input: a pooled connection the proxy has read every byte of, whose origin
     /// is between requests, and which the proxy still does not read: back in the pool paused.
     fn check_idle_paused(&mut self) {
@@ -533,10 +560,12 @@ impl World {
         let now = self.base + self.now;
         self.trace.timeout(self.now);
         self.cause = Cause::Timer;
-        let stalled = self.stalled_pooled();
+        // Upstreams paused with bytes waiting, and whether the client being answered explains it.
+        let stalled: Vec<(u64, bool)> =
+            self.stalled_pooled().into_iter().map(|k| (k, self.paused_for_client(k))).collect();
         self.proxy.handle_timeout(now);
         self.pump();
-        if let Some(key) = stalled.into_iter().find(|k| self.links[k].conn.is_none()) {
+        if let Some((key, for_client)) = stalled.into_iter().find(|(k, _)| self.links[k].conn.is_none()) {
             // A tunnel (a CONNECT's target, or an upgrade whose 101 reached the client) cut as
             // idle while the client drains it; otherwise a pooled connection left paused.
             let tunnel = self.links[&key]
@@ -550,6 +579,9 @@ impl World {
                     Finding::IdleTimeoutWhileDraining,
                     format!("a timeout ended the tunnel on link {key}, whose upstream the proxy had paused with bytes waiting"),
                 ),
+                // A stream idle or route timeout while a slow client drains the response: the
+                // upstream was paused for that client, as it should be.
+                None if for_client => {}
                 None => self.notes.signature(
                     self.now,
                     Finding::PooledConnectionLeftPaused,

@@ -1009,6 +1009,10 @@ impl Peer for HttpClient {
         true
     }
 
+    fn sends_request(&self, rid: u64) -> bool {
+        self.plan.requests.iter().any(|r| r.rid == rid)
+    }
+
     fn describe(&self) -> String {
         format!(
             "HTTP client {:#x}: {} requests, {} answered, inflight {:?}, todo {}, cur {:?}, tunnel {:?}, eof={} fin={} reset={} self_reset={} expect_eof={} written={}/{}",

@@ -715,6 +715,10 @@ impl Peer for HttpOrigin {
         self.cur.as_ref().map(|c| c.rid)
     }
 
+    fn last_request(&self) -> Option<u64> {
+        self.cur.as_ref().map(|c| c.rid)
+    }
+
     fn pooled_http(&self) -> bool {
         // Between requests: the last response is written, nothing is in progress.
         self.tunnel.is_none()
