@@ -410,3 +410,81 @@ fn a_head_held_up_by_unread_answers_that_stalls_gets_408() {
     assert_eq!(net.state(client).closed, Some(CloseKind::Flush));
     assert_eq!(net.stat("http.ingress.downstream_rq_idle_timeout"), 1);
 }
+
+/// `proxy_config` with a second backend host (10.0.0.4:80; the hosts take turns) and the
+/// given `max_connections`.
+fn two_hosts_config(max_connections: u32) -> String {
+    let one = "        - endpoint: { address: { socket_address: { address: 10.0.0.3, port_value: 80 } } }\n";
+    let two = one.replace("10.0.0.3", "10.0.0.4");
+    let breakers =
+        format!("    circuit_breakers: {{ thresholds: [{{ max_connections: {max_connections} }}] }}");
+    proxy_config("", &breakers).replace(one, &format!("{one}{two}"))
+}
+
+/// A new request on its own client; returns the client and the upstream it was sent to, if
+/// a connection was opened for it.
+fn get(net: &mut Net, path: &str) -> (burrow_core::ConnId, Option<burrow_core::ConnId>) {
+    let before = net.upstreams();
+    let client = net.connect_client(0);
+    net.send(client, format!("GET {path} HTTP/1.1\r\nhost: h\r\n\r\n").as_bytes());
+    let opened = net.upstreams().into_iter().find(|up| !before.contains(up));
+    if let Some(up) = opened {
+        net.input(Input::Connected { conn: up });
+    }
+    (client, opened)
+}
+
+/// Simulator finding `pending-request-starved` (generator seed 777): a connection closing
+/// freed room under `max_connections`, but only requests pending on its own host were woken;
+/// a request pending on the cluster's other host waited with room to spare.
+#[test]
+fn room_freed_on_one_host_goes_to_requests_pending_on_another() {
+    let mut net = Net::new(&two_hosts_config(2));
+    let (_, first) = get(&mut net, "/1");
+    let (second_client, second) = get(&mut net, "/2");
+    let (first, second) = (first.unwrap(), second.unwrap());
+    assert_ne!(net.state(first).target, net.state(second).target, "the hosts take turns");
+    // The third request goes to the first host, whose one connection is busy: it waits.
+    let (third_client, none) = get(&mut net, "/3");
+    assert_eq!(none, None, "max_connections 2 reached");
+    assert_eq!(net.stat("cluster.backend.upstream_rq_pending_active"), 1);
+    // The second host's connection closes after its response: room for the first host.
+    net.send(second, b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
+    assert!(text(&net.state(second_client).received).starts_with("HTTP/1.1 200 OK\r\n"));
+    let opened = *net.upstreams().last().unwrap();
+    assert_ne!(opened, first);
+    assert_eq!(net.state(opened).target, net.state(first).target, "a connection for the waiting request");
+    net.input(Input::Connected { conn: opened });
+    assert!(text(&net.state(opened).received).starts_with("GET /3 HTTP/1.1\r\n"));
+    net.send(opened, b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n");
+    assert!(text(&net.state(third_client).received).starts_with("HTTP/1.1 200 OK\r\n"));
+    assert_eq!(net.stat("cluster.backend.upstream_rq_pending_active"), 0);
+}
+
+/// Envoy's rule behind the same finding: a host with no connection at all may open one even
+/// when the cluster is at `max_connections` (here held by the other host's idle connection,
+/// with no idle timeout to ever free it).
+#[test]
+fn a_host_without_connections_gets_one_past_max_connections() {
+    let mut net = Net::new(&two_hosts_config(1));
+    let (first_client, first) = get(&mut net, "/1");
+    let first = first.unwrap();
+    net.send(first, b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n");
+    assert!(text(&net.state(first_client).received).starts_with("HTTP/1.1 200 OK\r\n"));
+    assert_eq!(net.stat("cluster.backend.circuit_breakers.default.cx_open"), 1);
+    let (client, opened) = get(&mut net, "/2");
+    let opened = opened.expect("a connection to the host that has none");
+    assert_ne!(net.state(opened).target, net.state(first).target);
+    assert_eq!(net.stat("cluster.backend.upstream_cx_overflow"), 1);
+    assert_eq!(net.stat("cluster.backend.upstream_cx_active"), 2);
+    assert_eq!(net.stat("cluster.backend.circuit_breakers.default.remaining_cx"), 0);
+    net.send(opened, b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n");
+    assert!(text(&net.state(client).received).starts_with("HTTP/1.1 200 OK\r\n"));
+    // The breaker counts both, and is back to its limit once they close.
+    net.input(Input::ReadClosed { conn: first });
+    assert_eq!(net.stat("cluster.backend.circuit_breakers.default.cx_open"), 1);
+    net.input(Input::ReadClosed { conn: opened });
+    assert_eq!(net.stat("cluster.backend.upstream_cx_active"), 0);
+    assert_eq!(net.stat("cluster.backend.circuit_breakers.default.remaining_cx"), 1);
+    assert_eq!(net.stat("cluster.backend.circuit_breakers.default.cx_open"), 0);
+}
