@@ -488,3 +488,28 @@ fn a_host_without_connections_gets_one_past_max_connections() {
     assert_eq!(net.stat("cluster.backend.circuit_breakers.default.remaining_cx"), 1);
     assert_eq!(net.stat("cluster.backend.circuit_breakers.default.cx_open"), 0);
 }
+
+/// Simulator seeds 1998051697833150988:1:93 and 12655377121676542516:3:54 (upgrade suite,
+/// generator seeds 424242 and 2024): after the origin refused an upgrade, the client's later
+/// stream bytes were still held against the buffer filter's `max_request_bytes`; past it the
+/// 413 could not be sent (the refusal was on its way) and the connection was cut mid-response.
+/// What a client sends for a refused upgrade is dropped (Envoy U7), early or late.
+#[test]
+fn bytes_after_a_refused_upgrade_are_dropped_and_the_refusal_completes() {
+    let buffer = "          - name: buf\n            typed_config: { \"@type\": type.googleapis.com/envoy.extensions.filters.http.buffer.v3.Buffer, max_request_bytes: 100 }\n          - name: envoy.filters.http.router\n";
+    let config = proxy_config("", "").replacen("          - name: envoy.filters.http.router\n", buffer, 1);
+    let mut net = Net::new(&config);
+    let (client, up) = request(
+        &mut net,
+        b"GET /ws HTTP/1.1\r\nhost: h\r\nconnection: upgrade\r\nupgrade: websocket\r\n\r\nearly",
+    );
+    net.send(up, b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\nfirst");
+    net.send(client, &[7u8; 300]);
+    assert_eq!(net.state(client).closed, None, "{}", text(&net.state(client).received));
+    net.send(up, b"-half");
+    let reply = text(&net.state(client).received);
+    assert!(reply.starts_with("HTTP/1.1 200 OK\r\n"), "{reply}");
+    assert!(reply.ends_with("\r\n\r\nfirst-half"), "{reply}");
+    assert_eq!(net.state(client).closed, Some(CloseKind::Flush));
+    assert!(!text(&net.state(up).received).contains("early"));
+}

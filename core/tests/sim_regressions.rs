@@ -40,6 +40,8 @@ const REGRESSIONS: &[(Suite, &str, &str)] = &[
         "10519021689744041665:6:54",
         "a host with no connection starved behind another host's idle one",
     ),
+    (Suite::Upgrade, "1998051697833150988:1:93", "bytes after a refused upgrade cut the refusal with a 413"),
+    (Suite::Upgrade, "12655377121676542516:3:54", "bytes after a refused upgrade cut the refusal with a 413"),
 ];
 
 #[test]

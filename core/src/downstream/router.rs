@@ -353,6 +353,11 @@ impl HttpConn {
     fn push_body(&mut self, ctx: &mut Ctx, chunk: Bytes) -> Option<(u16, &'static str)> {
         let (down, limit) = (self.id, self.buffer_limit);
         let stream = self.stream();
+        if matches!(stream.response, Response::Refused(_)) {
+            // Envoy U7: what the client sends for a refused upgrade is dropped, early or late;
+            // it must not count against a buffer limit and cut the refusal short.
+            return None;
+        }
         if stream.upgrade || stream.buffering.is_some() {
             let cap = if stream.upgrade { stream.early_limit } else { stream.buffering };
             stream.held_len += chunk.len();
