@@ -42,6 +42,7 @@ const REGRESSIONS: &[(Suite, &str, &str)] = &[
     ),
     (Suite::Upgrade, "1998051697833150988:1:93", "bytes after a refused upgrade cut the refusal with a 413"),
     (Suite::Upgrade, "12655377121676542516:3:54", "bytes after a refused upgrade cut the refusal with a 413"),
+    (Suite::Connect, "7708531109215029465:6:7", "a 408 sent during a stall, arriving after it"),
 ];
 
 #[test]

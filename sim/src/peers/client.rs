@@ -220,7 +220,8 @@ impl ConnectClient {
                 Done::Mark(STALL_START) => self.stall_start = Some(cx.now),
                 Done::Mark(STALL_END) => {
                     let ended = self.eof || self.reset;
-                    stall_check(cx, self.stall_start.take(), self.plan.stream_idle, ended);
+                    // The start stays: a 408 the proxy sent during the stall may arrive after it.
+                    stall_check(cx, self.stall_start, self.plan.stream_idle, ended);
                 }
                 Done::Fin => self.fin = true,
                 Done::Close => {
