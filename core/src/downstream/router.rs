@@ -435,9 +435,10 @@ impl HttpConn {
     fn stream_local_reply(&mut self, ctx: &mut Ctx, now: Instant, status: u16, body: &str) -> Closes {
         if !matches!(self.stream().response, Response::AwaitingHead) {
             // A response is already on its way: a second head would corrupt it, so the
-            // connection ends instead.
+            // connection ends instead, with a reset after what was sent, so the client cannot
+            // take the cut response for a whole one.
             let stream = self.take_stream();
-            let mut closes = self.close(Close::Flush);
+            let mut closes = self.close(Close::FlushThenReset);
             closes.extend(stream.abandon(ctx, now).map(|up| (up, Close::Abort)));
             return closes;
         }
@@ -728,8 +729,9 @@ impl HttpConn {
                 self.stream_local_reply(ctx, now, status, body)
             };
         }
+        // The response has started: it is cut, and the client sees the cut as a reset.
         let stream = self.take_stream();
-        let mut closes = self.close(Close::Flush);
+        let mut closes = self.close(Close::FlushThenReset);
         closes.extend(stream.abandon(ctx, now).map(|up| (up, Close::Abort)));
         closes
     }
