@@ -4,7 +4,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use crate::clock::Clock;
 use crate::config::Config;
 use crate::downstream::admin_conn::AdminConn;
 use crate::downstream::conn::HttpConn;
@@ -12,11 +11,11 @@ use crate::downstream::ctx::{Ctx, Owner};
 use crate::io::{CloseKind, ConnId, Input, ListenerId, Output, QueryId, StreamRef};
 use crate::shared::Shared;
 use crate::stats::Gauge;
-use crate::timers::{Timer, Timers};
+use crate::timers::Timer;
+use crate::transport::ConnEvent;
 use crate::transport::{Close, CLOSE_FLUSH_TIMEOUT};
-use crate::transport::{ConnEvent, Wire};
-use crate::upstream::cluster::{Clusters, QueryOwner};
-use crate::upstream::pool::{PoolEvent, PoolOutput, Pools};
+use crate::upstream::cluster::QueryOwner;
+use crate::upstream::pool::{PoolEvent, PoolOutput};
 use smallvec::{smallvec, SmallVec};
 
 /// A whole proxy worker: listeners, connections, clusters and timers.
@@ -97,26 +96,7 @@ impl Proxy {
     /// `now` and `wall` anchor the core's clock (`wall` is only used for `date` headers);
     /// `seed` is the worker's entropy (request ids), so equal seeds give equal outputs.
     pub fn new(config: Arc<Config>, shared: Arc<Shared>, now: Instant, wall: SystemTime, seed: u64) -> Proxy {
-        let clusters = Clusters::new(&config);
-        let mut ctx = Ctx {
-            config,
-            shared,
-            clock: Clock::new(now, wall),
-            timers: Timers::default(),
-            clusters,
-            pools: Pools::default(),
-            wire: Wire::default(),
-            adopted: Vec::new(),
-            deferred: Vec::new(),
-            status_counters: Default::default(),
-            rng: seed,
-            draining: true,
-        };
-        let mut queries = Vec::new();
-        ctx.clusters.start(now, &mut ctx.timers, &mut queries);
-        for q in queries {
-            ctx.wire.push(q);
-        }
+        let ctx = Ctx::new(config, shared, now, wall, seed);
         let mut proxy = Proxy { ctx, conns: Vec::new(), state: RunState::Warming, live: 0, closing: 0 };
         proxy.maybe_listen();
         proxy

@@ -3,7 +3,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 
 use crate::clock::Clock;
 use crate::config::Config;
@@ -61,6 +61,38 @@ impl PoolIo for Ctx {
 }
 
 impl Ctx {
+    /// A context for `config`, draining until the proxy starts listening; clusters that
+    /// resolve names at start have their queries on the wire.
+    pub(crate) fn new(
+        config: Arc<Config>,
+        shared: Arc<Shared>,
+        now: Instant,
+        wall: SystemTime,
+        seed: u64,
+    ) -> Ctx {
+        let clusters = Clusters::new(&config);
+        let mut ctx = Ctx {
+            config,
+            shared,
+            clock: Clock::new(now, wall),
+            timers: Timers::default(),
+            clusters,
+            pools: Pools::default(),
+            wire: Wire::default(),
+            adopted: Vec::new(),
+            deferred: Vec::new(),
+            status_counters: Default::default(),
+            rng: seed,
+            draining: true,
+        };
+        let mut queries = Vec::new();
+        ctx.clusters.start(now, &mut ctx.timers, &mut queries);
+        for q in queries {
+            ctx.wire.push(q);
+        }
+        ctx
+    }
+
     /// Opens an upstream connection on behalf of `downstream`.
     pub(crate) fn connect(&mut self, downstream: ConnId, cluster: usize, addr: SocketAddr) -> ConnId {
         let id = self.wire.alloc();

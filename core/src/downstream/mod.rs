@@ -9,3 +9,5 @@ pub(crate) mod headers;
 pub(crate) mod local_reply;
 pub(crate) mod route;
 pub(crate) mod router;
+#[cfg(test)]
+mod tests;

@@ -591,7 +591,7 @@ impl HttpConn {
                     self.upstream_failure_reply(ctx, now, 503, local_reply::PROTOCOL_ERROR)
                 } else {
                     let stream = self.take_stream();
-                    let mut closes = self.close(Close::Flush);
+                    let mut closes = self.close(Close::FlushThenReset);
                     closes.extend(stream.abandon(ctx, now).map(|up| (up, Close::Abort)));
                     closes
                 }

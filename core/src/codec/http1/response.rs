@@ -146,3 +146,123 @@ impl ResponseReader {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Feeds `pieces` one read at a time and renders the events compactly.
+    fn read(reader: &mut ResponseReader, pieces: &[&[u8]]) -> Vec<String> {
+        let mut out = UpEvents::new();
+        for piece in pieces {
+            reader.read(Bytes::copy_from_slice(piece), &mut out);
+        }
+        out.into_iter().map(render).collect()
+    }
+
+    fn render(event: UpEvent) -> String {
+        match event {
+            UpEvent::Head(head, kind) => format!("head {} {kind:?}", head.status),
+            UpEvent::Data(data) => format!("data {}", String::from_utf8_lossy(&data)),
+            UpEvent::End => "end".into(),
+            UpEvent::Upgraded(rest) => format!("upgraded {}", String::from_utf8_lossy(&rest)),
+            UpEvent::Error => "error".into(),
+        }
+    }
+
+    fn expecting(method: Method) -> ResponseReader {
+        let mut reader = ResponseReader::default();
+        reader.expect(method);
+        reader
+    }
+
+    #[test]
+    fn a_head_split_across_reads_then_a_sized_body_in_pieces() {
+        let mut reader = expecting(Method::Get);
+        assert!(!reader.is_idle());
+        let events = read(&mut reader, &[b"HTTP/1.1 200 OK\r\ncont", b"ent-length: 5\r\n\r\nhe", b"llo"]);
+        assert_eq!(events, ["head 200 Length(5)", "data he", "data llo", "end"]);
+        assert!(reader.is_idle(), "reusable once the body ended");
+    }
+
+    #[test]
+    fn chunked_bodies_come_out_without_their_framing() {
+        let mut reader = expecting(Method::Get);
+        let events = read(
+            &mut reader,
+            &[b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n3\r\nabc\r\n", b"2\r\nde\r\n0\r\n\r\n"],
+        );
+        assert_eq!(events, ["head 200 Chunked", "data abc", "data de", "end"]);
+        assert!(reader.is_idle());
+    }
+
+    #[test]
+    fn interim_responses_are_dropped_and_the_final_one_read() {
+        let mut reader = expecting(Method::Post);
+        let events = read(&mut reader, &[b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 204 No Content\r\n\r\n"]);
+        assert_eq!(events, ["head 204 Empty", "end"]);
+    }
+
+    #[test]
+    fn a_head_request_gets_no_body_whatever_the_length_says() {
+        let mut reader = expecting(Method::Head);
+        let events = read(&mut reader, &[b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\n"]);
+        assert_eq!(events, ["head 200 Empty", "end"]);
+        assert!(reader.is_idle());
+    }
+
+    #[test]
+    fn a_101_hands_over_what_follows_it_and_every_later_byte() {
+        let mut reader = expecting(Method::Get);
+        let events = read(
+            &mut reader,
+            &[b"HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\n\r\nfirst", b"more"],
+        );
+        assert_eq!(events, ["head 101 Tunnel", "upgraded first", "data more"]);
+        assert!(!reader.is_idle());
+    }
+
+    #[test]
+    fn bytes_with_no_request_outstanding_are_an_error_and_the_reader_stays_failed() {
+        let mut reader = ResponseReader::default();
+        assert_eq!(read(&mut reader, &[b"HTTP/1.1 200 OK\r\n\r\n"]), ["error"]);
+        assert_eq!(read(&mut reader, &[b"more"]), ["error"], "failed for good");
+        assert!(!reader.is_idle());
+    }
+
+    #[test]
+    fn a_bad_head_and_bad_framing_are_errors() {
+        let mut reader = expecting(Method::Get);
+        assert_eq!(read(&mut reader, &[b"HTTP/1.1 2x0 OK\r\n\r\n"]), ["error"]);
+        let mut reader = expecting(Method::Get);
+        let both = b"HTTP/1.1 200 OK\r\ncontent-length: 1\r\ncontent-length: 2\r\n\r\n";
+        assert_eq!(read(&mut reader, &[both]), ["error"]);
+        let mut reader = expecting(Method::Get);
+        let bad_chunk = b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\nzz\r\n";
+        assert_eq!(read(&mut reader, &[bad_chunk]), ["head 200 Chunked", "error"]);
+    }
+
+    #[test]
+    fn a_body_read_until_close_ends_at_eof() {
+        let mut reader = expecting(Method::Get);
+        assert_eq!(read(&mut reader, &[b"HTTP/1.1 200 OK\r\n\r\nall"]), ["head 200 UntilClose", "data all"]);
+        let mut out = UpEvents::new();
+        assert!(reader.eof(&mut out));
+        assert_eq!(out.into_iter().map(render).collect::<Vec<_>>(), ["end"]);
+        assert_eq!(read(&mut reader, &[b"late"]), ["error"], "nothing may follow a close");
+    }
+
+    #[test]
+    fn eof_cuts_a_sized_body_or_a_missing_head_short() {
+        let mut reader = expecting(Method::Get);
+        read(&mut reader, &[b"HTTP/1.1 200 OK\r\ncontent-length: 9\r\n\r\nabc"]);
+        let mut out = UpEvents::new();
+        assert!(!reader.eof(&mut out), "a sized body cut short");
+        assert!(out.is_empty());
+        let mut reader = expecting(Method::Get);
+        assert!(!reader.eof(&mut out), "no response at all");
+        let mut idle = ResponseReader::default();
+        assert!(idle.eof(&mut out), "an idle connection may close");
+        assert!(out.is_empty());
+    }
+}

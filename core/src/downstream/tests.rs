@@ -1,0 +1,225 @@
+//! The connection manager alone: an [`HttpConn`] on a [`Ctx`] with no `Proxy` around it. The
+//! test plays the facade's part: it feeds connection and pool events and reads the wire.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use bytes::Bytes;
+
+use crate::config::Config;
+use crate::downstream::conn::HttpConn;
+use crate::downstream::ctx::{Ctx, Owner};
+use crate::io::{ConnId, Output};
+use crate::shared::Shared;
+use crate::transport::{Close, ConnEvent};
+use crate::tunnel::Closes;
+
+const CONFIG: &str = r#"
+static_resources:
+  listeners:
+  - name: proxy
+    address: { socket_address: { address: 127.0.0.1, port_value: 10000 } }
+    filter_chains:
+    - filters:
+      - name: hcm
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+          stat_prefix: ingress
+          upgrade_configs: [{ upgrade_type: websocket }]
+          route_config:
+            virtual_hosts:
+            - name: all
+              domains: ["*"]
+              routes:
+              - match: { prefix: "/direct" }
+                direct_response: { status: 200, body: { inline_string: "direct" } }
+              - match: { prefix: "/" }
+                route: { cluster: backend }
+          http_filters:
+          - name: envoy.filters.http.router
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
+  clusters:
+  - name: backend
+    connect_timeout: 1s
+    load_assignment:
+      cluster_name: backend
+      endpoints:
+      - lb_endpoints:
+        - endpoint: { address: { socket_address: { address: 10.0.0.3, port_value: 80 } } }
+"#;
+
+/// A manager with one downstream connection, and what the wire saw per connection.
+struct Harness {
+    ctx: Ctx,
+    conn: HttpConn,
+    down: ConnId,
+    now: Instant,
+    written: Vec<(ConnId, Vec<u8>)>,
+    connects: Vec<(ConnId, SocketAddr)>,
+}
+
+impl Harness {
+    fn new() -> Harness {
+        let config = Arc::new(Config::from_yaml(CONFIG).expect("test config"));
+        let shared = Arc::new(Shared::new(&config));
+        let now = Instant::now();
+        let mut ctx = Ctx::new(config, shared, now, SystemTime::UNIX_EPOCH, 7);
+        ctx.draining = false;
+        let down = ctx.wire.alloc();
+        let peer: SocketAddr = "127.0.0.1:40000".parse().unwrap();
+        let local: SocketAddr = "127.0.0.1:10000".parse().unwrap();
+        let conn = HttpConn::new(&mut ctx, now, down, 0, peer, local);
+        Harness { ctx, conn, down, now, written: Vec::new(), connects: Vec::new() }
+    }
+
+    /// Takes the wire's outputs: writes and connects are kept, the rest dropped.
+    fn drain(&mut self) {
+        while let Some(output) = self.ctx.wire.pop() {
+            match output {
+                Output::Write { conn, data } => self.bytes(conn).extend_from_slice(&data),
+                Output::Connect { conn, addr } => self.connects.push((conn, addr)),
+                _ => {}
+            }
+        }
+    }
+
+    fn bytes(&mut self, conn: ConnId) -> &mut Vec<u8> {
+        if let Some(i) = self.written.iter().position(|(id, _)| *id == conn) {
+            return &mut self.written[i].1;
+        }
+        self.written.push((conn, Vec::new()));
+        &mut self.written.last_mut().unwrap().1
+    }
+
+    fn text(&mut self, conn: ConnId) -> String {
+        self.drain();
+        String::from_utf8_lossy(self.bytes(conn)).into_owned()
+    }
+
+    fn client(&mut self, data: &[u8]) -> Closes {
+        let event = ConnEvent::Data(Bytes::copy_from_slice(data));
+        let closes = self.conn.on_downstream(&mut self.ctx, self.now, event);
+        self.deliver();
+        closes
+    }
+
+    /// An event on a pooled upstream connection, run through the pool as the proxy does, its
+    /// stream events delivered to the connection.
+    fn upstream(&mut self, up: ConnId, event: ConnEvent) -> Option<Close> {
+        let now = self.now;
+        let out = self.ctx.with_pool(0, now, |pools, cx| pools.on_event(up, event, cx));
+        for (stream, event) in out.events {
+            assert_eq!(stream.conn, self.down);
+            let closes = self.conn.on_pool(&mut self.ctx, now, stream.stream, event);
+            assert!(closes.is_empty(), "{closes:?}");
+        }
+        self.deliver();
+        out.close
+    }
+
+    fn deliver(&mut self) {
+        for (stream, event) in std::mem::take(&mut self.ctx.deferred) {
+            let closes = self.conn.on_pool(&mut self.ctx, self.now, stream.stream, event);
+            assert!(closes.is_empty(), "{closes:?}");
+        }
+    }
+
+    fn stat(&self, name: &str) -> u64 {
+        self.ctx.shared.stats.value(name).unwrap_or_else(|| panic!("no stat {name}"))
+    }
+}
+
+#[test]
+fn a_direct_response_is_answered_and_the_connection_kept() {
+    let mut h = Harness::new();
+    let closes = h.client(b"GET /direct HTTP/1.1\r\nhost: h\r\n\r\n");
+    assert!(closes.is_empty());
+    let reply = h.text(h.down);
+    assert!(reply.starts_with("HTTP/1.1 200 OK\r\n"), "{reply}");
+    assert!(reply.ends_with("\r\n\r\ndirect"), "{reply}");
+    assert!(!reply.contains("connection: close"), "{reply}");
+    assert!(h.conn.is_idle());
+    assert_eq!(h.stat("http.ingress.downstream_rq_total"), 1);
+    assert_eq!(h.stat("http.ingress.downstream_rq_active"), 0);
+}
+
+#[test]
+fn pipelined_heads_are_answered_in_order_until_one_ends_the_connection() {
+    let mut h = Harness::new();
+    let closes = h.client(
+        b"GET /direct HTTP/1.1\r\nhost: h\r\n\r\nGET /direct HTTP/1.1\r\n\r\nGET /direct HTTP/1.1\r\n",
+    );
+    assert_eq!(closes, [(h.down, Close::Flush)]);
+    let reply = h.text(h.down);
+    let first = reply.find("HTTP/1.1 200 OK").unwrap();
+    let second = reply.find("HTTP/1.1 400 Bad Request").unwrap();
+    assert!(first < second, "{reply}");
+    assert!(reply.ends_with("missing required header: host"), "{reply}");
+    assert_eq!(reply.matches("HTTP/1.1 ").count(), 2, "the third head is never answered: {reply}");
+    assert_eq!(h.stat("http.ingress.downstream_rq_total"), 2);
+}
+
+#[test]
+fn an_upgrade_the_route_does_not_allow_is_refused_with_403() {
+    let mut h = Harness::new();
+    let closes = h.client(b"GET /ws HTTP/1.1\r\nhost: h\r\nconnection: upgrade\r\nupgrade: spdy/3\r\n\r\n");
+    assert_eq!(closes, [(h.down, Close::Flush)]);
+    assert!(h.text(h.down).starts_with("HTTP/1.1 403 Forbidden\r\n"));
+    assert_eq!(h.stat("http.ingress.downstream_rq_ws_on_non_ws_route"), 1);
+    assert_eq!(h.stat("http.ingress.downstream_cx_upgrades_total"), 0);
+}
+
+#[test]
+fn a_bad_head_is_answered_with_its_status_and_closes() {
+    let mut h = Harness::new();
+    let closes = h.client(b"GET / HTTP/9.7\r\nhost: h\r\n\r\n");
+    assert_eq!(closes, [(h.down, Close::Flush)]);
+    assert!(h.text(h.down).starts_with("HTTP/1.1 426 Upgrade Required\r\n"));
+    assert_eq!(h.stat("http.ingress.downstream_cx_protocol_error"), 1);
+}
+
+#[test]
+fn a_proxied_request_waits_for_its_pooled_connection_then_relays_the_response() {
+    let mut h = Harness::new();
+    assert!(h.client(b"GET /a HTTP/1.1\r\nhost: h\r\n\r\n").is_empty());
+    h.drain();
+    let [(up, addr)] = h.connects[..] else { panic!("one connect: {:?}", h.connects) };
+    assert_eq!(addr, "10.0.0.3:80".parse().unwrap());
+    assert!(matches!(h.ctx.adopted[..], [(id, Owner::Pool { cluster: 0 })] if id == up));
+    assert!(h.text(up).is_empty(), "nothing is written before the connection is up");
+    assert_eq!(h.upstream(up, ConnEvent::Connected), None);
+    let sent = h.text(up);
+    assert!(sent.starts_with("GET /a HTTP/1.1\r\nhost: h\r\n"), "{sent}");
+    assert!(h.text(h.down).is_empty());
+    h.now += Duration::from_millis(3);
+    let response = Bytes::from_static(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok");
+    assert_eq!(h.upstream(up, ConnEvent::Data(response)), None);
+    let reply = h.text(h.down);
+    assert!(reply.starts_with("HTTP/1.1 200 OK\r\n"), "{reply}");
+    assert!(reply.contains("x-envoy-upstream-service-time: 3\r\n"), "{reply}");
+    assert!(reply.ends_with("\r\n\r\nok"), "{reply}");
+    assert!(h.conn.is_idle());
+    assert_eq!(h.stat("cluster.backend.upstream_rq_completed"), 1);
+    assert_eq!(h.stat("cluster.backend.upstream_cx_active"), 1, "kept for the next request");
+}
+
+#[test]
+fn a_response_cut_by_its_upstream_ends_the_downstream_with_a_reset() {
+    let mut h = Harness::new();
+    h.client(b"GET /a HTTP/1.1\r\nhost: h\r\n\r\n");
+    h.drain();
+    let up = h.connects[0].0;
+    h.upstream(up, ConnEvent::Connected);
+    let partial = Bytes::from_static(b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\npart");
+    h.upstream(up, ConnEvent::Data(partial));
+    let now = h.now;
+    let out = h.ctx.with_pool(0, now, |pools, cx| pools.on_event(up, ConnEvent::Closed, cx));
+    let mut closes = Vec::new();
+    for (stream, event) in out.events {
+        closes.extend(h.conn.on_pool(&mut h.ctx, now, stream.stream, event));
+    }
+    assert_eq!(closes, [(h.down, Close::FlushThenReset)]);
+    assert!(h.text(h.down).ends_with("\r\n\r\npart"));
+}
