@@ -378,8 +378,8 @@ impl Proxy {
             Slot::Closing { held, .. } => {
                 // Flushing was not enough (the drain is over, or the peer went away).
                 self.closing -= 1;
-                held.release(&self.ctx.shared);
                 self.ctx.wire.close(conn, CloseKind::Abort);
+                self.unhold(now, held);
                 return;
             }
             Slot::Http(http) => {
@@ -421,6 +421,16 @@ impl Proxy {
         self.apply(now, also);
     }
 
+    /// A closing socket is closed: its gauges drop, and the `max_connections` unit it held
+    /// goes to requests of its cluster waiting for a connection to be opened.
+    fn unhold(&mut self, now: Instant, held: Held) {
+        held.release(&self.ctx.shared);
+        if let Some(cluster) = held.breaker {
+            self.ctx.with_pool(cluster, now, |p, cx| p.wake_cluster(cluster, cx));
+            self.apply(now, Vec::new());
+        }
+    }
+
     /// What counts a connection's socket while it is open.
     fn held(&self, slot: &Slot) -> Held {
         let shared = &self.ctx.shared;
@@ -440,13 +450,13 @@ impl Proxy {
         match event {
             ConnEvent::Flushed if self.ctx.wire.queued(conn) == 0 => {
                 let kind = if *reset { CloseKind::Abort } else { CloseKind::Flush };
+                self.closing -= 1;
+                self.ctx.wire.close(conn, kind);
                 if let Slot::Closing { held, .. } =
                     std::mem::replace(&mut self.conns[conn.0 as usize], Slot::Closed)
                 {
-                    held.release(&self.ctx.shared);
+                    self.unhold(now, held);
                 }
-                self.closing -= 1;
-                self.ctx.wire.close(conn, kind);
             }
             ConnEvent::Flushed => *deadline = now + CLOSE_FLUSH_TIMEOUT,
             ConnEvent::Closed => self.release(now, conn, Close::Abort),

@@ -513,3 +513,34 @@ fn bytes_after_a_refused_upgrade_are_dropped_and_the_refusal_completes() {
     assert_eq!(net.state(client).closed, Some(CloseKind::Flush));
     assert!(!text(&net.state(up).received).contains("early"));
 }
+
+/// Simulator seed 13209030629184750696:6:72 (upgrade suite, generator seed 777 and four
+/// others): a pooled connection retired while its request bytes were still unflushed keeps
+/// its `max_connections` unit until its socket closes, and when it did close nothing woke the
+/// request pending for that unit; it waited until some other connection came free.
+#[test]
+fn a_retired_connection_finishing_its_close_wakes_the_requests_pending_for_its_unit() {
+    let breaker = "    circuit_breakers: { thresholds: [{ max_connections: 2 }] }";
+    let mut net = Net::new(&proxy_config("", breaker));
+    net.auto_flush = false;
+    // One connection busy with a slow response, another retired while still flushing.
+    let (_, busy) = request(&mut net, b"GET /slow HTTP/1.1\r\nhost: h\r\n\r\n");
+    let (client, up) = request(&mut net, b"POST /a HTTP/1.1\r\nhost: h\r\ncontent-length: 4\r\n\r\nbody");
+    assert_ne!(busy, up);
+    assert!(text(&net.state(up).received).ends_with("body"));
+    net.send(up, b"HTTP/1.1 413 Payload Too Large\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
+    assert!(text(&net.state(client).received).starts_with("HTTP/1.1 413 "));
+    assert_eq!(net.state(up).closed, None, "still flushing");
+    let third = net.connect_client(0);
+    net.send(third, b"GET /b HTTP/1.1\r\nhost: h\r\n\r\n");
+    assert_eq!(net.upstreams().len(), 2, "both units are held: the request waits");
+    assert_eq!(net.stat("cluster.backend.upstream_rq_pending_active"), 1);
+    net.flush(up, usize::MAX);
+    net.pump();
+    assert!(net.state(up).closed.is_some());
+    let upstreams = net.upstreams();
+    assert_eq!(upstreams.len(), 2, "the freed unit opens a connection for the pending request");
+    let next = upstreams.into_iter().find(|&c| c != busy).unwrap();
+    net.input(Input::Connected { conn: next });
+    assert!(text(&net.state(next).received).starts_with("GET /b HTTP/1.1\r\n"));
+}

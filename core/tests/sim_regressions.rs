@@ -43,6 +43,11 @@ const REGRESSIONS: &[(Suite, &str, &str)] = &[
     (Suite::Upgrade, "1998051697833150988:1:93", "bytes after a refused upgrade cut the refusal with a 413"),
     (Suite::Upgrade, "12655377121676542516:3:54", "bytes after a refused upgrade cut the refusal with a 413"),
     (Suite::Connect, "7708531109215029465:6:7", "a 408 sent during a stall, arriving after it"),
+    (
+        Suite::Upgrade,
+        "13209030629184750696:6:72",
+        "a retired connection's close freed its unit and woke no pending request",
+    ),
 ];
 
 #[test]

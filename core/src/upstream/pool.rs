@@ -495,9 +495,10 @@ impl Pools {
         failed
     }
 
-    /// A `max_connections` unit came free: other pools of the cluster whose requests wait
-    /// for a connection to be opened get their chance, not only the pool that freed it.
-    fn wake_cluster(&mut self, cluster: usize, cx: &mut PoolCtx<'_>) {
+    /// A `max_connections` unit came free (a connection left the pool, or a socket that
+    /// outlived it finished closing): every pool of the cluster whose requests wait for a
+    /// connection to be opened gets its chance.
+    pub(crate) fn wake_cluster(&mut self, cluster: usize, cx: &mut PoolCtx<'_>) {
         let waiting: SmallVec<[PoolKey; 4]> = self
             .hosts
             .iter()
