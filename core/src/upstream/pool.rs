@@ -153,7 +153,7 @@ struct HostPool {
     idle: Vec<ConnId>,
     pending: VecDeque<StreamRef>,
     connecting: usize,
-    /// Connections of this pool, detached ones aside.
+    /// Connections of this pool, upgraded (detached) ones included.
     conns: usize,
 }
 
@@ -450,9 +450,7 @@ impl Pools {
             cx.stats.upstream_cx_destroy_local.inc();
         }
         let host = self.hosts.entry(pooled.key).or_default();
-        if pooled.state != ConnState::Detached {
-            host.conns -= 1;
-        }
+        host.conns -= 1;
         let failed = match pooled.state {
             ConnState::Connecting => {
                 host.connecting -= 1;
@@ -532,22 +530,17 @@ impl Pools {
         self.forget_if_empty(key);
     }
 
-    /// The connection switched protocols (a `101`): it leaves the pool for good, though it
-    /// still counts against `max_connections` until it closes.
+    /// The connection switched protocols (a `101`): it serves no other request again, but
+    /// still counts as its host's connection and against `max_connections` until it closes
+    /// (in Envoy an upgrade is a stream that keeps its connection busy), so a host whose
+    /// connections are all upgraded gets no connection past the limit.
     pub(crate) fn detach(&mut self, conn: ConnId, cx: &mut PoolCtx<'_>) {
         if let Some(pooled) = self.conns.get_mut(&conn) {
             if matches!(pooled.state, ConnState::Bound(_)) {
                 cx.stats.upstream_rq_active.dec();
                 cx.breakers.requests.release();
             }
-            if pooled.state != ConnState::Detached {
-                pooled.state = ConnState::Detached;
-                let key = pooled.key;
-                if let Some(host) = self.hosts.get_mut(&key) {
-                    host.conns -= 1;
-                }
-                self.forget_if_empty(key);
-            }
+            pooled.state = ConnState::Detached;
         }
     }
 
