@@ -3,17 +3,24 @@
 //! [`Config::from_yaml`] turns the text of an Envoy bootstrap into the validated [`Config`], or
 //! a [`ConfigError`] naming the field path and what is wrong with it.
 
+mod address;
+mod bootstrap;
+mod cluster;
 mod error;
-mod load;
+mod fields;
+mod hcm;
+mod listener;
+mod matcher;
 mod model;
 mod raw;
+mod route;
 
+pub use cluster::{HTTP_PROTOCOL_OPTIONS_NAME, HTTP_PROTOCOL_OPTIONS_TYPE_URL};
 pub use error::ConfigError;
-pub use load::{
-    BUFFER_PER_ROUTE_TYPE_URL, BUFFER_TYPE_URL, FILTER_CONFIG_TYPE_URL, HCM_TYPE_URL,
-    HTTP_PROTOCOL_OPTIONS_NAME, HTTP_PROTOCOL_OPTIONS_TYPE_URL, ROUTER_TYPE_URL,
-};
+pub use hcm::{BUFFER_TYPE_URL, ROUTER_TYPE_URL};
+pub use listener::HCM_TYPE_URL;
 pub use model::*;
+pub use route::{BUFFER_PER_ROUTE_TYPE_URL, FILTER_CONFIG_TYPE_URL};
 
 #[cfg(test)]
 mod tests;
