@@ -14,6 +14,7 @@ mod matcher;
 mod model;
 mod raw;
 mod route;
+mod warnings;
 
 pub use cluster::{HTTP_PROTOCOL_OPTIONS_NAME, HTTP_PROTOCOL_OPTIONS_TYPE_URL};
 pub use error::ConfigError;
@@ -24,18 +25,3 @@ pub use route::{BUFFER_PER_ROUTE_TYPE_URL, FILTER_CONFIG_TYPE_URL};
 
 #[cfg(test)]
 mod tests;
-
-impl Config {
-    /// Advice worth logging at start-up about a config that is valid but likely not what its
-    /// author wants.
-    pub fn warnings(&self) -> Vec<String> {
-        self.listeners
-            .iter()
-            .flat_map(|listener| match &listener.filter {
-                NetworkFilter::HttpConnectionManager(hcm) => {
-                    crate::downstream::filters::upgrade_warnings(&listener.name, hcm)
-                }
-            })
-            .collect()
-    }
-}

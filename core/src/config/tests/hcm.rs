@@ -216,3 +216,29 @@ fn http_filter_errors() {
         &format!("{TYPED}.use_remote_address: invalid type: integer `1`, expected a boolean"),
     );
 }
+
+#[test]
+fn upgrades_on_a_buffering_default_chain_are_warned_about() {
+    let filters = |buffer_disabled: bool| {
+        format!(
+            r#"          http_filters:
+          - name: buf
+            disabled: {buffer_disabled}
+            typed_config: {{"@type": {BUFFER_TYPE_URL}, max_request_bytes: 10}}
+          - name: envoy.filters.http.router
+            typed_config: {{"@type": {ROUTER_TYPE_URL}}}
+          upgrade_configs:
+          - upgrade_type: websocket
+          - upgrade_type: CONNECT
+          - {{upgrade_type: h2c, enabled: false}}
+          - upgrade_type: own
+            filters: [{{name: r, typed_config: {{"@type": {ROUTER_TYPE_URL}}}}}]
+"#
+        )
+    };
+    let warnings = parse(&with_filters(&filters(false), "")).warnings();
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(warnings[0].starts_with("listener 'l': upgrade type 'websocket' runs the default http_filters"));
+    // A buffer filter switched off by default holds nothing back.
+    assert_eq!(parse(&with_filters(&filters(true), "")).warnings(), Vec::<String>::new());
+}
