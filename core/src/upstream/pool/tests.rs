@@ -175,6 +175,29 @@ fn a_host_without_connections_is_not_starved_by_others() {
     assert!(w.pools.hosts.is_empty(), "empty pools are forgotten");
 }
 
+/// A request refused by a breaker is counted by the breaker that refused it, and takes no unit.
+#[test]
+fn refused_requests_count_their_overflow_and_hold_nothing() {
+    let t = Thresholds { max_connections: 1, max_pending_requests: 1, max_requests: 2, max_retries: 3 };
+    let store = Stats::default();
+    let mut w = world(&t, &store);
+    let a = key(80);
+    assert_eq!(w.run(|p, cx| p.acquire(a, waiter(0), cx)), Acquired::Pending);
+    // The request breaker has room, the pending one not: the request unit is given back.
+    assert_eq!(w.run(|p, cx| p.acquire(a, waiter(1), cx)), Acquired::Overflow);
+    assert_eq!(store.value("cluster.c.upstream_rq_pending_overflow"), Some(1));
+    assert_eq!((w.breakers.pending.count(), w.breakers.requests.count()), (1, 1));
+    let conn = w.io.opened[0];
+    assert_eq!(w.run(|p, cx| p.connected(conn, cx)), Some(waiter(0)));
+    assert_eq!(w.run(|p, cx| p.acquire(a, waiter(2), cx)), Acquired::Pending);
+    // Both request units taken: refused before the pending breaker is asked.
+    assert_eq!(w.run(|p, cx| p.acquire(a, waiter(3), cx)), Acquired::Overflow);
+    assert_eq!(store.value("cluster.c.upstream_rq_active_overflow"), Some(1));
+    assert_eq!(store.value("cluster.c.upstream_rq_pending_overflow"), Some(1));
+    assert_eq!((w.breakers.pending.count(), w.breakers.requests.count()), (1, 2));
+    assert_eq!(store.value("cluster.c.upstream_cx_overflow"), Some(1), "the second connection was refused");
+}
+
 proptest! {
     /// Whatever arrives in whatever order, no breaker limit is passed, an HTTP/1.1
     /// connection carries one request at a time, and every request is answered once.
