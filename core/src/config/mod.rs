@@ -3,32 +3,25 @@
 //! [`Config::from_yaml`] turns the text of an Envoy bootstrap into the validated [`Config`], or
 //! a [`ConfigError`] naming the field path and what is wrong with it.
 
+mod address;
+mod bootstrap;
+mod cluster;
 mod error;
-mod load;
+mod fields;
+mod hcm;
+mod listener;
+mod matcher;
 mod model;
 mod raw;
+mod route;
+mod warnings;
 
+pub use cluster::{HTTP_PROTOCOL_OPTIONS_NAME, HTTP_PROTOCOL_OPTIONS_TYPE_URL};
 pub use error::ConfigError;
-pub use load::{
-    BUFFER_PER_ROUTE_TYPE_URL, BUFFER_TYPE_URL, FILTER_CONFIG_TYPE_URL, HCM_TYPE_URL,
-    HTTP_PROTOCOL_OPTIONS_NAME, HTTP_PROTOCOL_OPTIONS_TYPE_URL, ROUTER_TYPE_URL,
-};
+pub use hcm::{BUFFER_TYPE_URL, ROUTER_TYPE_URL};
+pub use listener::HCM_TYPE_URL;
 pub use model::*;
+pub use route::{BUFFER_PER_ROUTE_TYPE_URL, FILTER_CONFIG_TYPE_URL};
 
 #[cfg(test)]
 mod tests;
-
-impl Config {
-    /// Advice worth logging at start-up about a config that is valid but likely not what its
-    /// author wants.
-    pub fn warnings(&self) -> Vec<String> {
-        self.listeners
-            .iter()
-            .flat_map(|listener| match &listener.filter {
-                NetworkFilter::HttpConnectionManager(hcm) => {
-                    crate::downstream::filters::upgrade_warnings(&listener.name, hcm)
-                }
-            })
-            .collect()
-    }
-}

@@ -39,25 +39,3 @@ pub(crate) fn plan(hcm: &HttpConnectionManager, upgrade: Option<&[u8]>, route: O
         .min();
     Plan { buffer_limit }
 }
-
-/// Start-up advice: Envoy silently hangs an upgrade whose chain holds the buffer filter.
-/// burrow lets the handshake through, but the chain is still worth fixing.
-pub(crate) fn upgrade_warnings(listener: &str, hcm: &HttpConnectionManager) -> Vec<String> {
-    let buffers = |chain: &[HttpFilter]| {
-        chain.iter().any(|f| matches!(f.kind, HttpFilterKind::Buffer { .. }) && !f.disabled)
-    };
-    hcm.upgrade_configs
-        .iter()
-        .filter(|u| u.enabled && !u.upgrade_type.eq_ignore_ascii_case("CONNECT"))
-        .filter(|u| u.filters.is_none() && buffers(&hcm.http_filters))
-        .map(|u| {
-            format!(
-                "listener '{listener}': upgrade type '{}' runs the default http_filters, which hold the buffer filter; \
-                 burrow lets the handshake through, but the buffer limit caps what the client may send before the \
-                 upgrade completes. Give this upgrade type its own chain without the buffer filter \
-                 (upgrade_configs[].filters: [router])",
-                u.upgrade_type
-            )
-        })
-        .collect()
-}

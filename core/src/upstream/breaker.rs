@@ -94,3 +94,87 @@ impl Breakers {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SCOPE: &str = "cluster.c.circuit_breakers.default";
+
+    fn thresholds(max_connections: u32, max_pending_requests: u32, max_requests: u32) -> Thresholds {
+        Thresholds { max_connections, max_pending_requests, max_requests, max_retries: 3 }
+    }
+
+    /// The `open` and `remaining` gauges of one resource.
+    fn gauges(stats: &Stats, open: &str, remaining: &str) -> (u64, u64) {
+        let value = |name: &str| stats.value(&format!("{SCOPE}.{name}")).expect(name);
+        (value(open), value(remaining))
+    }
+
+    #[test]
+    fn units_are_taken_up_to_max_and_given_back() {
+        let stats = Stats::default();
+        let b = Breakers::new(&stats, "c", &thresholds(2, 5, 5));
+        let cx = || gauges(&stats, "cx_open", "remaining_cx");
+        assert_eq!(cx(), (0, 2), "published before any unit is taken");
+        assert!(b.connections.try_acquire());
+        assert_eq!((b.connections.count(), cx()), (1, (0, 1)));
+        assert!(b.connections.try_acquire());
+        assert_eq!((b.connections.count(), cx()), (2, (1, 0)));
+        assert!(!b.connections.try_acquire(), "past max_connections");
+        assert_eq!((b.connections.count(), cx()), (2, (1, 0)), "a refusal takes nothing");
+        b.connections.release();
+        assert_eq!((b.connections.count(), cx()), (1, (0, 1)));
+        assert!(b.connections.try_acquire(), "a released unit can be taken again");
+    }
+
+    #[test]
+    fn force_acquire_goes_past_max_and_release_comes_back_under_it() {
+        let stats = Stats::default();
+        let b = Breakers::new(&stats, "c", &thresholds(1, 5, 5));
+        let cx = || gauges(&stats, "cx_open", "remaining_cx");
+        assert!(b.connections.try_acquire());
+        b.connections.force_acquire();
+        assert_eq!(b.connections.count(), 2);
+        assert_eq!(cx(), (1, 0), "remaining saturates at zero past the limit");
+        assert!(!b.connections.try_acquire());
+        b.connections.release();
+        assert_eq!((b.connections.count(), cx()), (1, (1, 0)), "still at the limit");
+        b.connections.release();
+        assert_eq!((b.connections.count(), cx()), (0, (0, 1)));
+    }
+
+    #[test]
+    fn a_zero_limit_is_open_from_the_start() {
+        let stats = Stats::default();
+        let b = Breakers::new(&stats, "c", &thresholds(1, 0, 1));
+        assert_eq!(gauges(&stats, "rq_pending_open", "remaining_pending"), (1, 0));
+        assert!(!b.pending.try_acquire());
+        assert_eq!(b.pending.count(), 0);
+    }
+
+    #[test]
+    fn each_threshold_limits_its_own_resource() {
+        let stats = Stats::default();
+        let b = Breakers::new(&stats, "c", &thresholds(1, 2, 3));
+        assert_eq!((b.connections.max(), b.pending.max(), b.requests.max()), (1, 2, 3));
+        assert!(b.pending.try_acquire());
+        assert_eq!(gauges(&stats, "rq_pending_open", "remaining_pending"), (0, 1));
+        assert_eq!(gauges(&stats, "remaining_cx", "remaining_rq"), (1, 3), "the others untouched");
+        assert_eq!(gauges(&stats, "cx_open", "rq_open"), (0, 0));
+    }
+
+    #[test]
+    fn concurrent_workers_never_take_more_than_max() {
+        let stats = Stats::default();
+        let b = Breakers::new(&stats, "c", &thresholds(1, 1, 100));
+        let taken: u64 = std::thread::scope(|s| {
+            let workers: Vec<_> = (0..4)
+                .map(|_| s.spawn(|| (0..1000).filter(|_| b.requests.try_acquire()).count() as u64))
+                .collect();
+            workers.into_iter().map(|w| w.join().unwrap()).sum()
+        });
+        assert_eq!((taken, b.requests.count()), (100, 100));
+        assert_eq!(gauges(&stats, "rq_open", "remaining_rq"), (1, 0));
+    }
+}

@@ -1,0 +1,142 @@
+//! What burrow parses but refuses as "not supported yet", rather than ignoring it.
+
+use super::*;
+
+/// Asserts that `text` is refused at `path` with a "not supported yet" message.
+#[track_caller]
+fn refused_as_unsupported(text: &str, path: &str) {
+    let got = error(text);
+    assert!(
+        got.starts_with(&format!("{path}: ")) && got.contains("not supported yet"),
+        "got {got:?}, want {path}: ... not supported yet ..."
+    );
+}
+
+#[test]
+fn udp_listeners_are_not_supported_yet() {
+    let udp = with("", "", "").replace(
+        "address: {socket_address: {address: 127.0.0.1, port_value: 10000}}",
+        "address: {socket_address: {protocol: UDP, address: 127.0.0.1, port_value: 10000}}",
+    );
+    refused_as_unsupported(&udp, &format!("{LISTENER}.address.socket_address.protocol"));
+    assert!(error(&udp).contains("UDP is not supported yet"));
+    // Also with the codec that would go with it.
+    refused_as_unsupported(
+        &udp.replace("stat_prefix: p", "stat_prefix: p\n          codec_type: HTTP3"),
+        &format!("{LISTENER}.address.socket_address.protocol"),
+    );
+}
+
+#[test]
+fn http2_and_http3_codecs_are_not_supported_yet() {
+    for codec in ["HTTP2", "HTTP3"] {
+        let text = with(&format!("          codec_type: {codec}"), "", "");
+        refused_as_unsupported(&text, &format!("{TYPED}.codec_type"));
+        assert!(error(&text).contains(&format!("{codec} is not supported yet")), "{}", error(&text));
+    }
+    for codec in ["AUTO", "HTTP1"] {
+        let config = parse(&with(&format!("          codec_type: {codec}"), "", ""));
+        let want = if codec == "AUTO" { CodecType::Auto } else { CodecType::Http1 };
+        assert_eq!(hcm_of(&config).codec_type, want);
+    }
+}
+
+#[test]
+fn hcm_http2_options_and_request_timeout_are_not_supported_yet() {
+    for options in ["{allow_connect: true}", "{allow_connect: false}", "{}", "{max_concurrent_streams: 5}"] {
+        refused_as_unsupported(
+            &with(&format!("          http2_protocol_options: {options}"), "", ""),
+            &format!("{TYPED}.http2_protocol_options"),
+        );
+    }
+    refused_as_unsupported(
+        &with("          request_timeout: 30s", "", ""),
+        &format!("{TYPED}.request_timeout"),
+    );
+}
+
+#[test]
+fn cluster_http2_http3_and_automatic_protocols_are_not_supported_yet() {
+    let c1 = "static_resources.clusters[1]";
+    let cluster = |extra: &str| {
+        format!("  - name: o\n    type: ORIGINAL_DST\n    lb_policy: CLUSTER_PROVIDED\n{extra}")
+    };
+    refused_as_unsupported(
+        &with("", "", &cluster("    http2_protocol_options: {}")),
+        &format!("{c1}.http2_protocol_options"),
+    );
+    refused_as_unsupported(
+        &with("", "", &cluster("    http_protocol_options: {}\n    http2_protocol_options: {}")),
+        &format!("{c1}.http2_protocol_options"),
+    );
+    let typed = |body: &str| {
+        cluster(&format!(
+            "    typed_extension_protocol_options:\n      {HTTP_PROTOCOL_OPTIONS_NAME}:\n        \"@type\": {HTTP_PROTOCOL_OPTIONS_TYPE_URL}\n        {body}"
+        ))
+    };
+    let hpo = format!("{c1}.typed_extension_protocol_options[\"{HTTP_PROTOCOL_OPTIONS_NAME}\"]");
+    refused_as_unsupported(
+        &with("", "", &typed("explicit_http_config: {http2_protocol_options: {allow_connect: true}}")),
+        &format!("{hpo}.explicit_http_config.http2_protocol_options"),
+    );
+    refused_as_unsupported(
+        &with("", "", &typed("explicit_http_config: {http3_protocol_options: {}}")),
+        &format!("{hpo}.explicit_http_config.http3_protocol_options"),
+    );
+    refused_as_unsupported(
+        &with(
+            "",
+            "",
+            &typed("explicit_http_config: {http_protocol_options: {}, http2_protocol_options: {}}"),
+        ),
+        &format!("{hpo}.explicit_http_config.http2_protocol_options"),
+    );
+    refused_as_unsupported(
+        &with("", "", &typed("auto_config: {http_protocol_options: {}, http2_protocol_options: {}}")),
+        &format!("{hpo}.auto_config"),
+    );
+    refused_as_unsupported(
+        &with("", "", &typed("use_downstream_protocol_config: {}")),
+        &format!("{hpo}.use_downstream_protocol_config"),
+    );
+}
+
+#[test]
+fn least_request_and_random_balancing_are_not_supported_yet() {
+    for policy in ["LEAST_REQUEST", "RANDOM"] {
+        let text =
+            with("", "", "").replace("  - name: c\n", &format!("  - name: c\n    lb_policy: {policy}\n"));
+        refused_as_unsupported(&text, "static_resources.clusters[0].lb_policy");
+        assert!(error(&text).contains(&format!("{policy} is not supported yet")));
+    }
+}
+
+#[test]
+fn connect_udp_termination_and_allow_post_are_not_supported_yet() {
+    let route = format!("{TYPED}.route_config.virtual_hosts[0].routes[0].route.upgrade_configs[0]");
+    refused_as_unsupported(
+        &with("", "                  upgrade_configs: [{upgrade_type: CONNECT, connect_config: {allow_post: true}}]", ""),
+        &format!("{route}.connect_config.allow_post"),
+    );
+    refused_as_unsupported(
+        &with("", "                  upgrade_configs: [{upgrade_type: CONNECT-UDP, connect_config: {}}]", ""),
+        &format!("{route}.connect_config"),
+    );
+    // A CONNECT-UDP upgrade without termination is a plain upgrade token, which burrow passes on.
+    parse(&with("", "                  upgrade_configs: [{upgrade_type: CONNECT-UDP}]", ""));
+}
+
+#[test]
+fn admin_access_logs_are_not_supported_yet() {
+    let admin = |block: &str| {
+        format!(
+            "admin:\n{block}\n  address: {{socket_address: {{address: 127.0.0.1, port_value: 9901}}}}\n{}",
+            with("", "", "")
+        )
+    };
+    refused_as_unsupported(&admin("  access_log_path: /tmp/admin.log"), "admin.access_log_path");
+    refused_as_unsupported(&admin("  access_log: [{name: envoy.access_loggers.stdout}]"), "admin.access_log");
+    for fine in ["  access_log_path: /dev/null", "  access_log_path: \"\"", "  access_log: []"] {
+        parse(&admin(fine));
+    }
+}
