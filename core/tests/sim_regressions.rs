@@ -48,6 +48,11 @@ const REGRESSIONS: &[(Suite, &str, &str)] = &[
         "13209030629184750696:6:72",
         "a retired connection's close freed its unit and woke no pending request",
     ),
+    (
+        Suite::Upgrade,
+        "15185975770027416921:5:3",
+        "a host whose connection was upgraded got another past max_connections",
+    ),
 ];
 
 #[test]

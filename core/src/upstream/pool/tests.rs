@@ -175,6 +175,26 @@ fn a_host_without_connections_is_not_starved_by_others() {
     assert!(w.pools.hosts.is_empty(), "empty pools are forgotten");
 }
 
+/// An upgraded connection keeps its host's place: the host is not "without connections", so
+/// its next request waits for room instead of opening one past `max_connections`; the unit
+/// comes back, and wakes that request, when the upgraded connection closes.
+#[test]
+fn an_upgraded_connection_still_counts_for_its_host() {
+    let t = Thresholds { max_connections: 1, max_pending_requests: 10, max_requests: 10, max_retries: 3 };
+    let store = Stats::default();
+    let mut w = world(&t, &store);
+    let a = key(80);
+    assert_eq!(w.run(|p, cx| p.acquire(a, waiter(0), cx)), Acquired::Pending);
+    let first = w.io.opened[0];
+    assert_eq!(w.run(|p, cx| p.connected(first, cx)), Some(waiter(0)));
+    w.run(|p, cx| p.detach(first, cx));
+    assert_eq!(w.run(|p, cx| p.acquire(a, waiter(1), cx)), Acquired::Pending);
+    assert_eq!(w.io.opened.len(), 1, "no connection past the limit beside an upgraded one");
+    assert_eq!(w.run(|p, cx| p.closed(first, false, cx)), None);
+    assert_eq!(w.io.opened.len(), 2, "the freed unit opens one for the waiting request");
+    assert_eq!(w.breakers.connections.count(), 1);
+}
+
 /// A request refused by a breaker is counted by the breaker that refused it, and takes no unit.
 #[test]
 fn refused_requests_count_their_overflow_and_hold_nothing() {
