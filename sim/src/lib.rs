@@ -90,6 +90,7 @@ pub mod scenario;
 #[cfg(feature = "suites")]
 pub mod suite;
 pub mod trace;
+pub mod vnet;
 pub mod world;
 
 pub use peer::{Cx, Peer};
