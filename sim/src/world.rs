@@ -21,6 +21,7 @@ use crate::peer::{Action, Cx, Factory, Peer};
 use crate::report::{Finding, Notes, Tally};
 use crate::rng::Rng;
 use crate::trace::Trace;
+use crate::vnet::{Executed, VConn, VirtualNet};
 
 /// The largest single read the world hands the proxy.
 pub const MAX_READ: usize = 64 * 1024;
@@ -113,19 +114,18 @@ enum Cause {
     Accept(u64),
 }
 
+/// The world's own state of a connection, beside the virtual driver's record of it.
+#[derive(Debug)]
 struct Link {
-    conn: Option<ConnId>,
     peer: Option<usize>,
     side: Side,
     phase: Phase,
-    addr: Option<SocketAddr>,
     // peer -> proxy
     inbound: VecDeque<Seg>,
     in_busy: bool,
     delivered: u64,
     /// The proxy was told the connection is gone (`Closed`): no more inputs.
     told_closed: bool,
-    paused: bool,
     peer_fin: bool,
     peer_closed: bool,
     peer_reset: bool,
@@ -134,13 +134,8 @@ struct Link {
     /// The proxy's FIN has reached the peer.
     fin_to_peer: bool,
     // proxy -> peer
-    outbound: VecDeque<Bytes>,
-    unflushed: usize,
     out_busy: bool,
-    shutdown: bool,
-    closed: Option<CloseKind>,
     closed_by_timer: bool,
-    written: u64,
     marks: Vec<(u64, u64)>,
     head_ends: Vec<u64>,
     // behaviour
@@ -153,30 +148,22 @@ struct Link {
 }
 
 impl Link {
-    fn new(side: Side, addr: Option<SocketAddr>, read_max: usize, slow: bool) -> Link {
+    fn new(side: Side, read_max: usize, slow: bool) -> Link {
         Link {
-            conn: None,
             peer: None,
             side,
             phase: Phase::Connecting,
-            addr,
             inbound: VecDeque::new(),
             in_busy: false,
             delivered: 0,
             told_closed: false,
-            paused: false,
             peer_fin: false,
             peer_closed: false,
             peer_reset: false,
             peer_ended: false,
             fin_to_peer: false,
-            outbound: VecDeque::new(),
-            unflushed: 0,
             out_busy: false,
-            shutdown: false,
-            closed: None,
             closed_by_timer: false,
-            written: 0,
             marks: Vec::new(),
             head_ends: Vec::new(),
             read_max,
@@ -185,27 +172,35 @@ impl Link {
             opened_for: None,
         }
     }
+}
 
-    fn describe(&self) -> String {
-        format!(
-            "conn={:?} side={:?} phase={:?} addr={:?} delivered={} written={} unflushed={} inbound={} paused={} shutdown={} closed={:?} peer_fin={} peer_closed={} peer_reset={} told_closed={}",
-            self.conn,
-            self.side,
-            self.phase,
-            self.addr,
-            self.delivered,
-            self.written,
-            self.unflushed,
-            self.inbound.len(),
-            self.paused,
-            self.shutdown,
-            self.closed,
-            self.peer_fin,
-            self.peer_closed,
-            self.peer_reset,
-            self.told_closed
-        )
+impl Default for Link {
+    /// An upstream connection's until [`World::connect`] fills it in.
+    fn default() -> Link {
+        Link::new(Side::Up { cluster: None }, 0, false)
     }
+}
+
+/// One line for failure reports.
+fn describe(l: &VConn<Link>) -> String {
+    format!(
+        "conn={:?} side={:?} phase={:?} addr={:?} delivered={} written={} unflushed={} inbound={} paused={} shutdown={} closed={:?} peer_fin={} peer_closed={} peer_reset={} told_closed={}",
+        l.conn(),
+        l.side,
+        l.phase,
+        l.target,
+        l.delivered,
+        l.written,
+        l.unflushed,
+        l.inbound.len(),
+        l.paused,
+        l.shutdown,
+        l.closed,
+        l.peer_fin,
+        l.peer_closed,
+        l.peer_reset,
+        l.told_closed
+    )
 }
 
 #[derive(Debug)]
@@ -278,11 +273,9 @@ pub struct World {
     seq: u64,
     events: BTreeMap<(Duration, u64), Ev>,
     work: usize,
-    links: BTreeMap<u64, Link>,
-    next_link: u64,
-    by_conn: BTreeMap<ConnId, u64>,
+    /// Connections by link key, live and closed (keys are the virtual driver's).
+    links: VirtualNet<Link>,
     peers: Vec<PeerSlot>,
-    listeners: BTreeMap<ListenerId, SocketAddr>,
     servers: BTreeMap<SocketAddr, Server>,
     dns: BTreeMap<String, DnsRule>,
     dns_queries: BTreeMap<String, u64>,
@@ -386,11 +379,8 @@ impl World {
             seq: 0,
             events: BTreeMap::new(),
             work: 0,
-            links: BTreeMap::new(),
-            next_link: 0,
-            by_conn: BTreeMap::new(),
+            links: VirtualNet::new(),
             peers: Vec::new(),
-            listeners: BTreeMap::new(),
             servers: BTreeMap::new(),
             dns: BTreeMap::new(),
             dns_queries: BTreeMap::new(),
@@ -464,7 +454,7 @@ impl World {
                 self.wind_down();
                 continue;
             }
-            if self.wound_down && self.work == 0 && self.by_conn.is_empty() && self.clients_done() {
+            if self.wound_down && self.work == 0 && self.links.live_count() == 0 && self.clients_done() {
                 break;
             }
             let next_event = self.events.keys().next().map(|(at, _)| *at);
@@ -496,27 +486,23 @@ impl World {
 
     /// Live upstream connections the proxy does not read although bytes wait on them.
     fn stalled_pooled(&self) -> Vec<u64> {
-        self.by_conn
-            .values()
-            .copied()
-            .filter(|k| {
-                let l = &self.links[k];
-                matches!(l.side, Side::Up { .. }) && l.paused && !l.inbound.is_empty()
-            })
+        self.links
+            .live()
+            .filter(|(_, l)| matches!(l.side, Side::Up { .. }) && l.paused && !l.inbound.is_empty())
+            .map(|(key, _)| key)
             .collect()
     }
 
     /// After an input: a pooled connection the proxy has read every byte of, whose origin
     /// is between requests, and which the proxy still does not read: back in the pool paused.
     fn check_idle_paused(&mut self) {
-        let found = self.by_conn.values().copied().find(|k| {
-            let l = &self.links[k];
+        let found = self.links.live().find(|(_, l)| {
             matches!(l.side, Side::Up { .. })
                 && l.paused
                 && l.inbound.is_empty()
                 && l.peer.and_then(|p| self.peers[p].peer.as_ref()).is_some_and(|p| p.pooled_http())
         });
-        if let Some(key) = found {
+        if let Some((key, _)) = found {
             self.notes.signature(
                 self.now,
                 Finding::PooledConnectionLeftPaused,
@@ -536,10 +522,10 @@ impl World {
         let stalled = self.stalled_pooled();
         self.proxy.handle_timeout(now);
         self.pump();
-        if let Some(key) = stalled.into_iter().find(|k| self.links[k].conn.is_none()) {
+        if let Some(key) = stalled.into_iter().find(|k| self.links[*k].conn().is_none()) {
             // A tunnel (a CONNECT's target, or an upgrade whose 101 reached the client) cut as
             // idle while the client drains it; otherwise a pooled connection left paused.
-            let tunnel = self.links[&key]
+            let tunnel = self.links[key]
                 .peer
                 .and_then(|p| self.peers[p].peer.as_ref())
                 .and_then(|p| p.serving_tunnel())
@@ -589,6 +575,7 @@ impl World {
             }
             Ev::DnsAsk { query, host } => self.answer(query, host),
             Ev::Dns { query, addrs } => {
+                self.links.answered(query);
                 self.cause = Cause::Resolved(self.query_cause.remove(&query).flatten());
                 self.answering = Some(addrs.clone());
                 self.input(Input::Resolved { query, addrs });
@@ -605,9 +592,7 @@ impl World {
             self.trace.output(self.now, &output);
             self.tally.outputs += 1;
             let after_resolve = match &output {
-                Output::Write { conn, .. } => {
-                    self.by_conn.get(conn).is_some_and(|k| self.links[k].after_resolve)
-                }
+                Output::Write { conn, .. } => self.links.conn(*conn).is_some_and(|l| l.after_resolve),
                 _ => false,
             };
             for v in std::mem::take(&mut self.checker.violations) {
@@ -621,19 +606,13 @@ impl World {
         }
     }
 
+    /// The virtual driver executes the output; the world times what follows of it.
     fn apply(&mut self, output: Output) {
-        match output {
-            Output::Listen { listener, addr } => {
-                self.listeners.insert(listener, addr);
-            }
-            Output::Unlisten { listener } => {
-                self.listeners.remove(&listener);
-            }
-            Output::Connect { conn, addr } => self.connect(conn, addr),
-            Output::Write { conn, data } => {
-                let Some(key) = self.by_conn.get(&conn).copied() else { return };
+        match self.links.execute(output) {
+            Executed::Connect { key, conn, addr } => self.connect(key, conn, addr),
+            Executed::Write { key, conn, data } => {
                 let delay = self.delay();
-                let link = &self.links[&key];
+                let link = &self.links[key];
                 // Nothing goes to a client before its first request head is complete (later
                 // heads are judged precisely by the client, offset by offset), except the
                 // stream idle timeout's 408 to a head that stalled: the client checks that the
@@ -648,33 +627,19 @@ impl World {
                         format!("wrote {} bytes to {conn:?} when {delivered} of its first {end} head bytes had arrived", data.len()),
                     );
                 }
-                let link = self.links.get_mut(&key).unwrap();
-                link.written += data.len() as u64;
-                link.marks.push((link.written, link.delivered));
-                link.unflushed += data.len();
-                link.outbound.push_back(data);
-                if link.phase == Phase::Open && !link.out_busy {
-                    link.out_busy = true;
-                    self.schedule(self.now + delay, Ev::Flush { link: key });
-                }
+                let link = &mut self.links[key];
+                let mark = (link.written, link.delivered);
+                link.marks.push(mark);
+                self.flush_soon(key, delay);
             }
-            Output::Shutdown { conn } => {
-                let Some(key) = self.by_conn.get(&conn).copied() else { return };
+            Executed::Shutdown { key, .. } => {
                 let delay = self.delay();
-                let link = self.links.get_mut(&key).unwrap();
-                link.shutdown = true;
-                if link.phase == Phase::Open && !link.out_busy {
-                    link.out_busy = true;
-                    self.schedule(self.now + delay, Ev::Flush { link: key });
-                }
+                self.flush_soon(key, delay);
             }
-            Output::Close { conn, kind } => {
-                let Some(key) = self.by_conn.remove(&conn) else { return };
+            Executed::Close { key, kind, .. } => {
                 let by_timer = self.cause == Cause::Timer;
                 let delay = self.delay();
-                let link = self.links.get_mut(&key).unwrap();
-                link.conn = None;
-                link.closed = Some(kind);
+                let link = &mut self.links[key];
                 link.closed_by_timer = by_timer;
                 link.inbound.clear();
                 if link.phase != Phase::Open {
@@ -682,11 +647,7 @@ impl World {
                     return;
                 }
                 match kind {
-                    CloseKind::Abort => {
-                        link.outbound.clear();
-                        link.unflushed = 0;
-                        self.schedule(self.now + delay, Ev::PeerReset { link: key });
-                    }
+                    CloseKind::Abort => self.schedule(self.now + delay, Ev::PeerReset { link: key }),
                     CloseKind::Flush => {
                         if !link.out_busy {
                             link.out_busy = true;
@@ -695,26 +656,34 @@ impl World {
                     }
                 }
             }
-            Output::PauseRead { conn } => {
-                if let Some(key) = self.by_conn.get(&conn) {
-                    self.links.get_mut(key).unwrap().paused = true;
-                }
-            }
-            Output::ResumeRead { conn } => {
-                let Some(key) = self.by_conn.get(&conn).copied() else { return };
+            Executed::ResumeRead { key, .. } => {
                 let delay = self.delay();
-                let link = self.links.get_mut(&key).unwrap();
-                link.paused = false;
+                let link = &mut self.links[key];
                 if !link.inbound.is_empty() && !link.in_busy {
                     link.in_busy = true;
                     self.schedule(self.now + delay, Ev::ToProxy { link: key });
                 }
             }
-            Output::Resolve { query, host } => self.resolve(query, host),
+            Executed::Resolve { query, host } => self.resolve(query, host),
+            // Bookkeeping only; a refused output is already the checker's violation.
+            Executed::Listen { .. }
+            | Executed::Unlisten { .. }
+            | Executed::PauseRead { .. }
+            | Executed::Refused(_) => {}
         }
     }
 
-    fn connect(&mut self, conn: ConnId, addr: SocketAddr) {
+    /// Written bytes or a FIN of an open connection reach its peer after `delay`.
+    fn flush_soon(&mut self, key: u64, delay: Duration) {
+        let link = &mut self.links[key];
+        if link.phase == Phase::Open && !link.out_busy {
+            link.out_busy = true;
+            self.schedule(self.now + delay, Ev::Flush { link: key });
+        }
+    }
+
+    /// The core opened `conn` (record `key`): is it asked for, and how does it go?
+    fn connect(&mut self, key: u64, conn: ConnId, addr: SocketAddr) {
         let opened_for = match self.cause {
             Cause::Start => {
                 self.notes.violation(self.now, format!("Connect to {addr} with no request (at start-up)"));
@@ -723,7 +692,7 @@ impl World {
             Cause::Input { link, data: true } | Cause::Resolved(Some(link)) => Some(link),
             _ => None,
         };
-        match opened_for.and_then(|l| self.links.get(&l)) {
+        match opened_for.and_then(|l| self.links.get(l)) {
             Some(down) if matches!(down.side, Side::Down { .. }) => {
                 if down.head_ends.first().is_none_or(|end| down.delivered < *end) {
                     self.notes.violation(
@@ -735,9 +704,9 @@ impl World {
                 }
             }
             _ => {
-                let asked = self.links.values().any(|l| {
+                let asked = self.links.links().any(|(_, l)| {
                     matches!(l.side, Side::Down { .. })
-                        && l.conn.is_some()
+                        && l.conn().is_some()
                         && l.head_ends.first().is_some_and(|end| l.delivered >= *end)
                 });
                 if !asked {
@@ -750,14 +719,10 @@ impl World {
         self.check_family(addr, cluster);
         let slow = self.rng.chance(self.net.slow_reader);
         let read_max = self.net.read_max;
-        let mut link = Link::new(Side::Up { cluster }, Some(addr), read_max, slow);
-        link.conn = Some(conn);
+        let mut link = Link::new(Side::Up { cluster }, read_max, slow);
         link.after_resolve = matches!(self.cause, Cause::Resolved(Some(_)));
         link.opened_for = opened_for;
-        let key = self.next_link;
-        self.next_link += 1;
-        self.links.insert(key, link);
-        self.by_conn.insert(conn, key);
+        self.links[key].ext = link;
         let (refuse, blackhole) = match self.servers.get(&addr) {
             Some(s) => (s.refuse + self.net.refuse, s.blackhole + self.net.blackhole),
             None => (1000, 0),
@@ -766,7 +731,7 @@ impl World {
         if roll < blackhole {
             self.tally.fault("connect-never-completes");
             self.trace.note(self.now, || format!("net: connect to {addr} ({conn:?}) will never complete"));
-            self.links.get_mut(&key).unwrap().phase = Phase::Dead;
+            self.links[key].phase = Phase::Dead;
         } else if roll < blackhole + refuse {
             if self.servers.contains_key(&addr) {
                 self.tally.fault("connect-refused");
@@ -884,24 +849,18 @@ impl World {
     // ---- events --------------------------------------------------------------------------
 
     fn client_start(&mut self, peer: usize, listener: u32) {
-        let Some(local) = self.listeners.get(&ListenerId(listener)).copied() else {
+        let Some(local) = self.links.listener(ListenerId(listener)) else {
             self.tally.fault("client-refused-no-listener");
             self.call(peer, None, |p, cx| p.on_refused(cx));
             return;
         };
         let read_max = self.net.read_max;
         let slow = self.rng.chance(self.net.slow_reader);
-        let mut link = Link::new(Side::Down { listener: listener as usize }, None, read_max, slow);
-        link.phase = Phase::Open;
-        link.peer = Some(peer);
-        let key = self.next_link;
-        self.next_link += 1;
+        let key = self.links.next_key();
         let remote = SocketAddr::new(
             IpAddr::from([10, 200, (peer >> 8) as u8, peer as u8]),
             40_000 + (key % 20_000) as u16,
         );
-        self.links.insert(key, link);
-        self.peers[peer].link = Some(key);
         if slow {
             self.tally.fault("slow-reader");
         }
@@ -913,16 +872,22 @@ impl World {
         }
         self.trace.accept(self.now, ListenerId(listener), conn);
         self.tally.inputs += 1;
-        self.links.get_mut(&key).unwrap().conn = Some(conn);
-        self.by_conn.insert(conn, key);
+        let mut link = Link::new(Side::Down { listener: listener as usize }, read_max, slow);
+        link.phase = Phase::Open;
+        link.peer = Some(peer);
+        if self.links.accept(conn, link).is_err() {
+            // A live id handed out again: the checker reported it; this client gets nothing.
+            return;
+        }
+        self.peers[peer].link = Some(key);
         self.pump();
         self.check_gauges();
         self.call(peer, Some(key), |p, cx| p.on_open(cx));
     }
 
     fn connect_done(&mut self, key: u64, ok: bool) {
-        let link = self.links.get_mut(&key).unwrap();
-        let Some(conn) = link.conn else { return };
+        let link = &mut self.links[key];
+        let Some(conn) = link.conn() else { return };
         if link.phase != Phase::Connecting {
             return;
         }
@@ -933,7 +898,7 @@ impl World {
             return;
         }
         link.phase = Phase::Open;
-        let addr = link.addr.expect("upstream address");
+        let addr = link.target.expect("upstream address");
         let slow = link.slow;
         let peer = {
             let server = self.servers.get_mut(&addr).expect("a server accepted");
@@ -941,7 +906,7 @@ impl World {
         };
         let id = self.peers.len();
         self.peers.push(PeerSlot { peer: Some(peer), link: Some(key), client: false });
-        self.links.get_mut(&key).unwrap().peer = Some(id);
+        self.links[key].peer = Some(id);
         if slow {
             self.tally.fault("slow-reader");
         }
@@ -951,7 +916,7 @@ impl World {
             self.call(id, Some(key), |p, cx| p.on_wind_down(cx));
         }
         // Writes queued while connecting go out now.
-        let link = self.links.get_mut(&key).unwrap();
+        let link = &mut self.links[key];
         if (!link.outbound.is_empty() || link.shutdown || link.closed.is_some()) && !link.out_busy {
             link.out_busy = true;
             let delay = self.delay();
@@ -962,9 +927,9 @@ impl World {
     /// Delivers the next read (or FIN, or reset) of a connection to the proxy.
     fn deliver(&mut self, key: u64) {
         let tiny = self.rng.chance(self.net.tiny_reads);
-        let link = self.links.get_mut(&key).unwrap();
+        let link = &mut self.links[key];
         link.in_busy = false;
-        let Some(conn) = link.conn else { return };
+        let Some(conn) = link.conn() else { return };
         if link.told_closed || link.phase != Phase::Open || link.paused {
             return;
         }
@@ -973,7 +938,7 @@ impl World {
             Some(Seg::Data(_)) => {
                 let max = if tiny { 16 } else { link.read_max };
                 let want = self.rng.usize(1, max);
-                let link = self.links.get_mut(&key).unwrap();
+                let link = &mut self.links[key];
                 let mut read = Vec::new();
                 while read.len() < want {
                     match link.inbound.front_mut() {
@@ -1000,11 +965,11 @@ impl World {
                 Input::Closed { conn, reason: CloseReason::Reset }
             }
         };
-        let more = !self.links[&key].inbound.is_empty();
+        let more = !self.links[key].inbound.is_empty();
         self.cause = Cause::Input { link: key, data: matches!(input, Input::Data { .. }) };
         self.input(input);
-        let link = self.links.get_mut(&key).unwrap();
-        if more && !link.in_busy && link.conn.is_some() {
+        let link = &mut self.links[key];
+        if more && !link.in_busy && link.conn().is_some() {
             link.in_busy = true;
             let delay = self.delay();
             self.schedule(self.now + delay, Ev::ToProxy { link: key });
@@ -1013,12 +978,12 @@ impl World {
 
     /// The peer reads some of what the proxy wrote; the proxy hears `Flushed`.
     fn flush(&mut self, key: u64) {
-        let (window, pause) = if self.links[&key].slow {
+        let (window, pause) = if self.links[key].slow {
             (self.rng.usize(256, 8 * 1024), Duration::from_millis(self.rng.range(5, 400)))
         } else {
             (self.rng.usize(1024, 256 * 1024), self.delay())
         };
-        let link = self.links.get_mut(&key).unwrap();
+        let link = &mut self.links[key];
         link.out_busy = false;
         if link.phase != Phase::Open {
             return;
@@ -1029,7 +994,7 @@ impl World {
             link.outbound.clear();
             link.unflushed = 0;
             if pending && !link.told_closed {
-                if let Some(conn) = link.conn {
+                if let Some(conn) = link.conn() {
                     link.told_closed = true;
                     self.cause = Cause::Input { link: key, data: false };
                     self.input(Input::Closed { conn, reason: CloseReason::WriteError });
@@ -1040,18 +1005,9 @@ impl World {
         if link.peer_ended {
             return;
         }
-        let mut chunk = Vec::new();
-        while chunk.len() < window {
-            let Some(front) = link.outbound.front_mut() else { break };
-            let take = (window - chunk.len()).min(front.len());
-            chunk.extend_from_slice(&front.split_to(take));
-            if front.is_empty() {
-                link.outbound.pop_front();
-            }
-        }
-        link.unflushed -= chunk.len();
+        let chunk = link.take(window);
         let more = !link.outbound.is_empty();
-        let conn = link.conn;
+        let conn = link.conn();
         let finish = !more && (link.shutdown || link.closed == Some(CloseKind::Flush));
         let peer = link.peer;
         if !chunk.is_empty() {
@@ -1067,7 +1023,7 @@ impl World {
                 self.call(peer, Some(key), |p, cx| p.on_data(cx, &chunk));
             }
         }
-        let link = self.links.get_mut(&key).unwrap();
+        let link = &mut self.links[key];
         if !link.outbound.is_empty() {
             if !link.out_busy {
                 link.out_busy = true;
@@ -1091,7 +1047,7 @@ impl World {
     }
 
     fn peer_reset(&mut self, key: u64) {
-        let link = self.links.get_mut(&key).unwrap();
+        let link = &mut self.links[key];
         if link.peer_ended || link.peer_closed {
             return;
         }
@@ -1106,7 +1062,7 @@ impl World {
         self.trace.note(self.now, || "every client is done: winding down".to_string());
         for id in 0..self.peers.len() {
             let link = self.peers[id].link;
-            if link.is_some_and(|l| self.links[&l].conn.is_some() && !self.links[&l].peer_ended) {
+            if link.is_some_and(|l| self.links[l].conn().is_some() && !self.links[l].peer_ended) {
                 self.call(id, link, |p, cx| p.on_wind_down(cx));
             }
         }
@@ -1126,14 +1082,14 @@ impl World {
         f: impl FnOnce(&mut dyn Peer, &mut Cx<'_>),
     ) {
         let tunnel_hint = link
-            .and_then(|l| self.links.get(&l))
+            .and_then(|l| self.links.get(l))
             .and_then(|l| l.opened_for)
-            .and_then(|d| self.links.get(&d))
+            .and_then(|d| self.links.get(d))
             .and_then(|d| d.peer)
             .and_then(|p| self.peers[p].peer.as_ref())
             .and_then(|p| p.tunnel_id());
         let Some(mut p) = self.peers[peer].peer.take() else { return };
-        let (marks, delivered): (&[(u64, u64)], u64) = match link.and_then(|l| self.links.get(&l)) {
+        let (marks, delivered): (&[(u64, u64)], u64) = match link.and_then(|l| self.links.get(l)) {
             Some(l) => (&l.marks, l.delivered),
             None => (&[], 0),
         };
@@ -1167,7 +1123,7 @@ impl World {
             other => format!("peer {peer} on link {key}: {other:?}"),
         });
         let delay = self.delay();
-        let link = self.links.get_mut(&key).unwrap();
+        let link = &mut self.links[key];
         if link.peer_reset || link.peer_closed {
             return;
         }
@@ -1210,8 +1166,8 @@ impl World {
             }
             Action::Timer(..) => unreachable!(),
         }
-        let link = self.links.get_mut(&key).unwrap();
-        if link.conn.is_some() && link.phase == Phase::Open && !link.in_busy && !link.paused {
+        let link = &mut self.links[key];
+        if link.conn().is_some() && link.phase == Phase::Open && !link.in_busy && !link.paused {
             link.in_busy = true;
             self.schedule(self.now + delay, Ev::ToProxy { link: key });
         }
@@ -1236,14 +1192,13 @@ impl World {
         let mut up = vec![0u64; self.clusters.len()];
         let mut connecting = vec![0u64; self.clusters.len()];
         let mut hosts: Vec<Vec<SocketAddr>> = vec![Vec::new(); self.clusters.len()];
-        for key in self.by_conn.values() {
-            let l = &self.links[key];
+        for (_, l) in self.links.live() {
             match l.side {
                 Side::Down { listener } => down[listener] += 1,
                 Side::Up { cluster: Some(c) } => {
                     up[c] += 1;
                     connecting[c] += u64::from(l.phase != Phase::Open);
-                    if let Some(addr) = l.addr.filter(|a| !hosts[c].contains(a)) {
+                    if let Some(addr) = l.target.filter(|a| !hosts[c].contains(a)) {
                         hosts[c].push(addr);
                     }
                 }
@@ -1326,15 +1281,15 @@ impl World {
         let now = self.now;
         let open: Vec<String> = self
             .links
-            .iter()
-            .filter(|(_, l)| l.conn.is_some())
+            .links()
+            .filter(|(_, l)| l.conn().is_some())
             .map(|(k, l)| {
                 let peer = l
                     .peer
                     .and_then(|p| self.peers[p].peer.as_ref())
                     .map(|p| p.describe())
                     .unwrap_or_default();
-                format!("link {k}: {} | {peer}", l.describe())
+                format!("link {k}: {} | {peer}", describe(l))
             })
             .collect();
         if let Some(key) = self.stalled_pooled().first() {
@@ -1358,10 +1313,11 @@ impl World {
         let pending: u64 = (0..self.clusters.len())
             .map(|c| self.gauge(&format!("cluster.{}.upstream_rq_pending_active", self.clusters[c].name)))
             .sum();
-        let paused_down = self.by_conn.values().copied().find(|k| {
-            let l = &self.links[k];
-            matches!(l.side, Side::Down { .. }) && l.paused
-        });
+        let paused_down = self
+            .links
+            .live()
+            .find(|(_, l)| matches!(l.side, Side::Down { .. }) && l.paused)
+            .map(|(key, _)| key);
         if let (Some(key), 0, true) = (paused_down, pending, self.stalled_pooled().is_empty()) {
             self.notes.signature(
                 now,
