@@ -135,51 +135,23 @@ impl fmt::Display for Misuse {
 #[derive(Debug)]
 pub enum Executed {
     /// A listener is bound.
-    Listen {
-        listener: ListenerId,
-        addr: SocketAddr,
-    },
+    Listen { listener: ListenerId, addr: SocketAddr },
     /// A listener is gone (`addr` is `None` if it was not bound).
-    Unlisten {
-        listener: ListenerId,
-        addr: Option<SocketAddr>,
-    },
+    Unlisten { listener: ListenerId, addr: Option<SocketAddr> },
     /// A new record for `conn`, opening towards `addr` (its `ext` is `E::default()`).
-    Connect {
-        key: Key,
-        conn: ConnId,
-        addr: SocketAddr,
-    },
+    Connect { key: Key, conn: ConnId, addr: SocketAddr },
     /// `data` was queued at the back of `outbound`.
-    Write {
-        key: Key,
-        conn: ConnId,
-        data: Bytes,
-    },
+    Write { key: Key, conn: ConnId, data: Bytes },
     /// FIN after the queue.
-    Shutdown {
-        key: Key,
-        conn: ConnId,
-    },
+    Shutdown { key: Key, conn: ConnId },
     /// The id is released; the record stays, closed with `kind` (an abort dropped its queue).
-    Close {
-        key: Key,
-        conn: ConnId,
-        kind: CloseKind,
-    },
-    PauseRead {
-        key: Key,
-        conn: ConnId,
-    },
-    ResumeRead {
-        key: Key,
-        conn: ConnId,
-    },
+    Close { key: Key, conn: ConnId, kind: CloseKind },
+    /// Not read until its `ResumeRead`.
+    PauseRead { key: Key, conn: ConnId },
+    /// Read again: what waited may be delivered.
+    ResumeRead { key: Key, conn: ConnId },
     /// A query is outstanding (see [`VirtualNet::queries`]).
-    Resolve {
-        query: QueryId,
-        host: String,
-    },
+    Resolve { query: QueryId, host: String },
     /// The output broke the id rules; nothing was applied.
     Refused(Misuse),
 }
@@ -322,10 +294,6 @@ impl<E> VirtualNet<E> {
 
     pub fn get(&self, key: Key) -> Option<&VConn<E>> {
         self.links.get(&key)
-    }
-
-    pub fn get_mut(&mut self, key: Key) -> Option<&mut VConn<E>> {
-        self.links.get_mut(&key)
     }
 
     /// The record of a live id.
