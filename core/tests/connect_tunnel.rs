@@ -43,12 +43,12 @@ fn half_close_passes_both_ways_then_both_close() {
     let up = net.upstreams()[0];
     net.input(Input::Connected { conn: up });
     net.input(Input::ReadClosed { conn: client });
-    assert!(net.state(up).fin, "client FIN reaches the target");
+    assert!(net.state(up).shutdown, "client FIN reaches the target");
     assert!(net.state(up).closed.is_none());
     net.send(up, b"after the client's FIN");
     assert!(net.state(client).received.ends_with(b"after the client's FIN"));
     net.input(Input::ReadClosed { conn: up });
-    assert!(net.state(client).fin);
+    assert!(net.state(client).shutdown);
     assert_eq!(net.state(client).closed, Some(CloseKind::Flush));
     assert_eq!(net.state(up).closed, Some(CloseKind::Flush));
     assert_eq!(net.stat("http.ingress.downstream_cx_upgrades_active"), 0);
@@ -113,7 +113,7 @@ fn a_close_waits_for_the_flush_within_a_deadline_of_no_progress() {
     net.send(up, b"0123456789");
     net.input(Input::ReadClosed { conn: up });
     net.input(Input::ReadClosed { conn: client });
-    assert!(net.state(client).fin, "the upstream's FIN is passed on");
+    assert!(net.state(client).shutdown, "the upstream's FIN is passed on");
     assert_eq!(net.state(client).closed, None, "still flushing");
     net.advance(Duration::from_millis(900));
     net.flush(client, 4);
@@ -269,7 +269,7 @@ proptest! {
         prop_assert_eq!(t_sent, target_payload.len());
         prop_assert_eq!(&net.state(up).received[..], &client_payload[..]);
         prop_assert_eq!(&net.state(client).received[OK_200.len()..], &target_payload[..]);
-        prop_assert!(net.state(up).fin && net.state(client).fin);
+        prop_assert!(net.state(up).shutdown && net.state(client).shutdown);
         prop_assert_eq!(net.state(up).closed, Some(CloseKind::Flush));
         prop_assert_eq!(net.state(client).closed, Some(CloseKind::Flush));
         prop_assert_eq!(net.stat("http.ingress.downstream_cx_upgrades_active"), 0);
@@ -298,11 +298,11 @@ fn early_bytes_read_with_the_head_pause_reading_while_the_name_resolves() {
     let client = net.connect_client(0);
     let early: Vec<u8> = (0..3 * limit as usize).map(|i| i as u8).collect();
     net.send(client, &[b"CONNECT target.test:443 HTTP/1.1\r\nhost: x\r\n\r\n".as_slice(), &early].concat());
-    assert_eq!(net.resolves.len(), 1, "the name is resolved first");
+    assert_eq!(net.vnet.queries().len(), 1, "the name is resolved first");
     assert!(net.state(client).paused, "early bytes past the limit pause reading while resolving");
     // A read the driver had in flight is still taken, and nothing is lost.
     net.send(client, b"in flight");
-    let (query, host) = net.resolves[0].clone();
+    let (query, host) = net.take_resolve();
     assert_eq!(host, "target.test");
     net.input(Input::Resolved { query, addrs: vec!["10.0.0.7".parse().unwrap()] });
     let up = net.upstreams()[0];

@@ -98,7 +98,7 @@ fn original_destination_connects_to_the_authority_and_resolves_names() {
 
     let named = net.connect_client(0);
     net.send(named, b"CONNECT localhost:9000 HTTP/1.1\r\n\r\nearly");
-    let (query, host) = net.resolves.pop().unwrap();
+    let (query, host) = net.take_resolve();
     assert_eq!(host, "localhost");
     net.input(Input::Resolved { query, addrs: vec!["127.0.0.1".parse().unwrap()] });
     let up = *net.upstreams().last().unwrap();
@@ -108,7 +108,7 @@ fn original_destination_connects_to_the_authority_and_resolves_names() {
 
     let unresolved = net.connect_client(0);
     net.send(unresolved, b"CONNECT nowhere.test:80 HTTP/1.1\r\n\r\n");
-    let (query, _) = net.resolves.pop().unwrap();
+    let (query, _) = net.take_resolve();
     net.input(Input::Resolved { query, addrs: vec![] });
     let reply = String::from_utf8(net.state(unresolved).received.clone()).unwrap();
     assert_eq!(status_line(&reply), "HTTP/1.1 503 Service Unavailable");
@@ -145,7 +145,7 @@ fn original_destination_names_follow_the_clusters_dns_lookup_family() {
         let mut net = Net::new(&config);
         let client = net.connect_client(0);
         net.send(client, b"CONNECT both.test:443 HTTP/1.1\r\n\r\n");
-        let (query, host) = net.resolves.pop().unwrap();
+        let (query, host) = net.take_resolve();
         assert_eq!(host, "both.test");
         net.input(Input::Resolved { query, addrs: answer.clone() });
         let up = *net.upstreams().last().unwrap();
@@ -159,7 +159,7 @@ fn original_destination_names_follow_the_clusters_dns_lookup_family() {
         };
         let unresolved = net.connect_client(0);
         net.send(unresolved, b"CONNECT other.test:443 HTTP/1.1\r\n\r\n");
-        let (query, _) = net.resolves.pop().unwrap();
+        let (query, _) = net.take_resolve();
         net.input(Input::Resolved { query, addrs: only.iter().map(|a| a.parse().unwrap()).collect() });
         let reply = String::from_utf8(net.state(unresolved).received.clone()).unwrap();
         assert_eq!(status_line(&reply), "HTTP/1.1 503 Service Unavailable", "{family}");

@@ -1,7 +1,6 @@
 //! Fuzz target bodies, shared by `fuzz/fuzz_targets/*` and the corpus replay tests
 //! (`core/tests/fuzz_corpus_*.rs`), so every input a fuzzer keeps stays covered on stable.
 
-use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -11,6 +10,7 @@ use burrow_core::{CloseReason, ConnId, Input, ListenerId, Output, Proxy, QueryId
 use bytes::Bytes;
 
 use crate::check::Checker;
+use crate::vnet::{Executed, VConn, VirtualNet};
 
 /// Runs `target` on every file of a corpus or regressions directory (dot-files skipped),
 /// printing each path; returns how many ran. The fuzz-corpus tests of burrow-core share it.
@@ -146,14 +146,13 @@ const WORDS: &[&[u8]] = &[
     b"x",
 ];
 
-#[derive(Default, Clone, Copy)]
+/// What the fuzz driver has told the core about a connection.
+#[derive(Debug, Default, Clone, Copy)]
 struct DriverConn {
     connecting: bool,
     read_closed: bool,
     /// The driver reported the connection gone (or its connect failed): no more inputs.
     gone: bool,
-    paused: bool,
-    unflushed: usize,
 }
 
 /// A byte cursor that yields zeros once the input is spent.
@@ -190,9 +189,8 @@ struct Driver {
     base: Instant,
     now: Duration,
     checker: Checker,
-    conns: BTreeMap<ConnId, DriverConn>,
-    listeners: BTreeMap<ListenerId, SocketAddr>,
-    queries: Vec<QueryId>,
+    /// Live connections only: a record is forgotten at its `Close`.
+    net: VirtualNet<DriverConn>,
     /// Ids the core has closed (for stale inputs, which the contract says are ignored).
     closed: Vec<ConnId>,
     /// `BURROW_FUZZ_TRACE=1`: print every input and output (to triage a crash input).
@@ -215,9 +213,7 @@ impl Driver {
             base,
             now: Duration::ZERO,
             checker: Checker::new(2048 + 4096 + 4096),
-            conns: BTreeMap::new(),
-            listeners: BTreeMap::new(),
-            queries: Vec::new(),
+            net: VirtualNet::new(),
             closed: Vec::new(),
             trace: std::env::var("BURROW_FUZZ_TRACE").is_ok().then(|| crate::trace::Trace::new(true)),
         };
@@ -245,41 +241,17 @@ impl Driver {
                 };
                 panic!("invariant broken by {shown}: {v}");
             }
-            match output {
-                Output::Listen { listener, addr } => {
-                    self.listeners.insert(listener, addr);
-                }
-                Output::Unlisten { listener } => {
-                    self.listeners.remove(&listener);
-                }
-                Output::Connect { conn, .. } => {
-                    let fresh = DriverConn { connecting: true, ..DriverConn::default() };
-                    self.conns.insert(conn, fresh);
+            match self.net.execute(output) {
+                Executed::Connect { key, conn, .. } => {
+                    self.net[key].connecting = true;
                     self.closed.retain(|c| *c != conn);
                 }
-                Output::Write { conn, data } => {
-                    if let Some(c) = self.conns.get_mut(&conn) {
-                        if !c.gone {
-                            c.unflushed += data.len();
-                        }
-                    }
-                }
-                Output::Close { conn, .. } => {
-                    self.conns.remove(&conn);
+                Executed::Close { key, conn, .. } => {
+                    self.net.forget(key);
                     self.closed.push(conn);
                 }
-                Output::PauseRead { conn } => {
-                    if let Some(c) = self.conns.get_mut(&conn) {
-                        c.paused = true;
-                    }
-                }
-                Output::ResumeRead { conn } => {
-                    if let Some(c) = self.conns.get_mut(&conn) {
-                        c.paused = false;
-                    }
-                }
-                Output::Resolve { query, .. } => self.queries.push(query),
-                Output::Shutdown { .. } => {}
+                // The rest is the shared bookkeeping's; a refused output failed the checker above.
+                _ => {}
             }
         }
         self.check_gauges();
@@ -311,9 +283,9 @@ impl Driver {
     }
 
     /// Live connections the driver may still report on, filtered.
-    fn pick(&self, b: u8, want: impl Fn(&DriverConn) -> bool) -> Option<ConnId> {
+    fn pick(&self, b: u8, want: impl Fn(&VConn<DriverConn>) -> bool) -> Option<ConnId> {
         let ids: Vec<ConnId> =
-            self.conns.iter().filter(|(_, c)| !c.gone && want(c)).map(|(id, _)| *id).collect();
+            self.net.live().filter(|(_, c)| !c.gone && want(c)).map(|(_, c)| c.id).collect();
         (!ids.is_empty()).then(|| ids[b as usize % ids.len()])
     }
 
@@ -322,12 +294,11 @@ impl Driver {
         let arg = cur.byte();
         match op % 13 {
             0 => {
-                let listeners: Vec<ListenerId> = self.listeners.keys().copied().collect();
+                let listeners: Vec<(ListenerId, SocketAddr)> = self.net.listeners().collect();
                 if listeners.is_empty() {
                     return;
                 }
-                let listener = listeners[arg as usize % listeners.len()];
-                let local = self.listeners[&listener];
+                let (listener, local) = listeners[arg as usize % listeners.len()];
                 let peer = SocketAddr::new(IpAddr::from([10, 200, 0, arg]), 40_000);
                 let conn = self.proxy.accept(self.base + self.now, listener, peer, local);
                 if let Some(t) = &mut self.trace {
@@ -339,7 +310,7 @@ impl Driver {
                 if let Some(v) = self.checker.violations.first() {
                     panic!("accept: {v}");
                 }
-                self.conns.insert(conn, DriverConn::default());
+                self.net.accept(conn, DriverConn::default()).expect("the checker passed it");
                 self.closed.retain(|c| *c != conn);
                 self.pump();
             }
@@ -360,13 +331,13 @@ impl Driver {
             }
             3 => {
                 if let Some(conn) = self.pick(arg, |c| !c.connecting && !c.read_closed && !c.paused) {
-                    self.conns.get_mut(&conn).unwrap().read_closed = true;
+                    self.net.conn_mut(conn).unwrap().read_closed = true;
                     self.input(Input::ReadClosed { conn });
                 }
             }
             4 => {
                 if let Some(conn) = self.pick(arg, |c| !c.connecting) {
-                    self.conns.get_mut(&conn).unwrap().gone = true;
+                    self.net.conn_mut(conn).unwrap().gone = true;
                     let reason =
                         if cur.byte() & 1 == 0 { CloseReason::Reset } else { CloseReason::WriteError };
                     self.input(Input::Closed { conn, reason });
@@ -374,21 +345,21 @@ impl Driver {
             }
             5 => {
                 if let Some(conn) = self.pick(arg, |c| c.connecting) {
-                    self.conns.get_mut(&conn).unwrap().connecting = false;
+                    self.net.conn_mut(conn).unwrap().connecting = false;
                     self.input(Input::Connected { conn });
                 }
             }
             6 => {
                 if let Some(conn) = self.pick(arg, |c| c.connecting) {
-                    self.conns.get_mut(&conn).unwrap().gone = true;
+                    self.net.conn_mut(conn).unwrap().gone = true;
                     self.input(Input::ConnectFailed { conn });
                 }
             }
             7 => {
                 if let Some(conn) = self.pick(arg, |c| c.unflushed > 0) {
-                    let c = self.conns.get_mut(&conn).unwrap();
+                    let c = self.net.conn_mut(conn).unwrap();
                     let bytes = if cur.byte() < 128 { c.unflushed } else { (c.unflushed / 2).max(1) };
-                    c.unflushed -= bytes;
+                    c.take(bytes);
                     self.input(Input::Flushed { conn, bytes });
                 }
             }
@@ -397,10 +368,11 @@ impl Driver {
                 self.timeout();
             }
             9 => {
-                if self.queries.is_empty() {
+                let outstanding = self.net.queries().len();
+                if outstanding == 0 {
                     return;
                 }
-                let query = self.queries.remove(arg as usize % self.queries.len());
+                let (query, _) = self.net.take_query(arg as usize % outstanding);
                 // Resolvers answer with both families: `target` (V4_ONLY) keeps the IPv4
                 // addresses, `odst` (AUTO) the IPv6 one.
                 let addrs = match cur.byte() % 3 {
@@ -459,24 +431,24 @@ impl Driver {
     /// and checks that nothing is left: no live id, every gauge back at rest.
     fn wind_down(&mut self) {
         for _ in 0..8 {
-            let ids: Vec<(ConnId, DriverConn)> = self.conns.iter().map(|(id, c)| (*id, *c)).collect();
+            let ids: Vec<(ConnId, DriverConn)> = self.net.live().map(|(_, c)| (c.id, c.ext)).collect();
             for (conn, c) in ids {
-                if c.gone || !self.conns.contains_key(&conn) {
+                if c.gone || self.net.key(conn).is_none() {
                     continue;
                 }
-                self.conns.get_mut(&conn).unwrap().gone = true;
+                self.net.conn_mut(conn).unwrap().gone = true;
                 if c.connecting {
                     self.input(Input::ConnectFailed { conn });
                 } else {
                     self.input(Input::Closed { conn, reason: CloseReason::Reset });
                 }
             }
-            for query in std::mem::take(&mut self.queries) {
+            for (query, _) in self.net.take_queries() {
                 self.input(Input::Resolved { query, addrs: Vec::new() });
             }
             self.now += Duration::from_secs(3600);
             self.timeout();
-            if self.conns.is_empty() {
+            if self.net.live_count() == 0 {
                 break;
             }
         }
@@ -484,7 +456,7 @@ impl Driver {
             self.checker.live_count(),
             0,
             "ids still live after every peer went away: {:?}",
-            self.conns.keys()
+            self.net.live().map(|(_, c)| c.id).collect::<Vec<_>>()
         );
         for name in [
             "cluster.origin.upstream_cx_active",

@@ -3,8 +3,11 @@
 //!
 //! # Structure
 //!
+//! - [`vnet`]: the one virtual driver. It executes the core's outputs (ids, queues, FIN,
+//!   closes, pauses, listeners, DNS queries) for the world, the fuzz driver and the core's
+//!   integration-test net alike; each adds only its own policy.
 //! - [`world`]: one `Proxy` and its peers on a virtual network. It executes the proxy's
-//!   outputs exactly as a driver does and feeds it the same inputs, with seeded read splits,
+//!   outputs through [`vnet`] and feeds it the same inputs a driver does, with seeded read splits,
 //!   delays, slow readers (late `Flushed`), half-closes, resets, refused connects and
 //!   connects that never complete, and DNS answers (IPv4 and IPv6 mixed, empty, never). The clock
 //!   jumps to the next deadline: the proxy's `poll_timeout()`, a delivery, a peer's timer.
@@ -90,6 +93,7 @@ pub mod scenario;
 #[cfg(feature = "suites")]
 pub mod suite;
 pub mod trace;
+pub mod vnet;
 pub mod world;
 
 pub use peer::{Cx, Peer};

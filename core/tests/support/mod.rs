@@ -1,44 +1,33 @@
 //! A virtual network for driving a [`Proxy`] in tests: it plays the driver's part with no
-//! sockets, records what the proxy asked of each connection, and lets a test decide when
-//! bytes arrive, when connects finish and when writes flush. This is the seed of the
-//! simulator: it uses exactly the inputs and outputs a real driver uses.
+//! sockets (the simulator's [`VirtualNet`] executes the outputs), records what the proxy
+//! wrote to each connection, and lets a test decide when bytes arrive, when connects finish
+//! and when writes flush.
 #![allow(dead_code)]
 
-use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use burrow_core::config::Config;
-use burrow_core::{CloseKind, ConnId, Input, ListenerId, Output, Proxy, QueryId, Shared};
+use burrow_core::{ConnId, Input, ListenerId, Proxy, QueryId, Shared};
+use burrow_sim::vnet::{Executed, VirtualNet};
 use bytes::Bytes;
 
-/// The driver's view of one connection.
+/// What a test looks at beyond the driver's own record of a connection.
 #[derive(Default, Debug)]
-pub struct VConn {
-    /// Everything the proxy wrote to this connection, in order.
+pub struct Received {
+    /// Everything the proxy wrote to this connection, in order (flushed or not).
     pub received: Vec<u8>,
-    /// Written but not yet reported flushed.
-    pub unflushed: usize,
-    /// The proxy shut down its write side.
-    pub fin: bool,
-    pub closed: Option<CloseKind>,
-    pub paused: bool,
-    /// Where the proxy connected this connection to (upstream connections only).
-    pub target: Option<SocketAddr>,
-    /// Bytes written after the proxy shut the write side down (a bug if ever non-zero).
-    pub written_after_fin: usize,
 }
+
+/// The driver's view of one connection.
+pub type VConn = burrow_sim::vnet::VConn<Received>;
 
 pub struct Net {
     pub proxy: Proxy,
     pub shared: Arc<Shared>,
     pub now: Instant,
-    pub listeners: BTreeMap<ListenerId, SocketAddr>,
-    pub conns: BTreeMap<ConnId, VConn>,
-    /// Connections the proxy closed, with their final state (ids may be reused after).
-    pub closed: Vec<(ConnId, VConn)>,
-    pub resolves: Vec<(QueryId, String)>,
+    pub vnet: VirtualNet<Received>,
     /// Report every write as flushed at once (a fast reader); off = the test flushes.
     pub auto_flush: bool,
 }
@@ -50,16 +39,7 @@ impl Net {
         let now = Instant::now();
         let wall = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
         let proxy = Proxy::new(config, shared.clone(), now, wall, 7);
-        let mut net = Net {
-            proxy,
-            shared,
-            now,
-            listeners: BTreeMap::new(),
-            conns: BTreeMap::new(),
-            closed: Vec::new(),
-            resolves: Vec::new(),
-            auto_flush: true,
-        };
+        let mut net = Net { proxy, shared, now, vnet: VirtualNet::new(), auto_flush: true };
         net.pump();
         net
     }
@@ -69,40 +49,15 @@ impl Net {
         loop {
             let mut flushes = Vec::new();
             while let Some(output) = self.proxy.poll_output() {
-                match output {
-                    Output::Listen { listener, addr } => {
-                        self.listeners.insert(listener, addr);
-                    }
-                    Output::Unlisten { listener } => {
-                        self.listeners.remove(&listener);
-                    }
-                    Output::Connect { conn, addr } => {
-                        let fresh = VConn { target: Some(addr), ..VConn::default() };
-                        assert!(
-                            self.conns.insert(conn, fresh).is_none(),
-                            "connect reused a live id {conn:?}"
-                        );
-                    }
-                    Output::Write { conn, data } => {
-                        let c = self.live(conn);
-                        if c.fin {
-                            c.written_after_fin += data.len();
-                        }
-                        c.received.extend_from_slice(&data);
-                        c.unflushed += data.len();
+                match self.vnet.execute(output) {
+                    Executed::Write { key, conn, data } => {
+                        self.vnet[key].received.extend_from_slice(&data);
                         if self.auto_flush {
                             flushes.push(conn);
                         }
                     }
-                    Output::Shutdown { conn } => self.live(conn).fin = true,
-                    Output::Close { conn, kind } => {
-                        let mut c = self.conns.remove(&conn).expect("close of an unknown id");
-                        c.closed = Some(kind);
-                        self.closed.push((conn, c));
-                    }
-                    Output::PauseRead { conn } => self.live(conn).paused = true,
-                    Output::ResumeRead { conn } => self.live(conn).paused = false,
-                    Output::Resolve { query, host } => self.resolves.push((query, host)),
+                    Executed::Refused(misuse) => panic!("{misuse}"),
+                    _ => {}
                 }
             }
             if flushes.is_empty() {
@@ -114,17 +69,13 @@ impl Net {
         }
     }
 
-    fn live(&mut self, conn: ConnId) -> &mut VConn {
-        self.conns.get_mut(&conn).unwrap_or_else(|| panic!("output for an unknown id {conn:?}"))
-    }
-
     /// Opens a client connection to listener `listener`.
     pub fn connect_client(&mut self, listener: u32) -> ConnId {
         let id = ListenerId(listener);
-        let local = self.listeners[&id];
+        let local = self.vnet.listener(id).expect("a bound listener");
         let peer: SocketAddr = "127.0.0.9:40000".parse().unwrap();
         let conn = self.proxy.accept(self.now, id, peer, local);
-        assert!(self.conns.insert(conn, VConn::default()).is_none(), "accept reused a live id");
+        self.vnet.accept(conn, Received::default()).unwrap_or_else(|misuse| panic!("{misuse}"));
         self.pump();
         conn
     }
@@ -140,12 +91,11 @@ impl Net {
 
     /// Reports up to `max` unflushed bytes of `conn` as written to the socket.
     pub fn flush(&mut self, conn: ConnId, max: usize) {
-        let Some(c) = self.conns.get_mut(&conn) else { return };
-        let bytes = c.unflushed.min(max);
+        let Some(c) = self.vnet.conn_mut(conn) else { return };
+        let bytes = c.take(max).len();
         if bytes == 0 {
             return;
         }
-        c.unflushed -= bytes;
         self.proxy.handle(self.now, Input::Flushed { conn, bytes });
     }
 
@@ -158,17 +108,20 @@ impl Net {
         self.pump();
     }
 
+    /// The latest name resolution the proxy asked for and nobody answered yet.
+    pub fn take_resolve(&mut self) -> (QueryId, String) {
+        let last = self.vnet.queries().len().checked_sub(1).expect("an outstanding query");
+        self.vnet.take_query(last)
+    }
+
     /// The upstream connections opened so far and still live, in id order.
     pub fn upstreams(&self) -> Vec<ConnId> {
-        self.conns.iter().filter(|(_, c)| c.target.is_some()).map(|(id, _)| *id).collect()
+        self.vnet.live().filter(|(_, c)| c.target.is_some()).map(|(_, c)| c.id).collect()
     }
 
     /// The connection's final state, live or closed.
     pub fn state(&self, conn: ConnId) -> &VConn {
-        self.conns
-            .get(&conn)
-            .or_else(|| self.closed.iter().rev().find(|(id, _)| *id == conn).map(|(_, c)| c))
-            .unwrap()
+        self.vnet.latest(conn).unwrap()
     }
 
     pub fn stat(&self, name: &str) -> u64 {
