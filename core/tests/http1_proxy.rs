@@ -544,3 +544,24 @@ fn a_retired_connection_finishing_its_close_wakes_the_requests_pending_for_its_u
     net.input(Input::Connected { conn: next });
     assert!(text(&net.state(next).received).starts_with("GET /b HTTP/1.1\r\n"));
 }
+
+/// Simulator seed 7432127463409275595:7:97 (upgrade suite, generator seed 1): what a client
+/// sent before the `101` goes upstream at the switch; past the cluster's buffer limit that
+/// must leave the client unread, but the switch resumed reading it anyway and the next reads
+/// queued on top.
+#[test]
+fn early_bytes_past_the_upstream_limit_keep_the_client_paused_after_the_101() {
+    let mut net = Net::new(&proxy_config("", "    per_connection_buffer_limit_bytes: 1024"));
+    net.auto_flush = false;
+    let early = vec![b'e'; 3000];
+    let head = b"GET /ws HTTP/1.1\r\nhost: h\r\nconnection: upgrade\r\nupgrade: websocket\r\n\r\n";
+    let (client, up) = request(&mut net, &[head.as_slice(), &early].concat());
+    assert!(!net.state(client).paused);
+    net.send(up, b"HTTP/1.1 101 Switching Protocols\r\nconnection: upgrade\r\nupgrade: websocket\r\n\r\n");
+    assert!(text(&net.state(client).received).starts_with("HTTP/1.1 101 "));
+    assert!(text(&net.state(up).received).ends_with(std::str::from_utf8(&early).unwrap()));
+    assert!(net.state(client).paused, "the early bytes fill the upstream's queue past its limit");
+    net.flush(up, usize::MAX);
+    net.pump();
+    assert!(!net.state(client).paused, "read again once they drained");
+}

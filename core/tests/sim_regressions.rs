@@ -53,6 +53,11 @@ const REGRESSIONS: &[(Suite, &str, &str)] = &[
         "15185975770027416921:5:3",
         "a host whose connection was upgraded got another past max_connections",
     ),
+    (
+        Suite::Upgrade,
+        "7432127463409275595:7:97",
+        "the switch to a tunnel resumed a client whose early bytes filled the upstream queue",
+    ),
 ];
 
 #[test]

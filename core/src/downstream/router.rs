@@ -668,7 +668,7 @@ impl HttpConn {
         if stream.down_fin {
             let _ = tunnel.down_read_closed(&mut ctx.wire);
         }
-        ctx.wire.resume_read(down);
+        tunnel.read_down_if_room(&mut ctx.wire);
         self.state = State::Tunnel(tunnel);
         Vec::new()
     }

@@ -172,10 +172,17 @@ impl Tunnel {
         }
         if self.down_fin {
             io.shutdown(self.upstream);
-        } else if io.queued(self.upstream) <= self.up_limit {
+        }
+        self.read_down_if_room(io);
+        Step::Continue
+    }
+
+    /// Reads the downstream again (after the bytes it sent before the tunnel opened went
+    /// upstream) unless it has finished or those bytes are backed up past the limit.
+    pub(crate) fn read_down_if_room(&self, io: &mut Wire) {
+        if !self.down_fin && io.queued(self.upstream) <= self.up_limit {
             io.resume_read(self.downstream);
         }
-        Step::Continue
     }
 
     pub(crate) fn down_read_closed(&mut self, io: &mut Wire) -> Step {
