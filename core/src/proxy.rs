@@ -39,13 +39,9 @@ enum Slot {
     Busy,
     /// Closed by the core; the id is released when the driver pulls the `Close`.
     Closed,
-    /// Its machine is gone; what was queued is being flushed before the `Close`.
-    Closing {
-        reset: bool,
-        deadline: Instant,
-        /// What counts the socket until it is really closed.
-        held: Held,
-    },
+    /// Its machine is gone; what was queued is being flushed before the `Close` (boxed: rare,
+    /// and every slot is moved on the data path).
+    Closing(Box<Closing>),
     Http(Box<HttpConn>),
     Admin(Box<AdminConn>),
     /// The upstream side of a tunnel, owned by a downstream connection.
@@ -66,6 +62,14 @@ enum RunState {
     Running,
     Draining,
     Finished,
+}
+
+/// A socket flushing before its close.
+struct Closing {
+    reset: bool,
+    deadline: Instant,
+    /// What counts the socket until it is really closed.
+    held: Held,
 }
 
 /// The active-connection gauges and the `max_connections` unit of a socket that outlives its
@@ -277,7 +281,7 @@ impl Proxy {
                     self.release(now, conn, kind);
                 }
             }
-            Slot::Closing { .. } => self.closing_event(now, conn, event),
+            Slot::Closing(_) => self.closing_event(now, conn, event),
             Slot::Free | Slot::Busy | Slot::Closed => {}
         }
     }
@@ -375,7 +379,8 @@ impl Proxy {
                 self.conns[conn.0 as usize] = slot;
                 return;
             }
-            Slot::Closing { held, .. } => {
+            Slot::Closing(closing) => {
+                let held = closing.held;
                 // Flushing was not enough (the drain is over, or the peer went away).
                 self.closing -= 1;
                 self.ctx.wire.close(conn, CloseKind::Abort);
@@ -412,7 +417,7 @@ impl Proxy {
                 let deadline = now + CLOSE_FLUSH_TIMEOUT;
                 self.ctx.timers.set(deadline, Timer::Closing(conn));
                 held.take(&self.ctx.shared);
-                self.conns[conn.0 as usize] = Slot::Closing { reset, deadline, held };
+                self.conns[conn.0 as usize] = Slot::Closing(Box::new(Closing { reset, deadline, held }));
                 self.closing += 1;
             }
             Some(false) => self.ctx.wire.close(conn, CloseKind::Flush),
@@ -446,19 +451,19 @@ impl Proxy {
 
     /// An event on a connection whose bytes are draining before its close.
     fn closing_event(&mut self, now: Instant, conn: ConnId, event: ConnEvent) {
-        let Slot::Closing { reset, deadline, .. } = &mut self.conns[conn.0 as usize] else { return };
+        let Slot::Closing(closing) = &mut self.conns[conn.0 as usize] else { return };
         match event {
             ConnEvent::Flushed if self.ctx.wire.queued(conn) == 0 => {
-                let kind = if *reset { CloseKind::Abort } else { CloseKind::Flush };
+                let kind = if closing.reset { CloseKind::Abort } else { CloseKind::Flush };
                 self.closing -= 1;
                 self.ctx.wire.close(conn, kind);
-                if let Slot::Closing { held, .. } =
+                if let Slot::Closing(closing) =
                     std::mem::replace(&mut self.conns[conn.0 as usize], Slot::Closed)
                 {
-                    self.unhold(now, held);
+                    self.unhold(now, closing.held);
                 }
             }
-            ConnEvent::Flushed => *deadline = now + CLOSE_FLUSH_TIMEOUT,
+            ConnEvent::Flushed => closing.deadline = now + CLOSE_FLUSH_TIMEOUT,
             ConnEvent::Closed => self.release(now, conn, Close::Abort),
             _ => {}
         }
@@ -467,8 +472,8 @@ impl Proxy {
     /// A closing connection's flush deadline: reset it if it made no progress since.
     fn closing_timer(&mut self, now: Instant, conn: ConnId) {
         match self.conns.get(conn.0 as usize) {
-            Some(Slot::Closing { deadline, .. }) if *deadline <= now => self.release(now, conn, Close::Abort),
-            Some(Slot::Closing { deadline, .. }) => self.ctx.timers.set(*deadline, Timer::Closing(conn)),
+            Some(Slot::Closing(closing)) if closing.deadline <= now => self.release(now, conn, Close::Abort),
+            Some(Slot::Closing(closing)) => self.ctx.timers.set(closing.deadline, Timer::Closing(conn)),
             _ => {}
         }
     }
@@ -478,7 +483,7 @@ impl Proxy {
         for id in 0..self.conns.len() {
             let open = matches!(
                 self.conns[id],
-                Slot::Http(_) | Slot::Admin(_) | Slot::Pooled { .. } | Slot::Closing { .. }
+                Slot::Http(_) | Slot::Admin(_) | Slot::Pooled { .. } | Slot::Closing(_)
             );
             if open {
                 self.release(now, ConnId(id as u32), Close::Abort);
