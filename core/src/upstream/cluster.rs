@@ -169,17 +169,18 @@ impl Clusters {
                 None => Pick::NoHost,
             };
         }
-        let hosts: Vec<SocketAddr> = state.hosts.iter().flatten().copied().collect();
-        if hosts.is_empty() {
+        // Every endpoint's addresses in order, counted and indexed in place: no list per pick.
+        let count: usize = state.hosts.iter().map(Vec::len).sum();
+        if count == 0 {
             return Pick::NoHost;
         }
         let index = match state.config.lb_policy {
             LbPolicy::RoundRobin | LbPolicy::ClusterProvided => {
                 state.next = state.next.wrapping_add(1);
-                state.next % hosts.len()
+                state.next % count
             }
         };
-        Pick::Addr(hosts[index])
+        state.hosts.iter().flatten().nth(index).map_or(Pick::NoHost, |addr| Pick::Addr(*addr))
     }
 
     /// The header an original-destination cluster reads its target from, if any.
