@@ -1,17 +1,18 @@
-//! A downstream HTTP/1.1 connection of a connection manager: request heads, routing, upgrade
-//! negotiation, local replies, keep-alive, and the switch to a tunnel. Forwarding a request
-//! upstream is in [`crate::downstream::router`].
+//! A downstream HTTP connection of a connection manager: routing, upgrade negotiation, local
+//! replies, keep-alive, and the switch to a tunnel. Its [`DownstreamCodec`] reads the requests
+//! and frames what goes back; forwarding a request upstream is in [`crate::downstream::router`].
 
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 
 use crate::codec::http1::{self, BodyKind, HeadError, Limits, Method, RequestHead};
 use crate::codec::LocalReply;
 use crate::config::{
     Config, HttpConnectionManager, NetworkFilter, RouteAction, RouteTarget, RouteUpgradeConfig,
 };
+use crate::downstream::codec::DownstreamCodec;
 use crate::downstream::ctx::Ctx;
 use crate::downstream::local_reply;
 use crate::downstream::route::{self, RouteRequest};
@@ -31,10 +32,9 @@ pub(crate) struct HttpConn {
     pub(crate) listener: usize,
     pub(crate) peer: SocketAddr,
     local: SocketAddr,
-    limits: Limits,
     pub(crate) buffer_limit: usize,
-    /// Bytes of a request head not yet complete, or read ahead of the current request.
-    pub(crate) head: BytesMut,
+    /// Reads the requests and writes the responses.
+    pub(crate) codec: DownstreamCodec,
     pub(crate) state: State,
     /// This connection is counted in `downstream_cx_upgrades_active`.
     upgraded: bool,
@@ -43,9 +43,6 @@ pub(crate) struct HttpConn {
     /// When the connection last carried a request (for the connection idle timeout), or
     /// bytes of a head (for the stream idle timeout), or went back to reading heads.
     pub(crate) last_activity: Instant,
-    /// When the first byte of the request head being read arrived (for
-    /// `request_headers_timeout`).
-    head_started: Option<Instant>,
     /// The earliest deadline this connection has in the timer table.
     armed: Option<Instant>,
     /// Requests started on this connection: the next one's stream number.
@@ -98,18 +95,16 @@ impl HttpConn {
             listener,
             peer,
             local,
-            limits: Limits::new(
+            buffer_limit: config.per_connection_buffer_limit_bytes as usize,
+            codec: DownstreamCodec::http1(Limits::new(
                 hcm.max_request_headers_kb,
                 hcm.max_headers_count,
                 hcm.http_protocol_options.accept_http_10,
-            ),
-            buffer_limit: config.per_connection_buffer_limit_bytes as usize,
-            head: BytesMut::new(),
+            )),
             state: State::Head,
             upgraded: false,
             in_request: false,
             last_activity: now,
-            head_started: None,
             armed: None,
             streams: 0,
         };
@@ -136,7 +131,7 @@ impl HttpConn {
 
     /// Between requests with nothing read ahead: closing it loses nothing.
     pub(crate) fn is_idle(&self) -> bool {
-        matches!(self.state, State::Head) && self.head.is_empty()
+        matches!(self.state, State::Head) && self.codec.is_empty()
     }
 
     pub(crate) fn hcm<'c>(&self, config: &'c Config) -> &'c HttpConnectionManager {
@@ -203,7 +198,8 @@ impl HttpConn {
         let closes = match event {
             ConnEvent::Connected => {
                 let date = ctx.clock.date(now);
-                self.send(ctx, 200, http1::encode_reply(&local_reply::connect_established(), &date, false));
+                let reply = self.codec.encode_reply(&local_reply::connect_established(), &date, false);
+                self.send(ctx, 200, reply);
                 let State::Tunnel(tunnel) = &mut self.state else { unreachable!() };
                 tunnel.connected(&mut ctx.wire, &ctx.shared.clusters[tunnel.cluster], now);
                 Vec::new()
@@ -256,7 +252,7 @@ impl HttpConn {
             State::Head => {
                 // Bytes of a head keep the stream idle timeout from firing.
                 self.last_activity = now;
-                self.head.extend_from_slice(&data);
+                self.codec.read_ahead(&data);
                 self.next_request(ctx, now)
             }
         }
@@ -264,29 +260,25 @@ impl HttpConn {
 
     /// Parses and answers requests while whole heads are buffered.
     pub(crate) fn next_request(&mut self, ctx: &mut Ctx, now: Instant) -> Closes {
-        while matches!(self.state, State::Head) && !self.head.is_empty() {
+        while matches!(self.state, State::Head) && !self.codec.is_empty() {
             // A client that sends requests without reading the answers waits until it reads:
             // answers queue only up to the buffer limit.
             if ctx.wire.queued(self.id) > self.buffer_limit {
                 ctx.wire.pause_read(self.id);
                 return Vec::new();
             }
-            // Envoy starts a stream, and its request headers timer, at the head's first byte.
-            self.head_started.get_or_insert(now);
-            let (head, consumed) = match http1::parse_request_head(&self.head, &self.limits) {
+            let (head, body) = match self.codec.next_head(now) {
                 Ok(Some(parsed)) => parsed,
                 Ok(None) => return Vec::new(),
                 Err(error) => return self.protocol_error(ctx, now, error),
             };
-            let _ = self.head.split_to(consumed);
-            self.head_started = None;
             self.last_activity = now;
             let stats = &ctx.shared.http[self.listener];
             stats.downstream_rq_total.inc();
             stats.downstream_rq_http1_total.inc();
             stats.downstream_rq_active.inc();
             self.in_request = true;
-            let body = match http1::request_body(&head) {
+            let body = match body {
                 Ok(body) => body,
                 Err(error) => return self.protocol_error(ctx, now, error),
             };
@@ -363,8 +355,7 @@ impl HttpConn {
                 return self.reply(ctx, now, 503, local_reply::NO_HEALTHY_UPSTREAM, !reusable);
             }
         };
-        let leftover = self.head.split().freeze();
-        self.start_stream(ctx, now, head, body, index, addr, upgrade.is_some(), keep_alive, leftover)
+        self.start_stream(ctx, now, head, body, index, addr, upgrade.is_some(), keep_alive)
     }
 
     fn on_connect(&mut self, ctx: &mut Ctx, now: Instant, head: &RequestHead) -> Closes {
@@ -399,7 +390,7 @@ impl HttpConn {
         });
         // Bytes that came with the head belong to the tunnel.
         let early: Vec<Bytes> =
-            if self.head.is_empty() { Vec::new() } else { vec![self.head.split().freeze()] };
+            if self.codec.is_empty() { Vec::new() } else { vec![self.codec.take_buffered()] };
         match ctx.clusters.pick(cluster, original, self.local) {
             Pick::Addr(addr) => self.open_tunnel(ctx, now, cluster, addr, early, false),
             Pick::Resolve { host, port } => {
@@ -474,7 +465,7 @@ impl HttpConn {
         }
         let idle = self.hcm(&ctx.config).stream_idle_timeout;
         // A tunnel reads no more heads: give the head buffer back.
-        self.head = BytesMut::new();
+        self.codec.release();
         let up = ctx.connect(self.id, cluster, addr);
         let deadline = now + ctx.clusters.connect_timeout(cluster);
         let limits = (self.buffer_limit, ctx.clusters.buffer_limit(cluster));
@@ -525,7 +516,7 @@ impl HttpConn {
     fn protocol_error(&mut self, ctx: &mut Ctx, now: Instant, error: HeadError) -> Closes {
         tracing::debug!(details = error.details(), "downstream protocol error");
         ctx.shared.http[self.listener].downstream_cx_protocol_error.inc();
-        self.head.clear();
+        self.codec.clear();
         let body = http1::reason_phrase(error.status());
         self.reply(ctx, now, error.status(), body, true)
     }
@@ -552,7 +543,8 @@ impl HttpConn {
     fn local(&mut self, ctx: &mut Ctx, now: Instant, reply: &LocalReply<'_>, close: bool) -> Closes {
         let close = close || ctx.draining();
         let date = ctx.clock.date(now);
-        self.send(ctx, reply.status, http1::encode_reply(reply, &date, close));
+        let bytes = self.codec.encode_reply(reply, &date, close);
+        self.send(ctx, reply.status, bytes);
         self.end_request(ctx);
         if close {
             ctx.shared.http[self.listener].downstream_cx_destroy_local.inc();
@@ -636,18 +628,17 @@ impl HttpConn {
             State::Proxying(_) => self.stream_timer(ctx, now),
             State::Head if self.headers_deadline(ctx).is_some_and(|at| at <= now) => {
                 ctx.shared.http[self.listener].downstream_rq_header_timeout.inc();
-                self.head.clear();
-                self.head_started = None;
+                self.codec.clear();
                 self.reply(ctx, now, 408, "request header timeout", true)
             }
             State::Head if self.idle_deadline(ctx).is_some_and(|at| at <= now) => {
-                if self.head.is_empty() {
+                if self.codec.is_empty() {
                     ctx.shared.http[self.listener].downstream_cx_idle_timeout.inc();
                     return self.close(Close::Flush);
                 }
                 // A head that stopped arriving: Envoy's stream idle timeout answer.
                 ctx.shared.http[self.listener].downstream_rq_idle_timeout.inc();
-                self.head.clear();
+                self.codec.clear();
                 self.reply(ctx, now, 408, "stream timeout", true)
             }
             _ => Vec::new(),
@@ -660,28 +651,28 @@ impl HttpConn {
         if !matches!(self.state, State::Head) {
             return None;
         }
-        if !self.head.is_empty() && ctx.wire.read_paused(self.id) {
+        if !self.codec.is_empty() && ctx.wire.read_paused(self.id) {
             // The next head waits on us (the client has not read its answers), not on the
             // client.
             return None;
         }
         let hcm = self.hcm(&ctx.config);
         let idle: Option<Duration> =
-            if self.head.is_empty() { hcm.idle_timeout } else { hcm.stream_idle_timeout };
+            if self.codec.is_empty() { hcm.idle_timeout } else { hcm.stream_idle_timeout };
         idle.map(|idle| self.last_activity + idle)
     }
 
     /// `request_headers_timeout`: while a request head is arriving, when it must be complete.
     fn headers_deadline(&self, ctx: &Ctx) -> Option<Instant> {
         let timeout = self.hcm(&ctx.config).request_headers_timeout?;
-        if !matches!(self.state, State::Head) || self.head.is_empty() {
+        if !matches!(self.state, State::Head) || self.codec.is_empty() {
             return None;
         }
         if ctx.wire.queued(self.id) > self.buffer_limit {
             // Not being read: the head waits on us, as for the idle timeout.
             return None;
         }
-        self.head_started.map(|started| started + timeout)
+        self.codec.head_started().map(|started| started + timeout)
     }
 
     /// Makes sure the timer table holds this connection's next deadline.

@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use bytes::Bytes;
 use smallvec::SmallVec;
 
+use crate::codec::http1::server::DownFraming;
 use crate::codec::http1::{self, BodyKind, HeadWriter, Headers, RequestHead, ResponseHead};
 use crate::config::{HttpConnectionManager, RouteTarget};
 
@@ -123,26 +124,24 @@ pub(crate) fn upstream_request(head: RequestHead, cx: &RequestContext<'_>) -> By
     out.finish(b"")
 }
 
-/// How the response body travels to the client.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum DownFraming {
-    /// As received: no body, or a content-length body.
-    AsIs,
-    /// Re-framed as chunked (the upstream sent chunked, or delimited by close).
-    Chunked,
-    /// A protocol switch: raw bytes follow.
-    Raw,
+/// What the response rewrite needs to know besides the head.
+#[derive(Clone, Copy)]
+pub(crate) struct ResponseContext<'a> {
+    /// The request asked for an upgrade: its `connection` and `upgrade` fields stay.
+    pub(crate) upgrade_request: bool,
+    pub(crate) server_name: &'a str,
+    pub(crate) service_time_ms: u128,
+    /// The connection ends after this response.
+    pub(crate) close: bool,
 }
 
 /// The response head as the client gets it, serialized, and how its body is framed.
 pub(crate) fn downstream_response(
     head: ResponseHead,
     body: BodyKind,
-    upgrade_request: bool,
-    server_name: &str,
-    service_time_ms: u128,
-    close: bool,
+    cx: &ResponseContext<'_>,
 ) -> (Bytes, DownFraming) {
+    let ResponseContext { upgrade_request, server_name, service_time_ms, close } = *cx;
     let hop = HopFilter::new(&head.headers, upgrade_request);
     let mut out = HeadWriter::new(64 * (head.headers.len() + 5));
     out.status_line(head.status, http1::reason_phrase(head.status).as_bytes());
@@ -196,6 +195,10 @@ mod tests {
         assert_eq!(id, "ffffffff-ffff-4fff-bfff-ffffffffffff");
     }
 
+    fn context(upgrade_request: bool, service_time_ms: u128, close: bool) -> ResponseContext<'static> {
+        ResponseContext { upgrade_request, server_name: "envoy", service_time_ms, close }
+    }
+
     fn parse(head: &[u8]) -> ResponseHead {
         http1::parse_response_head(head).unwrap().unwrap().0
     }
@@ -203,7 +206,7 @@ mod tests {
     #[test]
     fn response_loses_hop_by_hop_fields_and_names_the_server() {
         let head = parse(b"HTTP/1.1 200 Whatever\r\nconnection: x-private\r\nx-private: 1\r\nkeep-alive: 5\r\ntransfer-encoding: chunked\r\nserver: origin\r\nx-app: yes\r\n\r\n");
-        let (bytes, framing) = downstream_response(head, BodyKind::Chunked, false, "envoy", 7, false);
+        let (bytes, framing) = downstream_response(head, BodyKind::Chunked, &context(false, 7, false));
         assert_eq!(framing, DownFraming::Chunked);
         assert_eq!(
             std::str::from_utf8(&bytes).unwrap(),
@@ -214,7 +217,7 @@ mod tests {
     #[test]
     fn a_refused_upgrade_keeps_its_upgrade_fields() {
         let head = parse(b"HTTP/1.1 426 Upgrade Required\r\nconnection: upgrade\r\nupgrade: websocket\r\ncontent-length: 0\r\n\r\n");
-        let (bytes, _) = downstream_response(head, BodyKind::Empty, true, "envoy", 1, true);
+        let (bytes, _) = downstream_response(head, BodyKind::Empty, &context(true, 1, true));
         let text = std::str::from_utf8(&bytes).unwrap();
         assert!(text.contains("connection: upgrade\r\nupgrade: websocket\r\n"), "{text}");
     }

@@ -2,6 +2,7 @@
 //! routing, filters and local replies, and the admin endpoint's connections.
 
 pub(crate) mod admin_conn;
+pub(crate) mod codec;
 pub(crate) mod conn;
 pub(crate) mod ctx;
 pub(crate) mod filters;

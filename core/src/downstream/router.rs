@@ -10,15 +10,15 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use smallvec::SmallVec;
 
 use crate::codec::http1::response::UpEvent;
-use crate::codec::http1::{self, BodyDecoder, BodyKind, Decoded, Method, RequestHead};
+use crate::codec::http1::{self, BodyKind, Decoded, Method, RequestHead};
 use crate::downstream::conn::{route_target, upgrade_token, HttpConn, State};
 use crate::downstream::ctx::Ctx;
 use crate::downstream::filters;
-use crate::downstream::headers::{self, DownFraming, RequestContext};
+use crate::downstream::headers::{self, RequestContext, ResponseContext};
 use crate::downstream::local_reply;
 use crate::downstream::route::RouteIndex;
 use crate::io::ConnId;
@@ -42,7 +42,8 @@ pub(crate) struct Stream {
     raw_head: Option<RequestHead>,
     route: RouteIndex,
     method: Method,
-    request: Request,
+    /// The request body has all been read (the codec decodes it until then).
+    request_done: bool,
     /// Upstream wire bytes read but not yet sent.
     held: SmallVec<[Bytes; 4]>,
     held_len: usize,
@@ -68,16 +69,12 @@ pub(crate) struct Stream {
     last_activity: Instant,
 }
 
-enum Request {
-    Body(BodyDecoder),
-    Done,
-}
-
 enum Response {
     AwaitingHead,
-    Body(DownFraming),
+    /// The head went down; the codec frames the body.
+    Body,
     /// A refused upgrade: the response goes down, then both connections close.
-    Refused(DownFraming),
+    Refused,
 }
 
 impl Stream {
@@ -88,10 +85,6 @@ impl Stream {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         }
-    }
-
-    fn request_done(&self) -> bool {
-        matches!(self.request, Request::Done)
     }
 
     /// The client drained what was written to it: let the upstream be read again.
@@ -138,7 +131,7 @@ impl HttpConn {
         }
     }
 
-    /// Starts forwarding a routed request to `addr`. `leftover` is what was read past its head.
+    /// Starts forwarding a routed request to `addr`.
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn start_stream(
         &mut self,
@@ -150,7 +143,6 @@ impl HttpConn {
         addr: SocketAddr,
         upgrade: bool,
         keep_alive: bool,
-        leftover: Bytes,
     ) -> Closes {
         let config = ctx.config.clone();
         let hcm = self.hcm(&config);
@@ -161,7 +153,7 @@ impl HttpConn {
         let body = if upgrade { BodyKind::Tunnel } else { body };
         if body != BodyKind::Empty && !upgrade && head.headers.contains_token("expect", "100-continue") {
             // Envoy answers `Expect: 100-continue` itself and does not forward it.
-            ctx.wire.write(self.id, Bytes::from_static(b"HTTP/1.1 100 Continue\r\n\r\n"));
+            ctx.wire.write(self.id, self.codec.encode_continue());
         }
         let buffering = if upgrade || body == BodyKind::Empty { None } else { plan.buffer_limit };
         let mut stream = Stream {
@@ -173,11 +165,7 @@ impl HttpConn {
             raw_head: None,
             route,
             method: head.method.clone(),
-            request: if body == BodyKind::Empty {
-                Request::Done
-            } else {
-                Request::Body(BodyDecoder::new(body))
-            },
+            request_done: body == BodyKind::Empty,
             held: SmallVec::new(),
             held_len: 0,
             buffering,
@@ -200,10 +188,11 @@ impl HttpConn {
             let up_body = if upgrade { BodyKind::Tunnel } else { body };
             stream.head = Some(self.upstream_head(ctx, head, route, up_body, upgrade));
         }
-        if stream.request_done() {
+        if stream.request_done {
             stream.deadline = stream.timeout.map(|t| now + t);
         }
         self.state = State::Proxying(Box::new(stream));
+        let leftover = self.codec.start_body(body);
         if !leftover.is_empty() {
             let closes = self.stream_down_data(ctx, now, leftover);
             if !matches!(self.state, State::Proxying(_)) || !closes.is_empty() {
@@ -264,7 +253,7 @@ impl HttpConn {
                 ctx.shared.clusters[key.cluster].response(503);
                 ctx.upstream_status(key.cluster, 503).inc();
                 let stream = self.take_stream();
-                let close = !stream.request_done() || !stream.keep_alive || stream.down_fin;
+                let close = !stream.request_done || !stream.keep_alive || stream.down_fin;
                 let mut closes = self.overloaded(ctx, now, close);
                 if closes.is_empty() {
                     closes = self.resume_after_stream(ctx, now);
@@ -295,7 +284,7 @@ impl HttpConn {
             ctx.wire.write(up, data);
         }
         ctx.shared.clusters[cluster].upstream_cx_tx_bytes_total.add(sent as u64);
-        if ctx.wire.queued(up) <= limit && !stream.request_done() && stream.held_len < limit {
+        if ctx.wire.queued(up) <= limit && !stream.request_done && stream.held_len < limit {
             ctx.wire.resume_read(down);
         }
         Vec::new()
@@ -306,14 +295,13 @@ impl HttpConn {
         let down = self.id;
         self.stream().last_activity = now;
         loop {
-            let stream = self.stream();
-            let Request::Body(decoder) = &mut stream.request else {
+            let Some(decoded) = self.codec.decode_body(&mut data) else {
                 // Read ahead of the current request: it waits, and so does reading.
-                self.head.extend_from_slice(&data);
+                self.codec.read_ahead(&data);
                 ctx.wire.pause_read(down);
                 return Vec::new();
             };
-            match decoder.decode(&mut data) {
+            match decoded {
                 Ok(Decoded::Data(chunk)) => {
                     if let Some(status) = self.push_body(ctx, chunk) {
                         return self.stream_local_reply(ctx, now, status.0, status.1);
@@ -322,13 +310,13 @@ impl HttpConn {
                 Ok(Decoded::NeedMore) => return Vec::new(),
                 Ok(Decoded::End) => {
                     let stream = self.stream();
-                    stream.request = Request::Done;
+                    stream.request_done = true;
                     stream.deadline = stream.timeout.map(|t| now + t);
                     if stream.up_chunked {
                         self.push_wire(ctx, http1::last_chunk());
                     }
                     if !data.is_empty() {
-                        self.head.extend_from_slice(&data);
+                        self.codec.read_ahead(&data);
                         ctx.wire.pause_read(down);
                     }
                     if self.stream().buffering.is_some() {
@@ -353,7 +341,7 @@ impl HttpConn {
     fn push_body(&mut self, ctx: &mut Ctx, chunk: Bytes) -> Option<(u16, &'static str)> {
         let (down, limit) = (self.id, self.buffer_limit);
         let stream = self.stream();
-        if matches!(stream.response, Response::Refused(_)) {
+        if matches!(stream.response, Response::Refused) {
             // Envoy U7: what the client sends for a refused upgrade is dropped, early or late;
             // it must not count against a buffer limit and cut the refusal short.
             return None;
@@ -443,7 +431,7 @@ impl HttpConn {
             return closes;
         }
         let stream = self.take_stream();
-        let close = !stream.request_done() || !stream.keep_alive || stream.down_fin;
+        let close = !stream.request_done || !stream.keep_alive || stream.down_fin;
         let mut closes = Vec::new();
         if let Some(up) = stream.abandon(ctx, now) {
             closes.push((up, Close::Abort));
@@ -467,7 +455,7 @@ impl HttpConn {
     /// The client closed (FIN, or reset) during a stream.
     pub(crate) fn stream_down_closed(&mut self, ctx: &mut Ctx, now: Instant, reset: bool) -> Closes {
         let stream = self.stream();
-        if !reset && stream.request_done() && !stream.upgrade {
+        if !reset && stream.request_done && !stream.upgrade {
             // A client may half-close once its request is sent; the response still goes out.
             stream.down_fin = true;
             return Vec::new();
@@ -530,7 +518,7 @@ impl HttpConn {
                 let down = self.id;
                 let stream = self.stream();
                 if let Some(up) = stream.up {
-                    if ctx.wire.queued(up) <= limit / 2 && stream.held_len < limit && !stream.request_done() {
+                    if ctx.wire.queued(up) <= limit / 2 && stream.held_len < limit && !stream.request_done {
                         ctx.wire.resume_read(down);
                     }
                 }
@@ -560,20 +548,13 @@ impl HttpConn {
             UpEvent::Data(data) => {
                 let stream = self.stream();
                 let cluster = stream.key.cluster;
-                let framing = match stream.response {
-                    Response::Body(f) | Response::Refused(f) => f,
-                    Response::AwaitingHead => return Vec::new(),
-                };
+                if matches!(stream.response, Response::AwaitingHead) {
+                    return Vec::new();
+                }
                 ctx.shared.clusters[cluster].upstream_cx_rx_bytes_total.add(data.len() as u64);
                 ctx.shared.http[self.listener].downstream_cx_tx_bytes_total.add(data.len() as u64);
-                if framing == DownFraming::Chunked {
-                    let mut framed: SmallVec<[Bytes; 3]> = SmallVec::new();
-                    http1::encode_chunk(data, &mut framed);
-                    for piece in framed {
-                        ctx.wire.write(down, piece);
-                    }
-                } else {
-                    ctx.wire.write(down, data);
+                for piece in self.codec.encode_data(data) {
+                    ctx.wire.write(down, piece);
                 }
                 if ctx.wire.queued(down) > limit {
                     if let Some(up) = self.stream().up {
@@ -626,16 +607,22 @@ impl HttpConn {
         // The route timeout covers the response head; the stream idle timeout the rest.
         stream.deadline = None;
         let close = !stream.keep_alive || stream.down_fin || draining || stream.upgrade;
-        let (bytes, framing) =
-            headers::downstream_response(head, kind, stream.upgrade, &server_name, elapsed, close);
-        stream.response = if stream.upgrade {
+        let upgrade = stream.upgrade;
+        stream.response = if upgrade {
             // Envoy U7: the upstream refused the upgrade; what the client sent early is dropped.
             stream.held.clear();
             stream.held_len = 0;
-            Response::Refused(framing)
+            Response::Refused
         } else {
-            Response::Body(framing)
+            Response::Body
         };
+        let cx = ResponseContext {
+            upgrade_request: upgrade,
+            server_name: &server_name,
+            service_time_ms: elapsed,
+            close,
+        };
+        let bytes = self.codec.response_head(head, kind, &cx);
         self.send(ctx, status, bytes);
         Vec::new()
     }
@@ -655,10 +642,11 @@ impl HttpConn {
         let cluster = stream.key.cluster;
         ctx.with_pool(cluster, now, |pools: &mut Pools, cx| pools.detach(up, cx));
         ctx.adopt_upstream(up, down, cluster);
-        let (bytes, _) =
-            headers::downstream_response(head, BodyKind::Tunnel, true, server_name, elapsed, false);
+        let cx =
+            ResponseContext { upgrade_request: true, server_name, service_time_ms: elapsed, close: false };
+        let bytes = self.codec.response_head(head, BodyKind::Tunnel, &cx);
         self.send(ctx, 101, bytes);
-        self.head = BytesMut::new();
+        self.codec.release();
         let limits = (self.buffer_limit, ctx.clusters.buffer_limit(cluster));
         let mut tunnel = Tunnel::open(now, (down, up), cluster, limits, stream.idle);
         let stats = &ctx.shared.clusters[cluster];
@@ -677,16 +665,13 @@ impl HttpConn {
         let down = self.id;
         let stream = self.take_stream();
         let up = stream.up.expect("a response comes on a bound connection");
-        let refused = matches!(stream.response, Response::Refused(_));
-        if matches!(
-            stream.response,
-            Response::Body(DownFraming::Chunked) | Response::Refused(DownFraming::Chunked)
-        ) {
-            ctx.wire.write(down, http1::last_chunk());
+        let refused = matches!(stream.response, Response::Refused);
+        if let Some(end) = self.codec.encode_end() {
+            ctx.wire.write(down, end);
         }
         ctx.shared.clusters[stream.key.cluster].upstream_rq_completed.inc();
         self.end_request(ctx);
-        let reusable = stream.request_done() && stream.upstream_keep_alive && !refused;
+        let reusable = stream.request_done && stream.upstream_keep_alive && !refused;
         // The response may have paused the upstream (a slow client); its next user must find
         // it reading.
         ctx.wire.resume_read(up);
@@ -697,7 +682,7 @@ impl HttpConn {
             Released::Idle => {}
             Released::Close => closes.push((up, Close::Flush)),
         }
-        if !stream.request_done() || !stream.keep_alive || stream.down_fin || refused || ctx.draining() {
+        if !stream.request_done || !stream.keep_alive || stream.down_fin || refused || ctx.draining() {
             closes.extend(self.close(Close::Flush));
             return closes;
         }

@@ -1,0 +1,129 @@
+//! The codec of a downstream HTTP connection, whatever its protocol: the connection manager
+//! reads requests and writes responses only through it, so it never parses or frames bytes.
+//! HTTP/1.1 now; HTTP/2 and HTTP/3 are more variants.
+
+use std::time::Instant;
+
+use bytes::Bytes;
+
+use crate::codec::http1::server::{IncomingHead, Pieces, ServerCodec};
+use crate::codec::http1::{BodyKind, Decoded, HeadError, Limits, ResponseHead};
+use crate::codec::LocalReply;
+use crate::downstream::headers::{self, ResponseContext};
+
+pub(crate) enum DownstreamCodec {
+    Http1(ServerCodec),
+}
+
+impl DownstreamCodec {
+    pub(crate) fn http1(limits: Limits) -> DownstreamCodec {
+        DownstreamCodec::Http1(ServerCodec::new(limits))
+    }
+
+    /// Nothing is buffered: closing the connection between requests loses nothing.
+    pub(crate) fn is_empty(&self) -> bool {
+        match self {
+            DownstreamCodec::Http1(c) => c.is_empty(),
+        }
+    }
+
+    /// When the request head being read started arriving.
+    pub(crate) fn head_started(&self) -> Option<Instant> {
+        match self {
+            DownstreamCodec::Http1(c) => c.head_started(),
+        }
+    }
+
+    /// Bytes read while no request body is being read: they wait for the next head.
+    pub(crate) fn read_ahead(&mut self, data: &[u8]) {
+        match self {
+            DownstreamCodec::Http1(c) => c.read_ahead(data),
+        }
+    }
+
+    /// The next request head, once a whole one is buffered.
+    pub(crate) fn next_head(&mut self, now: Instant) -> Result<Option<IncomingHead>, HeadError> {
+        match self {
+            DownstreamCodec::Http1(c) => c.next_head(now),
+        }
+    }
+
+    /// Reads the current request's body as `kind`; returns what was read past its head.
+    pub(crate) fn start_body(&mut self, kind: BodyKind) -> Bytes {
+        match self {
+            DownstreamCodec::Http1(c) => c.start_body(kind),
+        }
+    }
+
+    /// The next piece of the request body off `data`; `None` when no body is being read.
+    pub(crate) fn decode_body(&mut self, data: &mut Bytes) -> Option<Result<Decoded, HeadError>> {
+        match self {
+            DownstreamCodec::Http1(c) => c.decode_body(data),
+        }
+    }
+
+    /// Everything buffered (what came with a CONNECT head belongs to its tunnel).
+    pub(crate) fn take_buffered(&mut self) -> Bytes {
+        match self {
+            DownstreamCodec::Http1(c) => c.take_buffered(),
+        }
+    }
+
+    /// Drops what was buffered: the connection reads no more requests.
+    pub(crate) fn clear(&mut self) {
+        match self {
+            DownstreamCodec::Http1(c) => c.clear(),
+        }
+    }
+
+    /// The connection became a tunnel: the codec's buffers are given back.
+    pub(crate) fn release(&mut self) {
+        match self {
+            DownstreamCodec::Http1(c) => c.release(),
+        }
+    }
+
+    /// The response head as the client gets it, rewritten as Envoy does and serialized.
+    pub(crate) fn response_head(
+        &mut self,
+        head: ResponseHead,
+        body: BodyKind,
+        cx: &ResponseContext<'_>,
+    ) -> Bytes {
+        match self {
+            DownstreamCodec::Http1(c) => {
+                let (bytes, framing) = headers::downstream_response(head, body, cx);
+                c.response_framing(framing);
+                bytes
+            }
+        }
+    }
+
+    /// A piece of the response body as wire pieces.
+    pub(crate) fn encode_data(&self, data: Bytes) -> Pieces {
+        match self {
+            DownstreamCodec::Http1(c) => c.encode_data(data),
+        }
+    }
+
+    /// What ends the response body on the wire, if anything.
+    pub(crate) fn encode_end(&mut self) -> Option<Bytes> {
+        match self {
+            DownstreamCodec::Http1(c) => c.encode_end(),
+        }
+    }
+
+    /// A reply of the proxy's own; with `close` the connection ends after it.
+    pub(crate) fn encode_reply(&self, reply: &LocalReply<'_>, date: &[u8], close: bool) -> Bytes {
+        match self {
+            DownstreamCodec::Http1(c) => c.encode_reply(reply, date, close),
+        }
+    }
+
+    /// The interim answer to `Expect: 100-continue`.
+    pub(crate) fn encode_continue(&self) -> Bytes {
+        match self {
+            DownstreamCodec::Http1(c) => c.encode_continue(),
+        }
+    }
+}
