@@ -214,6 +214,16 @@ pub enum RouteAction {
     },
 }
 
+impl RouteAction {
+    /// Where the route forwards to; `None` for a direct response.
+    pub fn target(&self) -> Option<&RouteTarget> {
+        match self {
+            RouteAction::Route(target) => Some(target),
+            RouteAction::DirectResponse { .. } => None,
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq)]
 pub struct RouteTarget {
     /// Index into [`Config::clusters`].

@@ -1,23 +1,24 @@
 //! A downstream HTTP connection of a connection manager: routing, upgrade negotiation, local
-//! replies, keep-alive, and the switch to a tunnel. Its [`DownstreamCodec`] reads the requests
-//! and frames what goes back; forwarding a request upstream is in [`crate::downstream::router`].
+//! replies, keep-alive, and the switch to a tunnel. Its [`Client`] holds the codec that reads
+//! the requests and frames what goes back. A request forwarded upstream is a [`Stream`], a
+//! machine of its own: the connection feeds it events and acts on the [`Ended`] it returns.
 
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
-use crate::codec::http1::{self, BodyKind, HeadError, Limits, Method, RequestHead};
+use crate::codec::http1::response::UpEvent;
+use crate::codec::http1::{self, BodyKind, HeadError, Method, RequestHead};
 use crate::codec::LocalReply;
-use crate::config::{
-    Config, HttpConnectionManager, NetworkFilter, RouteAction, RouteTarget, RouteUpgradeConfig,
-};
-use crate::downstream::codec::DownstreamCodec;
+use crate::config::RouteAction;
+use crate::downstream::client::Client;
 use crate::downstream::ctx::Ctx;
 use crate::downstream::local_reply;
 use crate::downstream::route::{self, RouteRequest};
-use crate::downstream::router::Stream;
-use crate::io::{ConnId, QueryId};
+use crate::downstream::router::{End, Ended, Stream};
+use crate::downstream::upgrade::{upgrade_allowed, upgrade_token};
+use crate::io::{ConnId, QueryId, StreamRef};
 use crate::shared::Shared;
 use crate::stats::Gauge;
 use crate::timers::Timer;
@@ -28,13 +29,8 @@ use crate::upstream::pool::{PoolEvent, Pools};
 use smallvec::{smallvec, SmallVec};
 
 pub(crate) struct HttpConn {
-    pub(crate) id: ConnId,
-    pub(crate) listener: usize,
-    pub(crate) peer: SocketAddr,
+    client: Client,
     local: SocketAddr,
-    pub(crate) buffer_limit: usize,
-    /// Reads the requests and writes the responses.
-    pub(crate) codec: DownstreamCodec,
     pub(crate) state: State,
     /// This connection is counted in `downstream_cx_upgrades_active`.
     upgraded: bool,
@@ -81,8 +77,7 @@ impl HttpConn {
         peer: SocketAddr,
         local: SocketAddr,
     ) -> HttpConn {
-        let config = &ctx.config.listeners[listener];
-        let hcm = hcm(&ctx.config, listener);
+        let client = Client::http1(&ctx.config, id, listener, peer);
         let stats = &ctx.shared.http[listener];
         stats.downstream_cx_total.inc();
         stats.downstream_cx_active.inc();
@@ -91,16 +86,8 @@ impl HttpConn {
         ctx.shared.listeners[listener].downstream_cx_total.inc();
         ctx.shared.listeners[listener].downstream_cx_active.inc();
         let mut conn = HttpConn {
-            id,
-            listener,
-            peer,
+            client,
             local,
-            buffer_limit: config.per_connection_buffer_limit_bytes as usize,
-            codec: DownstreamCodec::http1(Limits::new(
-                hcm.max_request_headers_kb,
-                hcm.max_headers_count,
-                hcm.http_protocol_options.accept_http_10,
-            )),
             state: State::Head,
             upgraded: false,
             in_request: false,
@@ -115,11 +102,11 @@ impl HttpConn {
     /// The gauges that count this connection's socket as active (settled by [`Self::finish`],
     /// counted again by the proxy while the socket flushes before its close).
     pub(crate) fn socket_gauges(&self, shared: &Shared) -> SmallVec<[Gauge; 3]> {
-        let http = &shared.http[self.listener];
+        let http = &shared.http[self.client.listener];
         smallvec![
             http.downstream_cx_active.clone(),
             http.downstream_cx_http1_active.clone(),
-            shared.listeners[self.listener].downstream_cx_active.clone(),
+            shared.listeners[self.client.listener].downstream_cx_active.clone(),
         ]
     }
 
@@ -131,18 +118,14 @@ impl HttpConn {
 
     /// Between requests with nothing read ahead: closing it loses nothing.
     pub(crate) fn is_idle(&self) -> bool {
-        matches!(self.state, State::Head) && self.codec.is_empty()
-    }
-
-    pub(crate) fn hcm<'c>(&self, config: &'c Config) -> &'c HttpConnectionManager {
-        hcm(config, self.listener)
+        matches!(self.state, State::Head) && self.client.codec.is_empty()
     }
 
     /// An event on the downstream connection itself.
     pub(crate) fn on_downstream(&mut self, ctx: &mut Ctx, now: Instant, event: ConnEvent) -> Closes {
         let closes = match event {
             ConnEvent::Data(data) => {
-                ctx.shared.http[self.listener].downstream_cx_rx_bytes_total.add(data.len() as u64);
+                ctx.shared.http[self.client.listener].downstream_cx_rx_bytes_total.add(data.len() as u64);
                 self.on_data(ctx, now, data)
             }
             ConnEvent::ReadClosed => match &mut self.state {
@@ -154,29 +137,31 @@ impl HttpConn {
                     *fin = true;
                     Vec::new()
                 }
-                State::Proxying(_) => self.stream_down_closed(ctx, now, false),
+                State::Proxying(_) => self.with_stream(ctx, now, |s, _, ctx| s.down_closed(ctx, now, false)),
                 // A client that half-closes between requests is done with the connection.
                 State::Head | State::Closing => self.close(Close::Flush),
             },
             ConnEvent::Closed => {
-                ctx.shared.http[self.listener].downstream_cx_destroy_remote.inc();
+                ctx.shared.http[self.client.listener].downstream_cx_destroy_remote.inc();
                 match &self.state {
                     State::Tunnel(_) => self.end_tunnel(ctx, now, TunnelEnd::DownstreamReset),
-                    State::Proxying(_) => self.stream_down_closed(ctx, now, true),
+                    State::Proxying(_) => {
+                        self.with_stream(ctx, now, |s, _, ctx| s.down_closed(ctx, now, true))
+                    }
                     _ => self.close(Close::Abort),
                 }
             }
             ConnEvent::Flushed => {
                 match &mut self.state {
-                    State::Tunnel(tunnel) => tunnel.flushed(&mut ctx.wire, now, self.id),
-                    State::Proxying(stream) => stream.down_flushed(ctx, self.id, self.buffer_limit),
-                    State::Head if ctx.wire.queued(self.id) <= self.buffer_limit / 2 => {
+                    State::Tunnel(tunnel) => tunnel.flushed(&mut ctx.wire, now, self.client.id),
+                    State::Proxying(stream) => stream.down_flushed(&self.client, ctx),
+                    State::Head if ctx.wire.queued(self.client.id) <= self.client.buffer_limit / 2 => {
                         // Replies were backed up: read (and answer) again. A head held up
                         // meanwhile is timed from now: the wait was ours, not the client's.
-                        if ctx.wire.read_paused(self.id) {
+                        if ctx.wire.read_paused(self.client.id) {
                             self.last_activity = now;
                         }
-                        ctx.wire.resume_read(self.id);
+                        ctx.wire.resume_read(self.client.id);
                         let closes = self.next_request(ctx, now);
                         self.rearm(ctx);
                         return closes;
@@ -198,8 +183,8 @@ impl HttpConn {
         let closes = match event {
             ConnEvent::Connected => {
                 let date = ctx.clock.date(now);
-                let reply = self.codec.encode_reply(&local_reply::connect_established(), &date, false);
-                self.send(ctx, 200, reply);
+                let reply = self.client.codec.encode_reply(&local_reply::connect_established(), &date, false);
+                self.client.send(ctx, 200, reply);
                 let State::Tunnel(tunnel) = &mut self.state else { unreachable!() };
                 tunnel.connected(&mut ctx.wire, &ctx.shared.clusters[tunnel.cluster], now);
                 Vec::new()
@@ -210,7 +195,7 @@ impl HttpConn {
             }
             ConnEvent::Data(data) => {
                 let len = tunnel.up_data(&mut ctx.wire, &ctx.shared.clusters[tunnel.cluster], now, data);
-                ctx.shared.http[self.listener].downstream_cx_tx_bytes_total.add(len);
+                ctx.shared.http[self.client.listener].downstream_cx_tx_bytes_total.add(len);
                 Vec::new()
             }
             ConnEvent::ReadClosed => match tunnel.up_read_closed(&mut ctx.wire) {
@@ -229,9 +214,96 @@ impl HttpConn {
 
     /// An event from the HTTP pool about this connection's request.
     pub(crate) fn on_pool(&mut self, ctx: &mut Ctx, now: Instant, stream: u32, event: PoolEvent) -> Closes {
-        let closes = self.stream_pool_event(ctx, now, stream, event);
+        let closes = self.pool_event(ctx, now, stream, event);
         self.rearm(ctx);
         closes
+    }
+
+    fn pool_event(&mut self, ctx: &mut Ctx, now: Instant, stream: u32, event: PoolEvent) -> Closes {
+        if !matches!(&self.state, State::Proxying(s) if s.id.stream == stream) {
+            return match event {
+                // Bound to a request that has gone: hand the connection back.
+                PoolEvent::Bound(up) => ctx.give_back(up, now),
+                _ => Vec::new(),
+            };
+        }
+        let events = match event {
+            PoolEvent::Response(events) => events,
+            event => return self.with_stream(ctx, now, |s, client, ctx| s.on_pool(client, ctx, now, event)),
+        };
+        let mut closes = Vec::new();
+        for event in events {
+            match &mut self.state {
+                State::Proxying(_) => closes.extend(
+                    self.with_stream(ctx, now, |s, client, ctx| s.on_response(client, ctx, now, event)),
+                ),
+                // Upgraded: what followed the `101` belongs to the tunnel.
+                State::Tunnel(tunnel) => {
+                    if let UpEvent::Upgraded(rest) | UpEvent::Data(rest) = event {
+                        if !rest.is_empty() {
+                            let stats = &ctx.shared.clusters[tunnel.cluster];
+                            tunnel.up_data(&mut ctx.wire, stats, now, rest);
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        closes
+    }
+
+    /// Runs `f` on the stream in progress, and acts on its end if it ended.
+    fn with_stream(
+        &mut self,
+        ctx: &mut Ctx,
+        now: Instant,
+        f: impl FnOnce(&mut Stream, &mut Client, &mut Ctx) -> Option<Ended>,
+    ) -> Closes {
+        let State::Proxying(stream) = &mut self.state else { return Vec::new() };
+        match f(stream, &mut self.client, ctx) {
+            Some(ended) => self.stream_ended(ctx, now, ended),
+            None => Vec::new(),
+        }
+    }
+
+    /// The stream in progress ended: answer in its place, read the next request, become a
+    /// tunnel, or close, as it says.
+    fn stream_ended(&mut self, ctx: &mut Ctx, now: Instant, ended: Ended) -> Closes {
+        self.state = State::Head;
+        let mut closes = Vec::new();
+        match ended.end {
+            End::Reply { reply, close } => {
+                closes.extend(ended.up);
+                closes.extend(self.local(ctx, now, &reply, close));
+                if closes.iter().all(|(id, _)| *id != self.client.id) {
+                    closes.extend(self.resume_after_stream(ctx, now));
+                }
+            }
+            End::Complete { close } => {
+                closes.extend(ended.up);
+                self.end_request(ctx);
+                closes.extend(if close {
+                    self.close(Close::Flush)
+                } else {
+                    self.resume_after_stream(ctx, now)
+                });
+            }
+            End::Cut(kind) => {
+                closes.extend(self.close(kind));
+                closes.extend(ended.up);
+            }
+            End::Upgraded(tunnel) => self.state = State::Tunnel(tunnel),
+        }
+        closes
+    }
+
+    /// Between requests again: read on, and answer what was read ahead. The next request's
+    /// stream starts now (as in Envoy, a pipelined request waits for the one before it), and
+    /// so do its stream idle timeout and the connection idle timeout.
+    fn resume_after_stream(&mut self, ctx: &mut Ctx, now: Instant) -> Closes {
+        self.last_activity = now;
+        ctx.wire.resume_read(self.client.id);
+        self.next_request(ctx, now)
     }
 
     fn on_data(&mut self, ctx: &mut Ctx, now: Instant, data: Bytes) -> Closes {
@@ -242,17 +314,19 @@ impl HttpConn {
             }
             State::Resolving { early, .. } => {
                 early.push(data);
-                if early.iter().map(Bytes::len).sum::<usize>() >= self.buffer_limit {
-                    ctx.wire.pause_read(self.id);
+                if early.iter().map(Bytes::len).sum::<usize>() >= self.client.buffer_limit {
+                    ctx.wire.pause_read(self.client.id);
                 }
                 Vec::new()
             }
-            State::Proxying(_) => self.stream_down_data(ctx, now, data),
+            State::Proxying(_) => {
+                self.with_stream(ctx, now, |s, client, ctx| s.down_data(client, ctx, now, data))
+            }
             State::Closing => Vec::new(),
             State::Head => {
                 // Bytes of a head keep the stream idle timeout from firing.
                 self.last_activity = now;
-                self.codec.read_ahead(&data);
+                self.client.codec.read_ahead(&data);
                 self.next_request(ctx, now)
             }
         }
@@ -260,20 +334,20 @@ impl HttpConn {
 
     /// Parses and answers requests while whole heads are buffered.
     pub(crate) fn next_request(&mut self, ctx: &mut Ctx, now: Instant) -> Closes {
-        while matches!(self.state, State::Head) && !self.codec.is_empty() {
+        while matches!(self.state, State::Head) && !self.client.codec.is_empty() {
             // A client that sends requests without reading the answers waits until it reads:
             // answers queue only up to the buffer limit.
-            if ctx.wire.queued(self.id) > self.buffer_limit {
-                ctx.wire.pause_read(self.id);
+            if ctx.wire.queued(self.client.id) > self.client.buffer_limit {
+                ctx.wire.pause_read(self.client.id);
                 return Vec::new();
             }
-            let (head, body) = match self.codec.next_head(now) {
+            let (head, body) = match self.client.codec.next_head(now) {
                 Ok(Some(parsed)) => parsed,
                 Ok(None) => return Vec::new(),
                 Err(error) => return self.protocol_error(ctx, now, error),
             };
             self.last_activity = now;
-            let stats = &ctx.shared.http[self.listener];
+            let stats = &ctx.shared.http[self.client.listener];
             stats.downstream_rq_total.inc();
             stats.downstream_rq_http1_total.inc();
             stats.downstream_rq_active.inc();
@@ -311,7 +385,7 @@ impl HttpConn {
         let upgrade = upgrade_token(&head).map(<[u8]>::to_vec);
         let keep_alive = head.keep_alive() && upgrade.is_none();
         let config = ctx.config.clone();
-        let hcm = hcm(&config, self.listener);
+        let hcm = self.client.hcm(&config);
         let index = {
             let host = head.headers.get("host").unwrap_or_default();
             let header = |name: &str| head.headers.get(name);
@@ -325,10 +399,9 @@ impl HttpConn {
         };
         let route = index.map(|i| i.get(&hcm.route_config));
         if let Some(token) = &upgrade {
-            let route_upgrades =
-                route.and_then(|r| route_target(&r.action)).map(|t| t.upgrade_configs.as_slice());
+            let route_upgrades = route.and_then(|r| r.action.target()).map(|t| t.upgrade_configs.as_slice());
             if !upgrade_allowed(hcm, route_upgrades, token) {
-                ctx.shared.http[self.listener].downstream_rq_ws_on_non_ws_route.inc();
+                ctx.shared.http[self.client.listener].downstream_rq_ws_on_non_ws_route.inc();
                 return self.reply(ctx, now, 403, "", true);
             }
             self.count_upgrade(ctx);
@@ -355,19 +428,36 @@ impl HttpConn {
                 return self.reply(ctx, now, 503, local_reply::NO_HEALTHY_UPSTREAM, !reusable);
             }
         };
-        self.start_stream(ctx, now, head, body, index, addr, upgrade.is_some(), keep_alive)
+        let id = StreamRef { conn: self.client.id, stream: self.next_stream() };
+        let (stream, ended) = Stream::start(
+            &mut self.client,
+            ctx,
+            now,
+            id,
+            head,
+            body,
+            index,
+            addr,
+            upgrade.is_some(),
+            keep_alive,
+        );
+        self.state = State::Proxying(stream);
+        match ended {
+            Some(ended) => self.stream_ended(ctx, now, ended),
+            None => Vec::new(),
+        }
     }
 
     fn on_connect(&mut self, ctx: &mut Ctx, now: Instant, head: &RequestHead) -> Closes {
         let config = ctx.config.clone();
-        let hcm = hcm(&config, self.listener);
+        let hcm = self.client.hcm(&config);
         let authority: &[u8] = head.target.as_ref();
         let header = |name: &str| head.headers.get(name);
         let request = RouteRequest { method: "CONNECT", authority, path: None, header: &header };
         let route = route::select(&hcm.route_config, &request);
-        let target = route.and_then(|r| route_target(&r.action));
+        let target = route.and_then(|r| r.action.target());
         if !upgrade_allowed(hcm, target.map(|t| t.upgrade_configs.as_slice()), b"CONNECT") {
-            ctx.shared.http[self.listener].downstream_rq_ws_on_non_ws_route.inc();
+            ctx.shared.http[self.client.listener].downstream_rq_ws_on_non_ws_route.inc();
             return self.reply(ctx, now, 403, "", true);
         }
         self.count_upgrade(ctx);
@@ -390,16 +480,16 @@ impl HttpConn {
         });
         // Bytes that came with the head belong to the tunnel.
         let early: Vec<Bytes> =
-            if self.codec.is_empty() { Vec::new() } else { vec![self.codec.take_buffered()] };
+            if self.client.codec.is_empty() { Vec::new() } else { vec![self.client.codec.take_buffered()] };
         match ctx.clusters.pick(cluster, original, self.local) {
             Pick::Addr(addr) => self.open_tunnel(ctx, now, cluster, addr, early, false),
             Pick::Resolve { host, port } => {
-                let (query, resolve) = ctx.clusters.resolve_for(self.id, cluster, host);
+                let (query, resolve) = ctx.clusters.resolve_for(self.client.id, cluster, host);
                 ctx.wire.push(resolve);
                 let deadline = now + ctx.clusters.connect_timeout(cluster);
                 // What came with the head counts against the limit, as later reads do.
-                if early.iter().map(Bytes::len).sum::<usize>() >= self.buffer_limit {
-                    ctx.wire.pause_read(self.id);
+                if early.iter().map(Bytes::len).sum::<usize>() >= self.client.buffer_limit {
+                    ctx.wire.pause_read(self.client.id);
                 }
                 self.state = State::Resolving { query, cluster, port, early, fin: false, deadline };
                 Vec::new()
@@ -412,7 +502,7 @@ impl HttpConn {
     }
 
     fn count_upgrade(&mut self, ctx: &mut Ctx) {
-        let stats = &ctx.shared.http[self.listener];
+        let stats = &ctx.shared.http[self.client.listener];
         stats.downstream_cx_upgrades_total.inc();
         stats.downstream_cx_upgrades_active.inc();
         self.upgraded = true;
@@ -463,14 +553,14 @@ impl HttpConn {
             ctx.shared.clusters[cluster].upstream_cx_overflow.inc();
             return self.overloaded(ctx, now, true);
         }
-        let idle = self.hcm(&ctx.config).stream_idle_timeout;
+        let idle = self.client.hcm(&ctx.config).stream_idle_timeout;
         // A tunnel reads no more heads: give the head buffer back.
-        self.codec.release();
-        let up = ctx.connect(self.id, cluster, addr);
+        self.client.codec.release();
+        let up = ctx.connect(self.client.id, cluster, addr);
         let deadline = now + ctx.clusters.connect_timeout(cluster);
-        let limits = (self.buffer_limit, ctx.clusters.buffer_limit(cluster));
+        let limits = (self.client.buffer_limit, ctx.clusters.buffer_limit(cluster));
         let stats = &ctx.shared.clusters[cluster];
-        let mut tunnel = Tunnel::connect(now, (self.id, up), cluster, deadline, limits, idle, stats);
+        let mut tunnel = Tunnel::connect(now, (self.client.id, up), cluster, deadline, limits, idle, stats);
         for data in early {
             tunnel.down_data(&mut ctx.wire, stats, now, data);
         }
@@ -510,13 +600,13 @@ impl HttpConn {
             TunnelEnd::UpstreamReset => (Close::FlushThenReset, Close::Abort),
             TunnelEnd::Finished | TunnelEnd::UpstreamClosed => (Close::Flush, Close::Flush),
         };
-        vec![(self.id, down), (tunnel.upstream, up)]
+        vec![(self.client.id, down), (tunnel.upstream, up)]
     }
 
     fn protocol_error(&mut self, ctx: &mut Ctx, now: Instant, error: HeadError) -> Closes {
         tracing::debug!(details = error.details(), "downstream protocol error");
-        ctx.shared.http[self.listener].downstream_cx_protocol_error.inc();
-        self.codec.clear();
+        ctx.shared.http[self.client.listener].downstream_cx_protocol_error.inc();
+        self.client.codec.clear();
         let body = http1::reason_phrase(error.status());
         self.reply(ctx, now, error.status(), body, true)
     }
@@ -543,49 +633,41 @@ impl HttpConn {
     fn local(&mut self, ctx: &mut Ctx, now: Instant, reply: &LocalReply<'_>, close: bool) -> Closes {
         let close = close || ctx.draining();
         let date = ctx.clock.date(now);
-        let bytes = self.codec.encode_reply(reply, &date, close);
-        self.send(ctx, reply.status, bytes);
+        let bytes = self.client.codec.encode_reply(reply, &date, close);
+        self.client.send(ctx, reply.status, bytes);
         self.end_request(ctx);
         if close {
-            ctx.shared.http[self.listener].downstream_cx_destroy_local.inc();
+            ctx.shared.http[self.client.listener].downstream_cx_destroy_local.inc();
             return self.close(Close::Flush);
         }
         self.state = State::Head;
         Vec::new()
     }
 
-    /// Writes a response head (and body) downstream and counts it.
-    pub(crate) fn send(&mut self, ctx: &mut Ctx, status: u16, response: Bytes) {
-        let stats = &ctx.shared.http[self.listener];
-        stats.response(status);
-        stats.downstream_cx_tx_bytes_total.add(response.len() as u64);
-        ctx.wire.write(self.id, response);
-    }
-
     pub(crate) fn end_request(&mut self, ctx: &mut Ctx) {
         if std::mem::take(&mut self.in_request) {
-            let stats = &ctx.shared.http[self.listener];
+            let stats = &ctx.shared.http[self.client.listener];
             stats.downstream_rq_active.dec();
             stats.downstream_rq_completed.inc();
         }
         if std::mem::take(&mut self.upgraded) {
-            ctx.shared.http[self.listener].downstream_cx_upgrades_active.dec();
+            ctx.shared.http[self.client.listener].downstream_cx_upgrades_active.dec();
         }
     }
 
     pub(crate) fn close(&mut self, kind: Close) -> Closes {
         self.state = State::Closing;
-        vec![(self.id, kind)]
+        vec![(self.client.id, kind)]
     }
 
     /// The connection is gone: settle its gauges; returns the upstream connection it still
     /// held, for the proxy to close.
     pub(crate) fn finish(mut self: Box<Self>, ctx: &mut Ctx, now: Instant) -> Closes {
         self.end_request(ctx);
-        let stats = &ctx.shared.http[self.listener];
+        let stats = &ctx.shared.http[self.client.listener];
         stats.downstream_cx_active.dec();
         stats.downstream_cx_http1_active.dec();
-        ctx.shared.listeners[self.listener].downstream_cx_active.dec();
+        ctx.shared.listeners[self.client.listener].downstream_cx_active.dec();
         let up = match std::mem::replace(&mut self.state, State::Closing) {
             State::Tunnel(tunnel) if tunnel.pooled => {
                 let up = tunnel.upstream;
@@ -596,7 +678,7 @@ impl HttpConn {
                 retire_connect_tunnel(ctx, &tunnel, false);
                 Some(tunnel.upstream)
             }
-            State::Proxying(stream) => stream.abandon(ctx, now),
+            State::Proxying(mut stream) => stream.abandon(ctx, now),
             _ => None,
         };
         up.map(|up| (up, Close::Abort)).into_iter().collect()
@@ -618,27 +700,27 @@ impl HttpConn {
                 self.connect_failed(ctx, now, local_reply::CONNECT_TIMEOUT)
             }
             State::Tunnel(t) if t.idle_expired(now) => {
-                ctx.shared.http[self.listener].downstream_rq_idle_timeout.inc();
+                ctx.shared.http[self.client.listener].downstream_rq_idle_timeout.inc();
                 self.end_tunnel(ctx, now, TunnelEnd::Finished)
             }
             State::Resolving { cluster, deadline, .. } if *deadline <= now => {
                 ctx.shared.clusters[*cluster].upstream_cx_connect_timeout.inc();
                 self.reply(ctx, now, 503, local_reply::CONNECT_TIMEOUT, true)
             }
-            State::Proxying(_) => self.stream_timer(ctx, now),
+            State::Proxying(_) => self.with_stream(ctx, now, |s, client, ctx| s.on_timer(client, ctx, now)),
             State::Head if self.headers_deadline(ctx).is_some_and(|at| at <= now) => {
-                ctx.shared.http[self.listener].downstream_rq_header_timeout.inc();
-                self.codec.clear();
+                ctx.shared.http[self.client.listener].downstream_rq_header_timeout.inc();
+                self.client.codec.clear();
                 self.reply(ctx, now, 408, "request header timeout", true)
             }
             State::Head if self.idle_deadline(ctx).is_some_and(|at| at <= now) => {
-                if self.codec.is_empty() {
-                    ctx.shared.http[self.listener].downstream_cx_idle_timeout.inc();
+                if self.client.codec.is_empty() {
+                    ctx.shared.http[self.client.listener].downstream_cx_idle_timeout.inc();
                     return self.close(Close::Flush);
                 }
                 // A head that stopped arriving: Envoy's stream idle timeout answer.
-                ctx.shared.http[self.listener].downstream_rq_idle_timeout.inc();
-                self.codec.clear();
+                ctx.shared.http[self.client.listener].downstream_rq_idle_timeout.inc();
+                self.client.codec.clear();
                 self.reply(ctx, now, 408, "stream timeout", true)
             }
             _ => Vec::new(),
@@ -651,28 +733,28 @@ impl HttpConn {
         if !matches!(self.state, State::Head) {
             return None;
         }
-        if !self.codec.is_empty() && ctx.wire.read_paused(self.id) {
+        if !self.client.codec.is_empty() && ctx.wire.read_paused(self.client.id) {
             // The next head waits on us (the client has not read its answers), not on the
             // client.
             return None;
         }
-        let hcm = self.hcm(&ctx.config);
+        let hcm = self.client.hcm(&ctx.config);
         let idle: Option<Duration> =
-            if self.codec.is_empty() { hcm.idle_timeout } else { hcm.stream_idle_timeout };
+            if self.client.codec.is_empty() { hcm.idle_timeout } else { hcm.stream_idle_timeout };
         idle.map(|idle| self.last_activity + idle)
     }
 
     /// `request_headers_timeout`: while a request head is arriving, when it must be complete.
     fn headers_deadline(&self, ctx: &Ctx) -> Option<Instant> {
-        let timeout = self.hcm(&ctx.config).request_headers_timeout?;
-        if !matches!(self.state, State::Head) || self.codec.is_empty() {
+        let timeout = self.client.hcm(&ctx.config).request_headers_timeout?;
+        if !matches!(self.state, State::Head) || self.client.codec.is_empty() {
             return None;
         }
-        if ctx.wire.queued(self.id) > self.buffer_limit {
+        if ctx.wire.queued(self.client.id) > self.client.buffer_limit {
             // Not being read: the head waits on us, as for the idle timeout.
             return None;
         }
-        self.codec.head_started().map(|started| started + timeout)
+        self.client.codec.head_started().map(|started| started + timeout)
     }
 
     /// Makes sure the timer table holds this connection's next deadline.
@@ -690,7 +772,7 @@ impl HttpConn {
         if let Some(at) = next {
             if self.armed.is_none_or(|armed| at < armed) {
                 self.armed = Some(at);
-                ctx.timers.set(at, Timer::Http(self.id));
+                ctx.timers.set(at, Timer::Http(self.client.id));
             }
         }
     }
@@ -707,40 +789,4 @@ fn retire_connect_tunnel(ctx: &Ctx, tunnel: &Tunnel, remote: bool) {
         stats.upstream_cx_destroy_local.inc();
     }
     ctx.shared.breakers[tunnel.cluster].connections.release();
-}
-
-fn hcm(config: &Config, listener: usize) -> &HttpConnectionManager {
-    match &config.listeners[listener].filter {
-        NetworkFilter::HttpConnectionManager(hcm) => hcm,
-    }
-}
-
-pub(crate) fn route_target(action: &RouteAction) -> Option<&RouteTarget> {
-    match action {
-        RouteAction::Route(target) => Some(target),
-        RouteAction::DirectResponse { .. } => None,
-    }
-}
-
-/// Envoy's upgrade table: a route entry decides if present (a route may enable a type the
-/// connection manager does not list); otherwise the connection manager's entry does.
-fn upgrade_allowed(
-    hcm: &HttpConnectionManager,
-    route: Option<&[RouteUpgradeConfig]>,
-    upgrade: &[u8],
-) -> bool {
-    let on_route =
-        route.into_iter().flatten().find(|u| u.upgrade_type.as_bytes().eq_ignore_ascii_case(upgrade));
-    if let Some(entry) = on_route {
-        return entry.enabled;
-    }
-    hcm.upgrade_configs.iter().any(|u| u.enabled && u.upgrade_type.as_bytes().eq_ignore_ascii_case(upgrade))
-}
-
-/// The `Upgrade` token of an HTTP/1.1 upgrade request (`connection: upgrade` + `upgrade: x`).
-pub(crate) fn upgrade_token(head: &RequestHead) -> Option<&[u8]> {
-    if !head.headers.contains_token("connection", "upgrade") {
-        return None;
-    }
-    head.headers.get("upgrade").filter(|u| !u.is_empty())
 }

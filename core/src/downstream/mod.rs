@@ -2,6 +2,7 @@
 //! routing, filters and local replies, and the admin endpoint's connections.
 
 pub(crate) mod admin_conn;
+pub(crate) mod client;
 pub(crate) mod codec;
 pub(crate) mod conn;
 pub(crate) mod ctx;
@@ -12,3 +13,4 @@ pub(crate) mod route;
 pub(crate) mod router;
 #[cfg(test)]
 mod tests;
+pub(crate) mod upgrade;

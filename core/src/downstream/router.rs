@@ -1,6 +1,8 @@
 //! Forwarding one HTTP/1.1 request upstream through the pool, and relaying its response.
 //!
-//! A [`Stream`] is the router's state for one request of a downstream connection. The request
+//! A [`Stream`] is the router's machine for one request of a downstream connection. It sees
+//! the connection only as its [`Client`] (where to write, what to count, the codec) and says
+//! how it ended as an [`Ended`] value, which the connection acts on. The request
 //! head goes upstream once a pooled connection is bound; body bytes go as they are read, as
 //! the same `Bytes` (chunk framing is added around them, never copied in). Until bound, or
 //! while the buffer filter holds the body, they wait here, within the connection's buffer
@@ -15,16 +17,17 @@ use smallvec::SmallVec;
 
 use crate::codec::http1::response::UpEvent;
 use crate::codec::http1::{self, BodyKind, Decoded, Method, RequestHead};
-use crate::downstream::conn::{route_target, upgrade_token, HttpConn, State};
+use crate::codec::LocalReply;
+use crate::downstream::client::Client;
 use crate::downstream::ctx::Ctx;
 use crate::downstream::filters;
 use crate::downstream::headers::{self, RequestContext, ResponseContext};
 use crate::downstream::local_reply;
 use crate::downstream::route::RouteIndex;
-use crate::io::ConnId;
-use crate::io::StreamRef;
+use crate::downstream::upgrade::upgrade_token;
+use crate::io::{ConnId, StreamRef};
 use crate::transport::Close;
-use crate::tunnel::{Closes, Tunnel};
+use crate::tunnel::Tunnel;
 use crate::upstream::pool::{Acquired, Failure, PoolEvent, PoolKey, Pools, Released};
 
 pub(crate) struct Stream {
@@ -88,25 +91,26 @@ impl Stream {
     }
 
     /// The client drained what was written to it: let the upstream be read again.
-    pub(crate) fn down_flushed(&mut self, ctx: &mut Ctx, down: ConnId, limit: usize) {
+    pub(crate) fn down_flushed(&self, client: &Client, ctx: &mut Ctx) {
         if let Some(up) = self.up {
-            if ctx.wire.queued(down) <= limit / 2 {
+            if ctx.wire.queued(client.id) <= client.buffer_limit / 2 {
                 ctx.wire.resume_read(up);
             }
         }
     }
 
-    /// The downstream connection is gone: give the upstream side back.
-    pub(crate) fn abandon(self: Box<Self>, ctx: &mut Ctx, now: Instant) -> Option<ConnId> {
+    /// The stream ends before its response did: give the upstream side back; returns the
+    /// upstream connection it was bound to.
+    pub(crate) fn abandon(&mut self, ctx: &mut Ctx, now: Instant) -> Option<ConnId> {
         let id = self.id;
         let key = self.key;
-        match self.up {
+        match self.up.take() {
             Some(up) => {
                 ctx.with_pool(key.cluster, now, |pools: &mut Pools, cx| pools.abandon(up, cx));
                 Some(up)
             }
             None => {
-                if self.requested {
+                if std::mem::take(&mut self.requested) {
                     ctx.with_pool(key.cluster, now, |pools: &mut Pools, cx| pools.cancel(key, id, cx));
                 }
                 None
@@ -115,49 +119,61 @@ impl Stream {
     }
 }
 
-impl HttpConn {
-    fn stream(&mut self) -> &mut Stream {
-        match &mut self.state {
-            State::Proxying(stream) => stream,
-            _ => unreachable!("no stream in progress"),
-        }
-    }
+/// How a stream ended, for its connection to act on. The stream has settled its upstream
+/// side; `up` is the upstream connection to close, if any.
+pub(crate) struct Ended {
+    pub(crate) end: End,
+    pub(crate) up: Option<(ConnId, Close)>,
+}
 
-    /// Takes the stream out, leaving the connection between requests.
-    fn take_stream(&mut self) -> Box<Stream> {
-        match std::mem::replace(&mut self.state, State::Head) {
-            State::Proxying(stream) => stream,
-            _ => unreachable!("no stream in progress"),
-        }
-    }
+pub(crate) enum End {
+    /// The connection answers in place of a response, then closes (if `close`) or reads on.
+    Reply { reply: LocalReply<'static>, close: bool },
+    /// The response went to the client whole.
+    Complete { close: bool },
+    /// The connection ends with this close: the response was cut short, or the client left.
+    Cut(Close),
+    /// A `101`: the connection is now this tunnel.
+    Upgraded(Tunnel),
+}
 
-    /// Starts forwarding a routed request to `addr`.
+impl Ended {
+    fn cut(close: Close, up: Option<ConnId>) -> Option<Ended> {
+        Some(Ended { end: End::Cut(close), up: up.map(|up| (up, Close::Abort)) })
+    }
+}
+
+impl Stream {
+    /// Starts forwarding a routed request to `addr`; the stream, and its end if it ended at
+    /// once.
     #[allow(clippy::too_many_arguments)]
-    pub(crate) fn start_stream(
-        &mut self,
+    pub(crate) fn start(
+        client: &mut Client,
         ctx: &mut Ctx,
         now: Instant,
+        id: StreamRef,
         head: RequestHead,
         body: BodyKind,
         route: RouteIndex,
         addr: SocketAddr,
         upgrade: bool,
         keep_alive: bool,
-    ) -> Closes {
+    ) -> (Box<Stream>, Option<Ended>) {
         let config = ctx.config.clone();
-        let hcm = self.hcm(&config);
+        let hcm = client.hcm(&config);
         let route_config = route.get(&hcm.route_config);
-        let target = route_target(&route_config.action).expect("a forwarded route has a cluster");
+        let target = route_config.action.target().expect("a forwarded route has a cluster");
         let plan = filters::plan(hcm, upgrade_token(&head), Some(route_config));
         // An upgrade's body is the tunnel, whatever framing its head claims (Envoy U6).
         let body = if upgrade { BodyKind::Tunnel } else { body };
+        let leftover = client.codec.start_body(body);
         if body != BodyKind::Empty && !upgrade && head.headers.contains_token("expect", "100-continue") {
             // Envoy answers `Expect: 100-continue` itself and does not forward it.
-            ctx.wire.write(self.id, self.codec.encode_continue());
+            ctx.wire.write(client.id, client.codec.encode_continue());
         }
         let buffering = if upgrade || body == BodyKind::Empty { None } else { plan.buffer_limit };
-        let mut stream = Stream {
-            id: StreamRef { conn: self.id, stream: self.next_stream() },
+        let mut stream = Box::new(Stream {
+            id,
             key: PoolKey::http1(target.cluster, addr),
             up: None,
             requested: false,
@@ -181,212 +197,169 @@ impl HttpConn {
             deadline: None,
             idle: target.idle_timeout.unwrap_or(hcm.stream_idle_timeout),
             last_activity: now,
-        };
+        });
         if buffering.is_some() {
             stream.raw_head = Some(head);
         } else {
-            let up_body = if upgrade { BodyKind::Tunnel } else { body };
-            stream.head = Some(self.upstream_head(ctx, head, route, up_body, upgrade));
+            stream.head = Some(upstream_head(client, ctx, head, route, body, upgrade));
         }
         if stream.request_done {
             stream.deadline = stream.timeout.map(|t| now + t);
         }
-        self.state = State::Proxying(Box::new(stream));
-        let leftover = self.codec.start_body(body);
         if !leftover.is_empty() {
-            let closes = self.stream_down_data(ctx, now, leftover);
-            if !matches!(self.state, State::Proxying(_)) || !closes.is_empty() {
-                return closes;
+            if let Some(ended) = stream.down_data(client, ctx, now, leftover) {
+                return (stream, Some(ended));
             }
         }
-        if self.stream().buffering.is_none() && !self.stream().requested {
-            return self.stream_acquire(ctx, now);
-        }
-        Vec::new()
-    }
-
-    /// The head the upstream gets for this request.
-    fn upstream_head(
-        &self,
-        ctx: &mut Ctx,
-        head: RequestHead,
-        route: RouteIndex,
-        body: BodyKind,
-        upgrade: bool,
-    ) -> Bytes {
-        let config = ctx.config.clone();
-        let hcm = self.hcm(&config);
-        let route = route.get(&hcm.route_config);
-        let target = route_target(&route.action).expect("a forwarded route has a cluster");
-        let matched_prefix = match &route.matcher.path {
-            crate::config::PathMatch::Prefix(prefix) => Some(prefix.as_str()),
-            _ => None,
+        let ended = if stream.buffering.is_none() && !stream.requested {
+            stream.acquire(client, ctx, now)
+        } else {
+            None
         };
-        let request_id = (hcm.generate_request_id && head.headers.get("x-request-id").is_none())
-            .then(|| headers::uuid4(ctx.random()));
-        let cx = RequestContext {
-            hcm,
-            route: target,
-            matched_prefix,
-            peer: self.peer,
-            body,
-            upgrade,
-            request_id: request_id.as_deref(),
-        };
-        headers::upstream_request(head, &cx)
+        (stream, ended)
     }
 
     /// Asks the pool for a connection.
-    fn stream_acquire(&mut self, ctx: &mut Ctx, now: Instant) -> Closes {
-        let down = self.id;
-        let stream = self.stream();
-        stream.requested = true;
-        let (key, id) = (stream.key, stream.id);
+    fn acquire(&mut self, client: &Client, ctx: &mut Ctx, now: Instant) -> Option<Ended> {
+        self.requested = true;
+        let (key, id) = (self.key, self.id);
         match ctx.with_pool(key.cluster, now, |pools: &mut Pools, cx| pools.acquire(key, id, cx)) {
-            Acquired::Bound(up) => self.stream_bound(ctx, now, up),
+            Acquired::Bound(up) => {
+                self.bound(client, ctx, now, up);
+                None
+            }
             Acquired::Pending => {
                 // Read no further until there is somewhere to send it.
-                ctx.wire.pause_read(down);
-                Vec::new()
+                ctx.wire.pause_read(client.id);
+                None
             }
             Acquired::Overflow => {
                 ctx.shared.clusters[key.cluster].response(503);
                 ctx.upstream_status(key.cluster, 503).inc();
-                let stream = self.take_stream();
-                let close = !stream.request_done || !stream.keep_alive || stream.down_fin;
-                let mut closes = self.overloaded(ctx, now, close);
-                if closes.is_empty() {
-                    closes = self.resume_after_stream(ctx, now);
-                }
-                closes
+                let close = !self.request_done || !self.keep_alive || self.down_fin;
+                Some(Ended { end: End::Reply { reply: local_reply::overloaded(), close }, up: None })
             }
         }
     }
 
     /// A pooled connection is ours: send the head and whatever body waited.
-    fn stream_bound(&mut self, ctx: &mut Ctx, now: Instant, up: ConnId) -> Closes {
-        let down = self.id;
-        let limit = self.buffer_limit;
-        let stream = self.stream();
-        stream.up = Some(up);
-        stream.sent_at = Some(now);
-        stream.last_activity = now;
-        let cluster = stream.key.cluster;
-        ctx.pools.expect_response(up, stream.method.clone());
-        let head = stream.head.take().expect("the head is ready when binding");
+    fn bound(&mut self, client: &Client, ctx: &mut Ctx, now: Instant, up: ConnId) {
+        let limit = client.buffer_limit;
+        self.up = Some(up);
+        self.sent_at = Some(now);
+        self.last_activity = now;
+        let cluster = self.key.cluster;
+        ctx.pools.expect_response(up, self.method.clone());
+        let head = self.head.take().expect("the head is ready when binding");
         let mut out = vec![head];
-        if !stream.upgrade {
-            out.extend(stream.held.drain(..));
-            stream.held_len = 0;
+        if !self.upgrade {
+            out.extend(self.held.drain(..));
+            self.held_len = 0;
         }
         let sent: usize = out.iter().map(Bytes::len).sum();
         for data in out {
             ctx.wire.write(up, data);
         }
         ctx.shared.clusters[cluster].upstream_cx_tx_bytes_total.add(sent as u64);
-        if ctx.wire.queued(up) <= limit && !stream.request_done && stream.held_len < limit {
-            ctx.wire.resume_read(down);
+        if ctx.wire.queued(up) <= limit && !self.request_done && self.held_len < limit {
+            ctx.wire.resume_read(client.id);
         }
-        Vec::new()
     }
 
-    /// Bytes from the client while a stream is in progress.
-    pub(crate) fn stream_down_data(&mut self, ctx: &mut Ctx, now: Instant, mut data: Bytes) -> Closes {
-        let down = self.id;
-        self.stream().last_activity = now;
+    /// Bytes from the client while this stream is in progress.
+    pub(crate) fn down_data(
+        &mut self,
+        client: &mut Client,
+        ctx: &mut Ctx,
+        now: Instant,
+        mut data: Bytes,
+    ) -> Option<Ended> {
+        let down = client.id;
+        self.last_activity = now;
         loop {
-            let Some(decoded) = self.codec.decode_body(&mut data) else {
+            let Some(decoded) = client.codec.decode_body(&mut data) else {
                 // Read ahead of the current request: it waits, and so does reading.
-                self.codec.read_ahead(&data);
+                client.codec.read_ahead(&data);
                 ctx.wire.pause_read(down);
-                return Vec::new();
+                return None;
             };
             match decoded {
                 Ok(Decoded::Data(chunk)) => {
-                    if let Some(status) = self.push_body(ctx, chunk) {
-                        return self.stream_local_reply(ctx, now, status.0, status.1);
+                    if let Some((status, body)) = self.push_body(client, ctx, chunk) {
+                        return self.local_reply(ctx, now, status, body);
                     }
                 }
-                Ok(Decoded::NeedMore) => return Vec::new(),
+                Ok(Decoded::NeedMore) => return None,
                 Ok(Decoded::End) => {
-                    let stream = self.stream();
-                    stream.request_done = true;
-                    stream.deadline = stream.timeout.map(|t| now + t);
-                    if stream.up_chunked {
-                        self.push_wire(ctx, http1::last_chunk());
+                    self.request_done = true;
+                    self.deadline = self.timeout.map(|t| now + t);
+                    if self.up_chunked {
+                        self.push_wire(client, ctx, http1::last_chunk());
                     }
                     if !data.is_empty() {
-                        self.codec.read_ahead(&data);
+                        client.codec.read_ahead(&data);
                         ctx.wire.pause_read(down);
                     }
-                    if self.stream().buffering.is_some() {
-                        return self.end_buffering(ctx, now);
+                    if self.buffering.is_some() {
+                        return self.end_buffering(client, ctx, now);
                     }
-                    return Vec::new();
+                    return None;
                 }
                 Err(error) => {
-                    ctx.shared.http[self.listener].downstream_cx_protocol_error.inc();
-                    return self.stream_local_reply(
-                        ctx,
-                        now,
-                        error.status(),
-                        http1::reason_phrase(error.status()),
-                    );
+                    ctx.shared.http[client.listener].downstream_cx_protocol_error.inc();
+                    return self.local_reply(ctx, now, error.status(), http1::reason_phrase(error.status()));
                 }
             }
         }
     }
 
     /// One piece of request body; returns a local reply to send instead, if the chain says so.
-    fn push_body(&mut self, ctx: &mut Ctx, chunk: Bytes) -> Option<(u16, &'static str)> {
-        let (down, limit) = (self.id, self.buffer_limit);
-        let stream = self.stream();
-        if matches!(stream.response, Response::Refused) {
+    fn push_body(&mut self, client: &Client, ctx: &mut Ctx, chunk: Bytes) -> Option<(u16, &'static str)> {
+        let (down, limit) = (client.id, client.buffer_limit);
+        if matches!(self.response, Response::Refused) {
             // Envoy U7: what the client sends for a refused upgrade is dropped, early or late;
             // it must not count against a buffer limit and cut the refusal short.
             return None;
         }
-        if stream.upgrade || stream.buffering.is_some() {
-            let cap = if stream.upgrade { stream.early_limit } else { stream.buffering };
-            stream.held_len += chunk.len();
-            stream.held.push(chunk);
-            if cap.is_some_and(|cap| stream.held_len > cap) {
+        if self.upgrade || self.buffering.is_some() {
+            let cap = if self.upgrade { self.early_limit } else { self.buffering };
+            self.held_len += chunk.len();
+            self.held.push(chunk);
+            if cap.is_some_and(|cap| self.held_len > cap) {
                 return Some((413, "Payload Too Large"));
             }
-            if stream.held_len >= limit && stream.buffering.is_none() {
+            if self.held_len >= limit && self.buffering.is_none() {
                 ctx.wire.pause_read(down);
             }
             return None;
         }
-        if stream.up_chunked {
+        if self.up_chunked {
             let mut framed: SmallVec<[Bytes; 3]> = SmallVec::new();
             http1::encode_chunk(chunk, &mut framed);
             for piece in framed {
-                self.push_wire(ctx, piece);
+                self.push_wire(client, ctx, piece);
             }
         } else {
-            self.push_wire(ctx, chunk);
+            self.push_wire(client, ctx, chunk);
         }
         None
     }
 
     /// Upstream wire bytes of the request: written if bound, held otherwise.
-    fn push_wire(&mut self, ctx: &mut Ctx, data: Bytes) {
-        let down = self.id;
-        let limit = self.buffer_limit;
-        let stream = self.stream();
-        match stream.up {
-            Some(up) if stream.head.is_none() => {
-                ctx.shared.clusters[stream.key.cluster].upstream_cx_tx_bytes_total.add(data.len() as u64);
+    fn push_wire(&mut self, client: &Client, ctx: &mut Ctx, data: Bytes) {
+        let (down, limit) = (client.id, client.buffer_limit);
+        match self.up {
+            Some(up) if self.head.is_none() => {
+                ctx.shared.clusters[self.key.cluster].upstream_cx_tx_bytes_total.add(data.len() as u64);
                 ctx.wire.write(up, data);
                 if ctx.wire.queued(up) > limit {
                     ctx.wire.pause_read(down);
                 }
             }
             _ => {
-                stream.held_len += data.len();
-                stream.held.push(data);
-                if stream.held_len >= limit {
+                self.held_len += data.len();
+                self.held.push(data);
+                if self.held_len >= limit {
                     ctx.wire.pause_read(down);
                 }
             }
@@ -394,187 +367,136 @@ impl HttpConn {
     }
 
     /// The buffer filter has the whole body: forward it with its length.
-    fn end_buffering(&mut self, ctx: &mut Ctx, now: Instant) -> Closes {
-        let stream = self.stream();
-        let head = stream.raw_head.take().expect("buffered request head");
-        let length = stream.held_len as u64;
-        let route = stream.route;
-        let mut head = head;
+    fn end_buffering(&mut self, client: &Client, ctx: &mut Ctx, now: Instant) -> Option<Ended> {
+        let mut head = self.raw_head.take().expect("buffered request head");
+        let length = self.held_len as u64;
         head.headers.remove("transfer-encoding");
         head.headers.insert("content-length", length.to_string().as_bytes());
         let body = if length == 0 { BodyKind::Empty } else { BodyKind::Length(length) };
-        let bytes = self.upstream_head(ctx, head, route, body, false);
-        let stream = self.stream();
-        stream.head = Some(bytes);
-        stream.buffering = None;
-        self.stream_acquire(ctx, now)
+        self.head = Some(upstream_head(client, ctx, head, self.route, body, false));
+        self.buffering = None;
+        self.acquire(client, ctx, now)
     }
 
-    /// A local reply ends the stream: the upstream side is given back or cancelled.
     /// A local reply standing in for the upstream's response (a reset, a timeout): it is
     /// counted in the cluster's `upstream_rq_<code>` stats too, as Envoy's router does.
-    fn upstream_failure_reply(&mut self, ctx: &mut Ctx, now: Instant, status: u16, body: &str) -> Closes {
-        let cluster = self.stream().key.cluster;
-        ctx.shared.clusters[cluster].response(status);
-        ctx.upstream_status(cluster, status).inc();
-        self.stream_local_reply(ctx, now, status, body)
-    }
-
-    fn stream_local_reply(&mut self, ctx: &mut Ctx, now: Instant, status: u16, body: &str) -> Closes {
-        if !matches!(self.stream().response, Response::AwaitingHead) {
-            // A response is already on its way: a second head would corrupt it, so the
-            // connection ends instead, with a reset after what was sent, so the client cannot
-            // take the cut response for a whole one.
-            let stream = self.take_stream();
-            let mut closes = self.close(Close::FlushThenReset);
-            closes.extend(stream.abandon(ctx, now).map(|up| (up, Close::Abort)));
-            return closes;
-        }
-        let stream = self.take_stream();
-        let close = !stream.request_done || !stream.keep_alive || stream.down_fin;
-        let mut closes = Vec::new();
-        if let Some(up) = stream.abandon(ctx, now) {
-            closes.push((up, Close::Abort));
-        }
-        closes.extend(self.reply(ctx, now, status, body, close));
-        if closes.iter().all(|(id, _)| *id != self.id) {
-            closes.extend(self.resume_after_stream(ctx, now));
-        }
-        closes
-    }
-
-    /// Between requests again: read on, and answer what was read ahead. The next request's
-    /// stream starts now (as in Envoy, a pipelined request waits for the one before it), and
-    /// so do its stream idle timeout and the connection idle timeout.
-    fn resume_after_stream(&mut self, ctx: &mut Ctx, now: Instant) -> Closes {
-        self.last_activity = now;
-        ctx.wire.resume_read(self.id);
-        self.next_request(ctx, now)
-    }
-
-    /// The client closed (FIN, or reset) during a stream.
-    pub(crate) fn stream_down_closed(&mut self, ctx: &mut Ctx, now: Instant, reset: bool) -> Closes {
-        let stream = self.stream();
-        if !reset && stream.request_done && !stream.upgrade {
-            // A client may half-close once its request is sent; the response still goes out.
-            stream.down_fin = true;
-            return Vec::new();
-        }
-        let stream = self.take_stream();
-        let mut closes = vec![(self.id, if reset { Close::Abort } else { Close::Flush })];
-        if let Some(up) = stream.abandon(ctx, now) {
-            closes.push((up, Close::Abort));
-        }
-        self.state = State::Closing;
-        closes
-    }
-
-    /// The pool's word on this connection's request.
-    pub(crate) fn stream_pool_event(
+    fn upstream_failure_reply(
         &mut self,
         ctx: &mut Ctx,
         now: Instant,
-        stream: u32,
-        event: PoolEvent,
-    ) -> Closes {
-        if !matches!(&self.state, State::Proxying(s) if s.id.stream == stream) {
-            return match event {
-                // Bound to a request that has gone: hand the connection back.
-                PoolEvent::Bound(up) => ctx.give_back(up, now),
-                _ => Vec::new(),
-            };
+        status: u16,
+        body: &'static str,
+    ) -> Option<Ended> {
+        let cluster = self.key.cluster;
+        ctx.shared.clusters[cluster].response(status);
+        ctx.upstream_status(cluster, status).inc();
+        self.local_reply(ctx, now, status, body)
+    }
+
+    /// A local reply ends the stream: the upstream side is given back or cancelled.
+    fn local_reply(&mut self, ctx: &mut Ctx, now: Instant, status: u16, body: &'static str) -> Option<Ended> {
+        if !matches!(self.response, Response::AwaitingHead) {
+            // A response is already on its way: a second head would corrupt it, so the
+            // connection ends instead, with a reset after what was sent, so the client cannot
+            // take the cut response for a whole one.
+            return Ended::cut(Close::FlushThenReset, self.abandon(ctx, now));
         }
+        let close = !self.request_done || !self.keep_alive || self.down_fin;
+        let up = self.abandon(ctx, now).map(|up| (up, Close::Abort));
+        Some(Ended { end: End::Reply { reply: local_reply::text(status, body), close }, up })
+    }
+
+    /// The client closed (FIN, or reset) during this stream.
+    pub(crate) fn down_closed(&mut self, ctx: &mut Ctx, now: Instant, reset: bool) -> Option<Ended> {
+        if !reset && self.request_done && !self.upgrade {
+            // A client may half-close once its request is sent; the response still goes out.
+            self.down_fin = true;
+            return None;
+        }
+        Ended::cut(if reset { Close::Abort } else { Close::Flush }, self.abandon(ctx, now))
+    }
+
+    /// The pool's word on this stream, but for response events ([`Self::on_response`]).
+    pub(crate) fn on_pool(
+        &mut self,
+        client: &Client,
+        ctx: &mut Ctx,
+        now: Instant,
+        event: PoolEvent,
+    ) -> Option<Ended> {
         match event {
-            PoolEvent::Bound(up) => self.stream_bound(ctx, now, up),
+            PoolEvent::Bound(up) => {
+                self.bound(client, ctx, now, up);
+                None
+            }
             PoolEvent::Failed(failure) => {
-                self.stream().requested = false;
+                self.requested = false;
                 let body = match failure {
                     Failure::ConnectFailed => local_reply::CONNECT_FAILURE,
                     Failure::ConnectTimeout => local_reply::CONNECT_TIMEOUT,
                 };
                 self.upstream_failure_reply(ctx, now, 503, body)
             }
-            PoolEvent::Response(events) => {
-                let mut closes = Vec::new();
-                for event in events {
-                    if !matches!(self.state, State::Proxying(_)) {
-                        // Upgraded: what followed the `101` belongs to the tunnel.
-                        if let (State::Tunnel(tunnel), UpEvent::Upgraded(rest) | UpEvent::Data(rest)) =
-                            (&mut self.state, event)
-                        {
-                            if !rest.is_empty() {
-                                let stats = &ctx.shared.clusters[tunnel.cluster];
-                                tunnel.up_data(&mut ctx.wire, stats, now, rest);
-                            }
-                        }
-                        continue;
-                    }
-                    closes.extend(self.on_response_event(ctx, now, event));
-                }
-                closes
-            }
+            PoolEvent::Response(_) => unreachable!("response events go to on_response"),
             PoolEvent::UpstreamFlushed => {
-                let limit = self.buffer_limit;
-                let down = self.id;
-                let stream = self.stream();
-                if let Some(up) = stream.up {
-                    if ctx.wire.queued(up) <= limit / 2 && stream.held_len < limit && !stream.request_done {
-                        ctx.wire.resume_read(down);
+                let limit = client.buffer_limit;
+                if let Some(up) = self.up {
+                    if ctx.wire.queued(up) <= limit / 2 && self.held_len < limit && !self.request_done {
+                        ctx.wire.resume_read(client.id);
                     }
                 }
-                Vec::new()
+                None
             }
             PoolEvent::UpstreamGone => {
-                let stream = self.stream();
-                stream.up = None;
-                stream.requested = false;
-                if matches!(stream.response, Response::AwaitingHead) {
+                self.up = None;
+                self.requested = false;
+                if matches!(self.response, Response::AwaitingHead) {
                     self.upstream_failure_reply(ctx, now, 503, local_reply::CONNECTION_TERMINATION)
                 } else {
                     // The response is cut short: the client must not take it for complete.
-                    self.take_stream();
-                    self.close(Close::FlushThenReset)
+                    Ended::cut(Close::FlushThenReset, None)
                 }
             }
         }
     }
 
-    fn on_response_event(&mut self, ctx: &mut Ctx, now: Instant, event: UpEvent) -> Closes {
-        let down = self.id;
-        let limit = self.buffer_limit;
-        self.stream().last_activity = now;
+    /// A piece of the upstream's response.
+    pub(crate) fn on_response(
+        &mut self,
+        client: &mut Client,
+        ctx: &mut Ctx,
+        now: Instant,
+        event: UpEvent,
+    ) -> Option<Ended> {
+        let down = client.id;
+        let limit = client.buffer_limit;
+        self.last_activity = now;
         match event {
-            UpEvent::Head(head, kind) => self.on_response_head(ctx, now, *head, kind),
+            UpEvent::Head(head, kind) => self.on_response_head(client, ctx, now, *head, kind),
             UpEvent::Data(data) => {
-                let stream = self.stream();
-                let cluster = stream.key.cluster;
-                if matches!(stream.response, Response::AwaitingHead) {
-                    return Vec::new();
+                if matches!(self.response, Response::AwaitingHead) {
+                    return None;
                 }
-                ctx.shared.clusters[cluster].upstream_cx_rx_bytes_total.add(data.len() as u64);
-                ctx.shared.http[self.listener].downstream_cx_tx_bytes_total.add(data.len() as u64);
-                for piece in self.codec.encode_data(data) {
+                ctx.shared.clusters[self.key.cluster].upstream_cx_rx_bytes_total.add(data.len() as u64);
+                ctx.shared.http[client.listener].downstream_cx_tx_bytes_total.add(data.len() as u64);
+                for piece in client.codec.encode_data(data) {
                     ctx.wire.write(down, piece);
                 }
                 if ctx.wire.queued(down) > limit {
-                    if let Some(up) = self.stream().up {
+                    if let Some(up) = self.up {
                         ctx.wire.pause_read(up);
                     }
                 }
-                Vec::new()
+                None
             }
-            UpEvent::End => self.on_response_end(ctx, now),
-            UpEvent::Upgraded(_) => Vec::new(),
+            UpEvent::End => self.on_response_end(client, ctx, now),
+            UpEvent::Upgraded(_) => None,
             UpEvent::Error => {
-                let stream = self.stream();
-                ctx.shared.clusters[stream.key.cluster].upstream_cx_protocol_error.inc();
-                if matches!(stream.response, Response::AwaitingHead) {
+                ctx.shared.clusters[self.key.cluster].upstream_cx_protocol_error.inc();
+                if matches!(self.response, Response::AwaitingHead) {
                     self.upstream_failure_reply(ctx, now, 503, local_reply::PROTOCOL_ERROR)
                 } else {
-                    let stream = self.take_stream();
-                    let mut closes = self.close(Close::FlushThenReset);
-                    closes.extend(stream.abandon(ctx, now).map(|up| (up, Close::Abort)));
-                    closes
+                    Ended::cut(Close::FlushThenReset, self.abandon(ctx, now))
                 }
             }
         }
@@ -582,142 +504,155 @@ impl HttpConn {
 
     fn on_response_head(
         &mut self,
+        client: &mut Client,
         ctx: &mut Ctx,
         now: Instant,
         head: http1::ResponseHead,
         kind: BodyKind,
-    ) -> Closes {
+    ) -> Option<Ended> {
         let draining = ctx.draining();
         let config = ctx.config.clone();
-        let server_name = self.hcm(&config).server_name.clone();
-        let stream = self.stream();
+        let server_name = client.hcm(&config).server_name.as_str();
         let status = head.status;
-        let cluster = stream.key.cluster;
+        let cluster = self.key.cluster;
         ctx.shared.clusters[cluster].response(status);
         ctx.upstream_status(cluster, status).inc();
-        let elapsed = stream.sent_at.map_or(0, |at| now.saturating_duration_since(at).as_millis());
-        stream.upstream_keep_alive =
+        let elapsed = self.sent_at.map_or(0, |at| now.saturating_duration_since(at).as_millis());
+        self.upstream_keep_alive =
             head.keep_alive() && !head.headers.contains_token("proxy-connection", "close");
-        if !stream.upstream_keep_alive {
+        if !self.upstream_keep_alive {
             ctx.shared.clusters[cluster].upstream_cx_close_notify.inc();
         }
-        if stream.upgrade && status == 101 {
-            return self.switch_protocols(ctx, now, head, elapsed, &server_name);
+        if self.upgrade && status == 101 {
+            return Some(self.switch_protocols(client, ctx, now, head, elapsed, server_name));
         }
         // The route timeout covers the response head; the stream idle timeout the rest.
-        stream.deadline = None;
-        let close = !stream.keep_alive || stream.down_fin || draining || stream.upgrade;
-        let upgrade = stream.upgrade;
-        stream.response = if upgrade {
+        self.deadline = None;
+        let close = !self.keep_alive || self.down_fin || draining || self.upgrade;
+        self.response = if self.upgrade {
             // Envoy U7: the upstream refused the upgrade; what the client sent early is dropped.
-            stream.held.clear();
-            stream.held_len = 0;
+            self.held.clear();
+            self.held_len = 0;
             Response::Refused
         } else {
             Response::Body
         };
-        let cx = ResponseContext {
-            upgrade_request: upgrade,
-            server_name: &server_name,
-            service_time_ms: elapsed,
-            close,
-        };
-        let bytes = self.codec.response_head(head, kind, &cx);
-        self.send(ctx, status, bytes);
-        Vec::new()
+        let cx =
+            ResponseContext { upgrade_request: self.upgrade, server_name, service_time_ms: elapsed, close };
+        let bytes = client.codec.response_head(head, kind, &cx);
+        client.send(ctx, status, bytes);
+        None
     }
 
     /// A `101`: the stream becomes a tunnel over the same upstream connection.
     fn switch_protocols(
         &mut self,
+        client: &mut Client,
         ctx: &mut Ctx,
         now: Instant,
         head: http1::ResponseHead,
         elapsed: u128,
         server_name: &str,
-    ) -> Closes {
-        let down = self.id;
-        let stream = self.take_stream();
-        let up = stream.up.expect("a response comes on a bound connection");
-        let cluster = stream.key.cluster;
+    ) -> Ended {
+        let down = client.id;
+        let up = self.up.take().expect("a response comes on a bound connection");
+        let cluster = self.key.cluster;
         ctx.with_pool(cluster, now, |pools: &mut Pools, cx| pools.detach(up, cx));
         ctx.adopt_upstream(up, down, cluster);
         let cx =
             ResponseContext { upgrade_request: true, server_name, service_time_ms: elapsed, close: false };
-        let bytes = self.codec.response_head(head, BodyKind::Tunnel, &cx);
-        self.send(ctx, 101, bytes);
-        self.codec.release();
-        let limits = (self.buffer_limit, ctx.clusters.buffer_limit(cluster));
-        let mut tunnel = Tunnel::open(now, (down, up), cluster, limits, stream.idle);
+        let bytes = client.codec.response_head(head, BodyKind::Tunnel, &cx);
+        client.send(ctx, 101, bytes);
+        client.codec.release();
+        let limits = (client.buffer_limit, ctx.clusters.buffer_limit(cluster));
+        let mut tunnel = Tunnel::open(now, (down, up), cluster, limits, self.idle);
         let stats = &ctx.shared.clusters[cluster];
-        for data in stream.held {
+        for data in self.held.drain(..) {
             tunnel.down_data(&mut ctx.wire, stats, now, data);
         }
-        if stream.down_fin {
+        if self.down_fin {
             let _ = tunnel.down_read_closed(&mut ctx.wire);
         }
         tunnel.read_down_if_room(&mut ctx.wire);
-        self.state = State::Tunnel(tunnel);
-        Vec::new()
+        Ended { end: End::Upgraded(tunnel), up: None }
     }
 
-    fn on_response_end(&mut self, ctx: &mut Ctx, now: Instant) -> Closes {
-        let down = self.id;
-        let stream = self.take_stream();
-        let up = stream.up.expect("a response comes on a bound connection");
-        let refused = matches!(stream.response, Response::Refused);
-        if let Some(end) = self.codec.encode_end() {
-            ctx.wire.write(down, end);
+    fn on_response_end(&mut self, client: &mut Client, ctx: &mut Ctx, now: Instant) -> Option<Ended> {
+        let up = self.up.take().expect("a response comes on a bound connection");
+        let refused = matches!(self.response, Response::Refused);
+        if let Some(end) = client.codec.encode_end() {
+            ctx.wire.write(client.id, end);
         }
-        ctx.shared.clusters[stream.key.cluster].upstream_rq_completed.inc();
-        self.end_request(ctx);
-        let reusable = stream.request_done && stream.upstream_keep_alive && !refused;
+        ctx.shared.clusters[self.key.cluster].upstream_rq_completed.inc();
+        let reusable = self.request_done && self.upstream_keep_alive && !refused;
         // The response may have paused the upstream (a slow client); its next user must find
         // it reading.
         ctx.wire.resume_read(up);
-        let mut closes = Vec::new();
-        match ctx.with_pool(stream.key.cluster, now, |pools: &mut Pools, cx| pools.release(up, reusable, cx))
-        {
-            Released::Rebound { waiter } => ctx.defer(waiter, PoolEvent::Bound(up)),
-            Released::Idle => {}
-            Released::Close => closes.push((up, Close::Flush)),
-        }
-        if !stream.request_done || !stream.keep_alive || stream.down_fin || refused || ctx.draining() {
-            closes.extend(self.close(Close::Flush));
-            return closes;
-        }
-        closes.extend(self.resume_after_stream(ctx, now));
-        closes
+        let released =
+            ctx.with_pool(self.key.cluster, now, |pools: &mut Pools, cx| pools.release(up, reusable, cx));
+        let up = match released {
+            Released::Rebound { waiter } => {
+                ctx.defer(waiter, PoolEvent::Bound(up));
+                None
+            }
+            Released::Idle => None,
+            Released::Close => Some((up, Close::Flush)),
+        };
+        let close = !self.request_done || !self.keep_alive || self.down_fin || refused || ctx.draining();
+        Some(Ended { end: End::Complete { close }, up })
     }
 
-    /// A stream deadline passed: the route timeout (504) or the stream idle timeout.
-    pub(crate) fn stream_timer(&mut self, ctx: &mut Ctx, now: Instant) -> Closes {
-        let stream = self.stream();
-        let cluster = stream.key.cluster;
-        let timed_out = stream.deadline.is_some_and(|at| at <= now);
-        let idle = stream.idle.is_some_and(|idle| stream.last_activity + idle <= now);
+    /// A deadline of this stream passed: the route timeout (504) or the stream idle timeout.
+    pub(crate) fn on_timer(&mut self, client: &Client, ctx: &mut Ctx, now: Instant) -> Option<Ended> {
+        let timed_out = self.deadline.is_some_and(|at| at <= now);
+        let idle = self.idle.is_some_and(|idle| self.last_activity + idle <= now);
         if !timed_out && !idle {
-            return Vec::new();
+            return None;
         }
-        let awaiting = matches!(stream.response, Response::AwaitingHead);
         if timed_out {
-            ctx.shared.clusters[cluster].upstream_rq_timeout.inc();
+            ctx.shared.clusters[self.key.cluster].upstream_rq_timeout.inc();
         } else {
-            ctx.shared.http[self.listener].downstream_rq_idle_timeout.inc();
+            ctx.shared.http[client.listener].downstream_rq_idle_timeout.inc();
         }
-        if awaiting {
-            let (status, body) =
-                if timed_out { (504, local_reply::UPSTREAM_TIMEOUT) } else { (408, "stream timeout") };
-            return if timed_out {
-                self.upstream_failure_reply(ctx, now, status, body)
-            } else {
-                self.stream_local_reply(ctx, now, status, body)
-            };
+        if !matches!(self.response, Response::AwaitingHead) {
+            // The response has started: it is cut, and the client sees the cut as a reset.
+            return Ended::cut(Close::FlushThenReset, self.abandon(ctx, now));
         }
-        // The response has started: it is cut, and the client sees the cut as a reset.
-        let stream = self.take_stream();
-        let mut closes = self.close(Close::FlushThenReset);
-        closes.extend(stream.abandon(ctx, now).map(|up| (up, Close::Abort)));
-        closes
+        if timed_out {
+            self.upstream_failure_reply(ctx, now, 504, local_reply::UPSTREAM_TIMEOUT)
+        } else {
+            self.local_reply(ctx, now, 408, "stream timeout")
+        }
     }
+}
+
+/// The head the upstream gets for this request.
+fn upstream_head(
+    client: &Client,
+    ctx: &mut Ctx,
+    head: RequestHead,
+    route: RouteIndex,
+    body: BodyKind,
+    upgrade: bool,
+) -> Bytes {
+    let config = ctx.config.clone();
+    let hcm = client.hcm(&config);
+    let route = route.get(&hcm.route_config);
+    let target = route.action.target().expect("a forwarded route has a cluster");
+    let matched_prefix = match &route.matcher.path {
+        crate::config::PathMatch::Prefix(prefix) => Some(prefix.as_str()),
+        _ => None,
+    };
+    let request_id = (hcm.generate_request_id && head.headers.get("x-request-id").is_none())
+        .then(|| headers::uuid4(ctx.random()));
+    let cx = RequestContext {
+        hcm,
+        route: target,
+        matched_prefix,
+        peer: client.peer,
+        body,
+        upgrade,
+        request_id: request_id.as_deref(),
+    };
+    headers::upstream_request(head, &cx)
 }

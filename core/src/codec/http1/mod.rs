@@ -7,7 +7,7 @@
 //!   refusing the shapes that enable request smuggling;
 //! - [`BodyDecoder`]: the body as zero-copy slices of the read buffer; [`encode_chunk`] and
 //!   [`last_chunk`] frame a body for sending without copying it;
-//! - [`server::ServerCodec`]: a downstream connection's requests in and responses out;
+//! - `server::ServerCodec`: a downstream connection's requests in and responses out;
 //! - [`HeadWriter`] (with [`write_request_head`] / [`write_response_head`] over it): the one
 //!   serialization of heads as HTTP/1.1.
 //!
