@@ -64,7 +64,7 @@ impl Harness {
     fn new() -> Harness {
         let config = Arc::new(Config::from_yaml(CONFIG).expect("test config"));
         let shared = Arc::new(Shared::new(&config));
-        let now = Instant::now();
+        let now = burrow_sim::epoch();
         let mut ctx = Ctx::new(config, shared, now, SystemTime::UNIX_EPOCH, 7);
         ctx.draining = false;
         let down = ctx.wire.alloc();

@@ -251,7 +251,7 @@ mod tests {
             let (down, up) = (wire.alloc(), wire.alloc());
             let store = Stats::default();
             let stats = ClusterStats::new(&store, "c");
-            Rig { wire, stats, store, down, up, now: Instant::now() }
+            Rig { wire, stats, store, down, up, now: burrow_sim::epoch() }
         }
 
         fn connecting(&self, limit: usize) -> Tunnel {

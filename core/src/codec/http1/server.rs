@@ -161,7 +161,7 @@ mod tests {
     #[test]
     fn a_head_split_across_reads_is_parsed_once_whole_and_timed_from_its_first_byte() {
         let mut c = codec();
-        let t0 = Instant::now();
+        let t0 = burrow_sim::epoch();
         c.read_ahead(b"GET / HTTP/1.1\r\nho");
         assert!(c.next_head(t0).unwrap().is_none());
         assert_eq!(c.head_started(), Some(t0));
@@ -178,7 +178,7 @@ mod tests {
     fn a_chunked_body_is_decoded_then_the_rest_waits_for_the_next_head() {
         let mut c = codec();
         c.read_ahead(b"POST / HTTP/1.1\r\nhost: h\r\ntransfer-encoding: chunked\r\n\r\n3\r\nabc\r\n");
-        let (_, body) = c.next_head(Instant::now()).unwrap().unwrap();
+        let (_, body) = c.next_head(burrow_sim::epoch()).unwrap().unwrap();
         let mut rest = c.start_body(body.unwrap());
         assert_eq!(c.decode_body(&mut rest), Some(Ok(Decoded::Data(Bytes::from_static(b"abc")))));
         assert_eq!(c.decode_body(&mut rest), Some(Ok(Decoded::NeedMore)));
@@ -192,7 +192,7 @@ mod tests {
     fn a_bad_framing_still_yields_the_head() {
         let mut c = codec();
         c.read_ahead(b"POST / HTTP/1.1\r\ncontent-length: 1\r\ncontent-length: 2\r\n\r\n");
-        let (_, body) = c.next_head(Instant::now()).unwrap().unwrap();
+        let (_, body) = c.next_head(burrow_sim::epoch()).unwrap().unwrap();
         assert!(body.is_err());
     }
 
