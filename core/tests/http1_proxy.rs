@@ -345,10 +345,9 @@ fn the_connection_idle_timeout_runs_from_the_end_of_the_last_response() {
     assert_eq!(net.stat("http.ingress.downstream_cx_idle_timeout"), 1);
 }
 
-/// A client that does not read its answers holds up the next head: that time is the proxy's,
-/// and the head's stream idle timeout starts once reading resumes.
-#[test]
-fn a_head_held_up_by_unread_answers_is_timed_from_when_reading_resumes() {
+/// A client with a 1 KiB buffer limit that sends requests without reading their answers, up
+/// to past the limit, then the start of one more head: (net, client, answers sent).
+fn unread_answers_then_a_partial_head() -> (Net, burrow_core::ConnId, usize) {
     let config = proxy_config(IDLE_TIMEOUTS, "").replacen(
         "    filter_chains:",
         "    per_connection_buffer_limit_bytes: 1024\n    filter_chains:",
@@ -359,10 +358,17 @@ fn a_head_held_up_by_unread_answers_is_timed_from_when_reading_resumes() {
     let client = net.connect_client(0);
     let get = b"GET /direct HTTP/1.1\r\nhost: h\r\n\r\n";
     net.send(client, get);
-    let answer = net.state(client).received.len();
     // Enough answers to pass the limit with the last one, then the start of one more head.
-    let more = 1024 / answer;
+    let more = 1024 / net.state(client).received.len();
     net.send(client, &[get.repeat(more).as_slice(), b"GET /direct HT"].concat());
+    (net, client, more)
+}
+
+/// A client that does not read its answers holds up the next head: that time is the proxy's,
+/// and the head's stream idle timeout starts once reading resumes.
+#[test]
+fn a_head_held_up_by_unread_answers_is_timed_from_when_reading_resumes() {
+    let (mut net, client, more) = unread_answers_then_a_partial_head();
     assert!(net.state(client).unflushed > 1024);
     assert!(net.state(client).paused, "answers past the limit pause reading");
     net.advance(Duration::from_secs(10));
@@ -383,18 +389,7 @@ fn a_head_held_up_by_unread_answers_is_timed_from_when_reading_resumes() {
 /// resumed (no timer was armed at all when reading resumed, and the head never timed out).
 #[test]
 fn a_head_held_up_by_unread_answers_that_stalls_gets_408() {
-    let config = proxy_config(IDLE_TIMEOUTS, "").replacen(
-        "    filter_chains:",
-        "    per_connection_buffer_limit_bytes: 1024\n    filter_chains:",
-        1,
-    );
-    let mut net = Net::new(&config);
-    net.auto_flush = false;
-    let client = net.connect_client(0);
-    let get = b"GET /direct HTTP/1.1\r\nhost: h\r\n\r\n";
-    net.send(client, get);
-    let more = 1024 / net.state(client).received.len();
-    net.send(client, &[get.repeat(more).as_slice(), b"GET /direct HT"].concat());
+    let (mut net, client, _) = unread_answers_then_a_partial_head();
     assert!(net.state(client).paused);
     net.advance(Duration::from_secs(10));
     net.flush(client, usize::MAX);
