@@ -1,14 +1,15 @@
 //! The codec of a downstream HTTP connection, whatever its protocol: the connection manager
-//! reads requests and writes responses only through it, so it never parses or frames bytes.
+//! hands it the bytes read and takes stream events (a head, body pieces, the end, each for a
+//! stream id) off it, and writes responses only through it, so it never parses or frames bytes.
 //! HTTP/1.1 now; HTTP/2 and HTTP/3 are more variants.
 
 use std::time::Instant;
 
 use bytes::Bytes;
 
-use crate::codec::http1::server::{IncomingHead, Pieces, ServerCodec};
-use crate::codec::http1::{BodyKind, Decoded, HeadError, Limits, ResponseHead};
-use crate::codec::LocalReply;
+use crate::codec::http1::server::{Pieces, ServerCodec};
+use crate::codec::http1::{BodyKind, HeadError, Limits, ResponseHead};
+use crate::codec::{LocalReply, StreamEvent};
 use crate::downstream::headers::{self, ResponseContext};
 
 pub(crate) enum DownstreamCodec {
@@ -34,31 +35,39 @@ impl DownstreamCodec {
         }
     }
 
-    /// Bytes read while no request body is being read: they wait for the next head.
-    pub(crate) fn read_ahead(&mut self, data: &[u8]) {
+    /// Bytes off the connection, for [`Self::poll`] to make events of.
+    pub(crate) fn read(&mut self, data: Bytes) {
         match self {
-            DownstreamCodec::Http1(c) => c.read_ahead(data),
+            DownstreamCodec::Http1(c) => c.read(data),
         }
     }
 
-    /// The next request head, once a whole one is buffered.
-    pub(crate) fn next_head(&mut self, now: Instant) -> Result<Option<IncomingHead>, HeadError> {
+    /// The next event for one of the connection's streams, once one is read whole; an error
+    /// ends the connection's reading.
+    pub(crate) fn poll(&mut self, now: Instant) -> Option<Result<(u32, StreamEvent), HeadError>> {
         match self {
-            DownstreamCodec::Http1(c) => c.next_head(now),
+            DownstreamCodec::Http1(c) => c.poll(now),
         }
     }
 
-    /// Reads the current request's body as `kind`; returns what was read past its head.
-    pub(crate) fn start_body(&mut self, kind: BodyKind) -> Bytes {
+    /// The stream just opened reads its body as `kind` (an upgrade's body is its tunnel).
+    pub(crate) fn set_body(&mut self, kind: BodyKind) {
         match self {
-            DownstreamCodec::Http1(c) => c.start_body(kind),
+            DownstreamCodec::Http1(c) => c.set_body(kind),
         }
     }
 
-    /// The next piece of the request body off `data`; `None` when no body is being read.
-    pub(crate) fn decode_body(&mut self, data: &mut Bytes) -> Option<Result<Decoded, HeadError>> {
+    /// HTTP/1.1 reads one request at a time: the one read is answered, read the next.
+    pub(crate) fn next_request(&mut self) {
         match self {
-            DownstreamCodec::Http1(c) => c.decode_body(data),
+            DownstreamCodec::Http1(c) => c.next_request(),
+        }
+    }
+
+    /// The current request is read whole: what is buffered waits for a later one.
+    pub(crate) fn request_done(&self) -> bool {
+        match self {
+            DownstreamCodec::Http1(c) => c.request_done(),
         }
     }
 

@@ -10,7 +10,7 @@ use bytes::Bytes;
 
 use crate::codec::http1::response::UpEvent;
 use crate::codec::http1::{self, BodyKind, HeadError, Method, RequestHead};
-use crate::codec::LocalReply;
+use crate::codec::{LocalReply, StreamEvent};
 use crate::config::RouteAction;
 use crate::downstream::client::Client;
 use crate::downstream::ctx::Ctx;
@@ -26,23 +26,29 @@ use crate::transport::{Close, ConnEvent};
 use crate::tunnel::{Closes, Step, Tunnel};
 use crate::upstream::cluster::Pick;
 use crate::upstream::pool::{PoolEvent, Pools};
+use slab::Slab;
 use smallvec::{smallvec, SmallVec};
 
 pub(crate) struct HttpConn {
     client: Client,
     local: SocketAddr,
-    pub(crate) state: State,
+    /// The connection's requests in progress, each its own machine under a slab key. HTTP/1.1
+    /// carries one at a time; the slab is allocated with the first and reused after it.
+    streams: Slab<Exchange>,
+    /// A final answer is queued: no more requests are read, and the connection closes once
+    /// it is flushed.
+    closing: bool,
     /// This connection is counted in `downstream_cx_upgrades_active`.
     upgraded: bool,
     /// A request is in flight (counted in `downstream_rq_active`).
     in_request: bool,
     /// When the connection last carried a request (for the connection idle timeout), or
     /// bytes of a head (for the stream idle timeout), or went back to reading heads.
-    pub(crate) last_activity: Instant,
+    last_activity: Instant,
     /// The earliest deadline this connection has in the timer table.
     armed: Option<Instant>,
-    /// Requests started on this connection: the next one's stream number.
-    streams: u32,
+    /// [`Self::read_requests`] is running.
+    reading: bool,
 }
 
 /// How a tunnel came to its end.
@@ -55,17 +61,14 @@ pub(crate) enum TunnelEnd {
     UpstreamReset,
 }
 
-pub(crate) enum State {
-    /// Between requests, or reading a request head.
-    Head,
+/// One request of the connection, from its routing to its end: where its negotiation stands.
+pub(crate) enum Exchange {
     /// A CONNECT waits for its target's name to resolve; early bytes wait with it.
     Resolving { query: QueryId, cluster: usize, port: u16, early: Vec<Bytes>, fin: bool, deadline: Instant },
     /// A request being proxied to an upstream.
-    Proxying(Box<Stream>),
+    Forwarding(Stream),
     /// A terminated CONNECT or an upgraded request: raw bytes both ways.
     Tunnel(Tunnel),
-    /// A final response is queued; the connection closes once it is flushed.
-    Closing,
 }
 
 impl HttpConn {
@@ -88,12 +91,13 @@ impl HttpConn {
         let mut conn = HttpConn {
             client,
             local,
-            state: State::Head,
+            streams: Slab::new(),
+            closing: false,
             upgraded: false,
             in_request: false,
             last_activity: now,
             armed: None,
-            streams: 0,
+            reading: false,
         };
         conn.rearm(ctx);
         conn
@@ -110,15 +114,30 @@ impl HttpConn {
         ]
     }
 
-    /// Numbers a new stream of this connection.
-    pub(crate) fn next_stream(&mut self) -> u32 {
-        self.streams = self.streams.wrapping_add(1);
-        self.streams
+    /// The request in progress (HTTP/1.1 has at most one).
+    fn current(&self) -> Option<usize> {
+        self.streams.iter().next().map(|(key, _)| key)
+    }
+
+    fn exchange(&mut self) -> Option<&mut Exchange> {
+        self.streams.iter_mut().next().map(|(_, exchange)| exchange)
+    }
+
+    fn tunnel(&mut self) -> Option<&mut Tunnel> {
+        match self.exchange() {
+            Some(Exchange::Tunnel(tunnel)) => Some(tunnel),
+            _ => None,
+        }
+    }
+
+    /// Reading heads: no request in progress and not closing.
+    fn between_requests(&self) -> bool {
+        self.streams.is_empty() && !self.closing
     }
 
     /// Between requests with nothing read ahead: closing it loses nothing.
     pub(crate) fn is_idle(&self) -> bool {
-        matches!(self.state, State::Head) && self.client.codec.is_empty()
+        self.between_requests() && self.client.codec.is_empty()
     }
 
     /// An event on the downstream connection itself.
@@ -128,45 +147,47 @@ impl HttpConn {
                 ctx.shared.http[self.client.listener].downstream_cx_rx_bytes_total.add(data.len() as u64);
                 self.on_data(ctx, now, data)
             }
-            ConnEvent::ReadClosed => match &mut self.state {
-                State::Tunnel(tunnel) => match tunnel.down_read_closed(&mut ctx.wire) {
+            ConnEvent::ReadClosed => match self.exchange() {
+                Some(Exchange::Tunnel(tunnel)) => match tunnel.down_read_closed(&mut ctx.wire) {
                     Step::Done => self.end_tunnel(ctx, now, TunnelEnd::Finished),
                     Step::Continue => Vec::new(),
                 },
-                State::Resolving { fin, .. } => {
+                Some(Exchange::Resolving { fin, .. }) => {
                     *fin = true;
                     Vec::new()
                 }
-                State::Proxying(_) => self.with_stream(ctx, now, |s, _, ctx| s.down_closed(ctx, now, false)),
+                Some(Exchange::Forwarding(_)) => self.with_stream(ctx, now, |s, _, ctx| s.down_closed(ctx, now, false)),
                 // A client that half-closes between requests is done with the connection.
-                State::Head | State::Closing => self.close(Close::Flush),
+                None => self.close(Close::Flush),
             },
             ConnEvent::Closed => {
                 ctx.shared.http[self.client.listener].downstream_cx_destroy_remote.inc();
-                match &self.state {
-                    State::Tunnel(_) => self.end_tunnel(ctx, now, TunnelEnd::DownstreamReset),
-                    State::Proxying(_) => {
+                match self.exchange() {
+                    Some(Exchange::Tunnel(_)) => self.end_tunnel(ctx, now, TunnelEnd::DownstreamReset),
+                    Some(Exchange::Forwarding(_)) => {
                         self.with_stream(ctx, now, |s, _, ctx| s.down_closed(ctx, now, true))
                     }
                     _ => self.close(Close::Abort),
                 }
             }
             ConnEvent::Flushed => {
-                match &mut self.state {
-                    State::Tunnel(tunnel) => tunnel.flushed(&mut ctx.wire, now, self.client.id),
-                    State::Proxying(stream) => stream.down_flushed(&self.client, ctx),
-                    State::Head if ctx.wire.queued(self.client.id) <= self.client.buffer_limit / 2 => {
+                let id = self.client.id;
+                match self.streams.iter_mut().next() {
+                    Some((_, Exchange::Tunnel(tunnel))) => tunnel.flushed(&mut ctx.wire, now, id),
+                    Some((_, Exchange::Forwarding(stream))) => stream.down_flushed(&self.client, ctx),
+                    Some(_) => {}
+                    None if !self.closing && ctx.wire.queued(id) <= self.client.buffer_limit / 2 => {
                         // Replies were backed up: read (and answer) again. A head held up
                         // meanwhile is timed from now: the wait was ours, not the client's.
-                        if ctx.wire.read_paused(self.client.id) {
+                        if ctx.wire.read_paused(id) {
                             self.last_activity = now;
                         }
-                        ctx.wire.resume_read(self.client.id);
-                        let closes = self.next_request(ctx, now);
+                        ctx.wire.resume_read(id);
+                        let closes = self.read_requests(ctx, now);
                         self.rearm(ctx);
                         return closes;
                     }
-                    _ => {}
+                    None => {}
                 }
                 Vec::new()
             }
@@ -178,14 +199,14 @@ impl HttpConn {
 
     /// An event on a terminated CONNECT's or an upgrade's upstream connection.
     pub(crate) fn on_upstream(&mut self, ctx: &mut Ctx, now: Instant, event: ConnEvent) -> Closes {
-        let State::Tunnel(tunnel) = &mut self.state else { return Vec::new() };
+        let Some(tunnel) = self.tunnel() else { return Vec::new() };
         let up = tunnel.upstream;
         let closes = match event {
             ConnEvent::Connected => {
                 let date = ctx.clock.date(now);
                 let reply = self.client.codec.encode_reply(&local_reply::connect_established(), &date, false);
                 self.client.send(ctx, 200, reply);
-                let State::Tunnel(tunnel) = &mut self.state else { unreachable!() };
+                let tunnel = self.tunnel().expect("checked above");
                 tunnel.connected(&mut ctx.wire, &ctx.shared.clusters[tunnel.cluster], now);
                 Vec::new()
             }
@@ -212,7 +233,7 @@ impl HttpConn {
         closes
     }
 
-    /// An event from the HTTP pool about this connection's request.
+    /// An event from the HTTP pool about one of this connection's streams.
     pub(crate) fn on_pool(&mut self, ctx: &mut Ctx, now: Instant, stream: u32, event: PoolEvent) -> Closes {
         let closes = self.pool_event(ctx, now, stream, event);
         self.rearm(ctx);
@@ -220,7 +241,7 @@ impl HttpConn {
     }
 
     fn pool_event(&mut self, ctx: &mut Ctx, now: Instant, stream: u32, event: PoolEvent) -> Closes {
-        if !matches!(&self.state, State::Proxying(s) if s.id.stream == stream) {
+        if !matches!(self.exchange(), Some(Exchange::Forwarding(s)) if s.id.stream == stream) {
             return match event {
                 // Bound to a request that has gone: hand the connection back.
                 PoolEvent::Bound(up) => ctx.give_back(up, now),
@@ -233,12 +254,12 @@ impl HttpConn {
         };
         let mut closes = Vec::new();
         for event in events {
-            match &mut self.state {
-                State::Proxying(_) => closes.extend(
+            match self.exchange() {
+                Some(Exchange::Forwarding(_)) => closes.extend(
                     self.with_stream(ctx, now, |s, client, ctx| s.on_response(client, ctx, now, event)),
                 ),
                 // Upgraded: what followed the `101` belongs to the tunnel.
-                State::Tunnel(tunnel) => {
+                Some(Exchange::Tunnel(tunnel)) => {
                     if let UpEvent::Upgraded(rest) | UpEvent::Data(rest) = event {
                         if !rest.is_empty() {
                             let stats = &ctx.shared.clusters[tunnel.cluster];
@@ -259,20 +280,21 @@ impl HttpConn {
         now: Instant,
         f: impl FnOnce(&mut Stream, &mut Client, &mut Ctx) -> Option<Ended>,
     ) -> Closes {
-        let State::Proxying(stream) = &mut self.state else { return Vec::new() };
+        let Some(key) = self.current() else { return Vec::new() };
+        let Exchange::Forwarding(stream) = &mut self.streams[key] else { return Vec::new() };
         match f(stream, &mut self.client, ctx) {
-            Some(ended) => self.stream_ended(ctx, now, ended),
+            Some(ended) => self.stream_ended(ctx, now, key, ended),
             None => Vec::new(),
         }
     }
 
     /// The stream in progress ended: answer in its place, read the next request, become a
     /// tunnel, or close, as it says.
-    fn stream_ended(&mut self, ctx: &mut Ctx, now: Instant, ended: Ended) -> Closes {
-        self.state = State::Head;
+    fn stream_ended(&mut self, ctx: &mut Ctx, now: Instant, key: usize, ended: Ended) -> Closes {
         let mut closes = Vec::new();
         match ended.end {
             End::Reply { reply, close } => {
+                self.streams.remove(key);
                 closes.extend(ended.up);
                 closes.extend(self.local(ctx, now, &reply, close));
                 if closes.iter().all(|(id, _)| *id != self.client.id) {
@@ -280,6 +302,7 @@ impl HttpConn {
                 }
             }
             End::Complete { close } => {
+                self.streams.remove(key);
                 closes.extend(ended.up);
                 self.end_request(ctx);
                 closes.extend(if close {
@@ -292,7 +315,7 @@ impl HttpConn {
                 closes.extend(self.close(kind));
                 closes.extend(ended.up);
             }
-            End::Upgraded(tunnel) => self.state = State::Tunnel(tunnel),
+            End::Upgraded(tunnel) => self.streams[key] = Exchange::Tunnel(tunnel),
         }
         closes
     }
@@ -302,75 +325,126 @@ impl HttpConn {
     /// so do its stream idle timeout and the connection idle timeout.
     fn resume_after_stream(&mut self, ctx: &mut Ctx, now: Instant) -> Closes {
         self.last_activity = now;
+        self.client.codec.next_request();
         ctx.wire.resume_read(self.client.id);
-        self.next_request(ctx, now)
+        self.read_requests(ctx, now)
     }
 
     fn on_data(&mut self, ctx: &mut Ctx, now: Instant, data: Bytes) -> Closes {
-        match &mut self.state {
-            State::Tunnel(tunnel) => {
+        let (limit, closing) = (self.client.buffer_limit, self.closing);
+        match self.exchange() {
+            Some(Exchange::Tunnel(tunnel)) => {
                 tunnel.down_data(&mut ctx.wire, &ctx.shared.clusters[tunnel.cluster], now, data);
                 Vec::new()
             }
-            State::Resolving { early, .. } => {
+            Some(Exchange::Resolving { early, .. }) => {
                 early.push(data);
-                if early.iter().map(Bytes::len).sum::<usize>() >= self.client.buffer_limit {
+                if early.iter().map(Bytes::len).sum::<usize>() >= limit {
                     ctx.wire.pause_read(self.client.id);
                 }
                 Vec::new()
             }
-            State::Proxying(_) => {
-                self.with_stream(ctx, now, |s, client, ctx| s.down_data(client, ctx, now, data))
+            Some(Exchange::Forwarding(stream)) => {
+                stream.touch(now);
+                self.client.codec.read(data);
+                self.read_requests(ctx, now)
             }
-            State::Closing => Vec::new(),
-            State::Head => {
+            None if closing => Vec::new(),
+            None => {
                 // Bytes of a head keep the stream idle timeout from firing.
                 self.last_activity = now;
-                self.client.codec.read_ahead(&data);
-                self.next_request(ctx, now)
+                self.client.codec.read(data);
+                self.read_requests(ctx, now)
             }
         }
     }
 
-    /// Parses and answers requests while whole heads are buffered.
-    pub(crate) fn next_request(&mut self, ctx: &mut Ctx, now: Instant) -> Closes {
-        while matches!(self.state, State::Head) && !self.client.codec.is_empty() {
+    /// Takes what the codec read, event by event: heads start requests, body pieces go to
+    /// the request in progress, and a request read whole holds up what was read after it.
+    /// Requests that end while this runs are followed by the next in the same loop, not by a
+    /// nested call, however many a client pipelined.
+    fn read_requests(&mut self, ctx: &mut Ctx, now: Instant) -> Closes {
+        if self.reading {
+            return Vec::new();
+        }
+        self.reading = true;
+        let mut closes = Vec::new();
+        while !self.closing {
             // A client that sends requests without reading the answers waits until it reads:
             // answers queue only up to the buffer limit.
-            if ctx.wire.queued(self.client.id) > self.client.buffer_limit {
-                ctx.wire.pause_read(self.client.id);
-                return Vec::new();
+            if self.streams.is_empty() && ctx.wire.queued(self.client.id) > self.client.buffer_limit {
+                if !self.client.codec.is_empty() {
+                    ctx.wire.pause_read(self.client.id);
+                }
+                break;
             }
-            let (head, body) = match self.client.codec.next_head(now) {
-                Ok(Some(parsed)) => parsed,
-                Ok(None) => return Vec::new(),
-                Err(error) => return self.protocol_error(ctx, now, error),
+            let Some(event) = self.client.codec.poll(now) else {
+                // All that was read is taken: the request in progress may go upstream.
+                let before = self.streams.len();
+                closes.extend(self.with_stream(ctx, now, |s, client, ctx| s.go(client, ctx, now)));
+                if self.streams.len() == before {
+                    break;
+                }
+                continue;
             };
-            self.last_activity = now;
-            let stats = &ctx.shared.http[self.client.listener];
-            stats.downstream_rq_total.inc();
-            stats.downstream_rq_http1_total.inc();
-            stats.downstream_rq_active.inc();
-            self.in_request = true;
-            let body = match body {
-                Ok(body) => body,
-                Err(error) => return self.protocol_error(ctx, now, error),
-            };
-            let closes = if head.method == Method::Connect {
-                self.on_connect(ctx, now, &head)
-            } else {
-                self.on_request(ctx, now, head, body)
-            };
-            if !closes.is_empty() {
-                return closes;
-            }
+            closes.extend(match event {
+                Err(error) if self.current().is_some() => {
+                    self.with_stream(ctx, now, |s, client, ctx| s.body_error(client, ctx, now, error))
+                }
+                Err(error) => self.protocol_error(ctx, now, error),
+                Ok((id, StreamEvent::Head(head, body))) => self.on_head(ctx, now, id, head, body),
+                Ok((_, StreamEvent::Data(chunk))) => {
+                    self.with_stream(ctx, now, |s, client, ctx| s.body_data(client, ctx, now, chunk))
+                }
+                Ok((_, StreamEvent::End)) => {
+                    self.with_stream(ctx, now, |s, client, ctx| s.body_end(client, ctx, now))
+                }
+            });
         }
-        Vec::new()
+        if self.current().is_some() && self.client.codec.request_done() && !self.client.codec.is_empty() {
+            // Read ahead of the current request: it waits, and so does reading.
+            ctx.wire.pause_read(self.client.id);
+        }
+        self.reading = false;
+        closes
+    }
+
+    /// A request head: counted, then routed.
+    fn on_head(
+        &mut self,
+        ctx: &mut Ctx,
+        now: Instant,
+        id: u32,
+        head: RequestHead,
+        body: Result<BodyKind, HeadError>,
+    ) -> Closes {
+        self.last_activity = now;
+        let stats = &ctx.shared.http[self.client.listener];
+        stats.downstream_rq_total.inc();
+        stats.downstream_rq_http1_total.inc();
+        stats.downstream_rq_active.inc();
+        self.in_request = true;
+        let body = match body {
+            Ok(body) => body,
+            Err(error) => return self.protocol_error(ctx, now, error),
+        };
+        if head.method == Method::Connect {
+            self.on_connect(ctx, now, &head)
+        } else {
+            self.on_request(ctx, now, id, head, body)
+        }
     }
 
     /// A request other than CONNECT: routed, checked against the upgrade table, then
     /// answered locally or forwarded.
-    fn on_request(&mut self, ctx: &mut Ctx, now: Instant, mut head: RequestHead, body: BodyKind) -> Closes {
+    fn on_request(
+        &mut self,
+        ctx: &mut Ctx,
+        now: Instant,
+        id: u32,
+        mut head: RequestHead,
+        body: BodyKind,
+    ) -> Closes {
         if head.headers.get("host").is_none_or(|h| h.is_empty()) {
             return self.reply(ctx, now, 400, "missing required header: host", true);
         }
@@ -428,24 +502,11 @@ impl HttpConn {
                 return self.reply(ctx, now, 503, local_reply::NO_HEALTHY_UPSTREAM, !reusable);
             }
         };
-        let id = StreamRef { conn: self.client.id, stream: self.next_stream() };
-        let (stream, ended) = Stream::start(
-            &mut self.client,
-            ctx,
-            now,
-            id,
-            head,
-            body,
-            index,
-            addr,
-            upgrade.is_some(),
-            keep_alive,
-        );
-        self.state = State::Proxying(stream);
-        match ended {
-            Some(ended) => self.stream_ended(ctx, now, ended),
-            None => Vec::new(),
-        }
+        let id = StreamRef { conn: self.client.id, stream: id };
+        let upgrade = upgrade.is_some();
+        let stream = Stream::start(&mut self.client, ctx, now, id, head, body, index, addr, upgrade, keep_alive);
+        self.streams.insert(Exchange::Forwarding(stream));
+        Vec::new()
     }
 
     fn on_connect(&mut self, ctx: &mut Ctx, now: Instant, head: &RequestHead) -> Closes {
@@ -491,7 +552,7 @@ impl HttpConn {
                 if early.iter().map(Bytes::len).sum::<usize>() >= self.client.buffer_limit {
                     ctx.wire.pause_read(self.client.id);
                 }
-                self.state = State::Resolving { query, cluster, port, early, fin: false, deadline };
+                self.streams.insert(Exchange::Resolving { query, cluster, port, early, fin: false, deadline });
                 Vec::new()
             }
             Pick::NoHost => {
@@ -517,7 +578,7 @@ impl HttpConn {
         addrs: Vec<IpAddr>,
     ) -> Closes {
         // An answer for an earlier user of this connection id is not ours.
-        if !matches!(&self.state, State::Resolving { query: ours, .. } if *ours == query) {
+        if !matches!(self.exchange(), Some(Exchange::Resolving { query: ours, .. }) if *ours == query) {
             return Vec::new();
         }
         let closes = self.resolved(ctx, now, addrs);
@@ -526,9 +587,8 @@ impl HttpConn {
     }
 
     fn resolved(&mut self, ctx: &mut Ctx, now: Instant, addrs: Vec<IpAddr>) -> Closes {
-        let State::Resolving { cluster, port, early, fin, .. } =
-            std::mem::replace(&mut self.state, State::Head)
-        else {
+        let key = self.current().expect("checked above");
+        let Exchange::Resolving { cluster, port, early, fin, .. } = self.streams.remove(key) else {
             unreachable!("checked above")
         };
         match addrs.first() {
@@ -568,14 +628,12 @@ impl HttpConn {
             let step = tunnel.down_read_closed(&mut ctx.wire);
             debug_assert!(matches!(step, Step::Continue));
         }
-        self.state = State::Tunnel(tunnel);
+        self.streams.insert(Exchange::Tunnel(tunnel));
         Vec::new()
     }
 
     fn connect_failed(&mut self, ctx: &mut Ctx, now: Instant, body: &str) -> Closes {
-        let State::Tunnel(tunnel) = std::mem::replace(&mut self.state, State::Head) else {
-            return Vec::new();
-        };
+        let Some(tunnel) = self.take_tunnel() else { return Vec::new() };
         retire_connect_tunnel(ctx, &tunnel, false);
         let mut closes = self.reply(ctx, now, 503, body, true);
         closes.push((tunnel.upstream, Close::Abort));
@@ -584,9 +642,8 @@ impl HttpConn {
 
     /// The tunnel is over: close both connections. `ended_by` says which side ended it.
     pub(crate) fn end_tunnel(&mut self, ctx: &mut Ctx, now: Instant, ended_by: TunnelEnd) -> Closes {
-        let State::Tunnel(tunnel) = std::mem::replace(&mut self.state, State::Closing) else {
-            return Vec::new();
-        };
+        let Some(tunnel) = self.take_tunnel() else { return Vec::new() };
+        self.closing = true;
         let remote = matches!(ended_by, TunnelEnd::UpstreamClosed | TunnelEnd::UpstreamReset);
         if tunnel.pooled {
             let up = tunnel.upstream;
@@ -640,7 +697,7 @@ impl HttpConn {
             ctx.shared.http[self.client.listener].downstream_cx_destroy_local.inc();
             return self.close(Close::Flush);
         }
-        self.state = State::Head;
+        self.client.codec.next_request();
         Vec::new()
     }
 
@@ -656,7 +713,7 @@ impl HttpConn {
     }
 
     pub(crate) fn close(&mut self, kind: Close) -> Closes {
-        self.state = State::Closing;
+        self.closing = true;
         vec![(self.client.id, kind)]
     }
 
@@ -668,17 +725,18 @@ impl HttpConn {
         stats.downstream_cx_active.dec();
         stats.downstream_cx_http1_active.dec();
         ctx.shared.listeners[self.client.listener].downstream_cx_active.dec();
-        let up = match std::mem::replace(&mut self.state, State::Closing) {
-            State::Tunnel(tunnel) if tunnel.pooled => {
+        let exchange = self.current().map(|key| self.streams.remove(key));
+        let up = match exchange {
+            Some(Exchange::Tunnel(tunnel)) if tunnel.pooled => {
                 let up = tunnel.upstream;
                 ctx.with_pool(tunnel.cluster, now, |pools: &mut Pools, cx| pools.closed(up, false, cx));
                 Some(up)
             }
-            State::Tunnel(tunnel) => {
+            Some(Exchange::Tunnel(tunnel)) => {
                 retire_connect_tunnel(ctx, &tunnel, false);
                 Some(tunnel.upstream)
             }
-            State::Proxying(mut stream) => stream.abandon(ctx, now),
+            Some(Exchange::Forwarding(mut stream)) => stream.abandon(ctx, now),
             _ => None,
         };
         up.map(|up| (up, Close::Abort)).into_iter().collect()
@@ -693,44 +751,49 @@ impl HttpConn {
     }
 
     fn expire(&mut self, ctx: &mut Ctx, now: Instant) -> Closes {
-        match &self.state {
-            State::Tunnel(t) if t.connect_expired(now) => {
+        let listener = self.client.listener;
+        match self.streams.iter().next().map(|(_, exchange)| exchange) {
+            Some(Exchange::Tunnel(t)) if t.connect_expired(now) => {
                 ctx.shared.clusters[t.cluster].upstream_cx_connect_timeout.inc();
                 ctx.shared.clusters[t.cluster].upstream_cx_connect_fail.inc();
                 self.connect_failed(ctx, now, local_reply::CONNECT_TIMEOUT)
             }
-            State::Tunnel(t) if t.idle_expired(now) => {
-                ctx.shared.http[self.client.listener].downstream_rq_idle_timeout.inc();
+            Some(Exchange::Tunnel(t)) if t.idle_expired(now) => {
+                ctx.shared.http[listener].downstream_rq_idle_timeout.inc();
                 self.end_tunnel(ctx, now, TunnelEnd::Finished)
             }
-            State::Resolving { cluster, deadline, .. } if *deadline <= now => {
+            Some(Exchange::Resolving { cluster, deadline, .. }) if *deadline <= now => {
                 ctx.shared.clusters[*cluster].upstream_cx_connect_timeout.inc();
+                self.streams.clear();
                 self.reply(ctx, now, 503, local_reply::CONNECT_TIMEOUT, true)
             }
-            State::Proxying(_) => self.with_stream(ctx, now, |s, client, ctx| s.on_timer(client, ctx, now)),
-            State::Head if self.headers_deadline(ctx).is_some_and(|at| at <= now) => {
-                ctx.shared.http[self.client.listener].downstream_rq_header_timeout.inc();
+            Some(Exchange::Forwarding(_)) => {
+                self.with_stream(ctx, now, |s, client, ctx| s.on_timer(client, ctx, now))
+            }
+            Some(_) => Vec::new(),
+            None if self.headers_deadline(ctx).is_some_and(|at| at <= now) => {
+                ctx.shared.http[listener].downstream_rq_header_timeout.inc();
                 self.client.codec.clear();
                 self.reply(ctx, now, 408, "request header timeout", true)
             }
-            State::Head if self.idle_deadline(ctx).is_some_and(|at| at <= now) => {
+            None if self.idle_deadline(ctx).is_some_and(|at| at <= now) => {
                 if self.client.codec.is_empty() {
-                    ctx.shared.http[self.client.listener].downstream_cx_idle_timeout.inc();
+                    ctx.shared.http[listener].downstream_cx_idle_timeout.inc();
                     return self.close(Close::Flush);
                 }
                 // A head that stopped arriving: Envoy's stream idle timeout answer.
-                ctx.shared.http[self.client.listener].downstream_rq_idle_timeout.inc();
+                ctx.shared.http[listener].downstream_rq_idle_timeout.inc();
                 self.client.codec.clear();
                 self.reply(ctx, now, 408, "stream timeout", true)
             }
-            _ => Vec::new(),
+            None => Vec::new(),
         }
     }
 
     /// Between requests the connection idle timeout runs; while a request head is arriving,
     /// the stream idle timeout (Envoy starts a stream at its first byte).
     fn idle_deadline(&self, ctx: &Ctx) -> Option<Instant> {
-        if !matches!(self.state, State::Head) {
+        if !self.between_requests() {
             return None;
         }
         if !self.client.codec.is_empty() && ctx.wire.read_paused(self.client.id) {
@@ -747,7 +810,7 @@ impl HttpConn {
     /// `request_headers_timeout`: while a request head is arriving, when it must be complete.
     fn headers_deadline(&self, ctx: &Ctx) -> Option<Instant> {
         let timeout = self.client.hcm(&ctx.config).request_headers_timeout?;
-        if !matches!(self.state, State::Head) || self.client.codec.is_empty() {
+        if !self.between_requests() || self.client.codec.is_empty() {
             return None;
         }
         if ctx.wire.queued(self.client.id) > self.client.buffer_limit {
@@ -759,20 +822,32 @@ impl HttpConn {
 
     /// Makes sure the timer table holds this connection's next deadline.
     fn rearm(&mut self, ctx: &mut Ctx) {
-        let next = match &self.state {
-            State::Head => match (self.idle_deadline(ctx), self.headers_deadline(ctx)) {
+        let next = match self.streams.iter().next().map(|(_, exchange)| exchange) {
+            None if self.closing => None,
+            None => match (self.idle_deadline(ctx), self.headers_deadline(ctx)) {
                 (Some(idle), Some(headers)) => Some(idle.min(headers)),
                 (idle, headers) => idle.or(headers),
             },
-            State::Resolving { deadline, .. } => Some(*deadline),
-            State::Tunnel(tunnel) => tunnel.deadline(),
-            State::Proxying(stream) => stream.deadline(),
-            State::Closing => None,
+            Some(Exchange::Resolving { deadline, .. }) => Some(*deadline),
+            Some(Exchange::Tunnel(tunnel)) => tunnel.deadline(),
+            Some(Exchange::Forwarding(stream)) => stream.deadline(),
         };
         if let Some(at) = next {
             if self.armed.is_none_or(|armed| at < armed) {
                 self.armed = Some(at);
                 ctx.timers.set(at, Timer::Http(self.client.id));
+            }
+        }
+    }
+
+    /// Takes the tunnel out of the connection's streams.
+    fn take_tunnel(&mut self) -> Option<Tunnel> {
+        let key = self.current()?;
+        match self.streams.remove(key) {
+            Exchange::Tunnel(tunnel) => Some(tunnel),
+            other => {
+                self.streams.insert(other);
+                None
             }
         }
     }

@@ -16,7 +16,7 @@ use bytes::Bytes;
 use smallvec::SmallVec;
 
 use crate::codec::http1::response::UpEvent;
-use crate::codec::http1::{self, BodyKind, Decoded, Method, RequestHead};
+use crate::codec::http1::{self, BodyKind, HeadError, Method, RequestHead};
 use crate::codec::LocalReply;
 use crate::downstream::client::Client;
 use crate::downstream::ctx::Ctx;
@@ -144,8 +144,8 @@ impl Ended {
 }
 
 impl Stream {
-    /// Starts forwarding a routed request to `addr`; the stream, and its end if it ended at
-    /// once.
+    /// A routed request to forward to `addr`. Its body comes as the codec reads it; the pool
+    /// is asked for a connection at [`Self::go`].
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn start(
         client: &mut Client,
@@ -158,7 +158,7 @@ impl Stream {
         addr: SocketAddr,
         upgrade: bool,
         keep_alive: bool,
-    ) -> (Box<Stream>, Option<Ended>) {
+    ) -> Stream {
         let config = ctx.config.clone();
         let hcm = client.hcm(&config);
         let route_config = route.get(&hcm.route_config);
@@ -166,13 +166,15 @@ impl Stream {
         let plan = filters::plan(hcm, upgrade_token(&head), Some(route_config));
         // An upgrade's body is the tunnel, whatever framing its head claims (Envoy U6).
         let body = if upgrade { BodyKind::Tunnel } else { body };
-        let leftover = client.codec.start_body(body);
+        if upgrade {
+            client.codec.set_body(body);
+        }
         if body != BodyKind::Empty && !upgrade && head.headers.contains_token("expect", "100-continue") {
             // Envoy answers `Expect: 100-continue` itself and does not forward it.
             ctx.wire.write(client.id, client.codec.encode_continue());
         }
         let buffering = if upgrade || body == BodyKind::Empty { None } else { plan.buffer_limit };
-        let mut stream = Box::new(Stream {
+        let mut stream = Stream {
             id,
             key: PoolKey::http1(target.cluster, addr),
             up: None,
@@ -181,7 +183,7 @@ impl Stream {
             raw_head: None,
             route,
             method: head.method.clone(),
-            request_done: body == BodyKind::Empty,
+            request_done: false,
             held: SmallVec::new(),
             held_len: 0,
             buffering,
@@ -197,26 +199,22 @@ impl Stream {
             deadline: None,
             idle: target.idle_timeout.unwrap_or(hcm.stream_idle_timeout),
             last_activity: now,
-        });
+        };
         if buffering.is_some() {
             stream.raw_head = Some(head);
         } else {
             stream.head = Some(upstream_head(client, ctx, head, route, body, upgrade));
         }
-        if stream.request_done {
-            stream.deadline = stream.timeout.map(|t| now + t);
+        stream
+    }
+
+    /// The request may go: ask the pool for a connection, unless asked already or the buffer
+    /// filter holds the request until its end.
+    pub(crate) fn go(&mut self, client: &Client, ctx: &mut Ctx, now: Instant) -> Option<Ended> {
+        if self.buffering.is_some() || self.requested {
+            return None;
         }
-        if !leftover.is_empty() {
-            if let Some(ended) = stream.down_data(client, ctx, now, leftover) {
-                return (stream, Some(ended));
-            }
-        }
-        let ended = if stream.buffering.is_none() && !stream.requested {
-            stream.acquire(client, ctx, now)
-        } else {
-            None
-        };
-        (stream, ended)
+        self.acquire(client, ctx, now)
     }
 
     /// Asks the pool for a connection.
@@ -266,51 +264,36 @@ impl Stream {
         }
     }
 
-    /// Bytes from the client while this stream is in progress.
-    pub(crate) fn down_data(
-        &mut self,
-        client: &mut Client,
-        ctx: &mut Ctx,
-        now: Instant,
-        mut data: Bytes,
-    ) -> Option<Ended> {
-        let down = client.id;
+    /// The client sent bytes (this request's, or ahead of the next): the stream is not idle.
+    pub(crate) fn touch(&mut self, now: Instant) {
         self.last_activity = now;
-        loop {
-            let Some(decoded) = client.codec.decode_body(&mut data) else {
-                // Read ahead of the current request: it waits, and so does reading.
-                client.codec.read_ahead(&data);
-                ctx.wire.pause_read(down);
-                return None;
-            };
-            match decoded {
-                Ok(Decoded::Data(chunk)) => {
-                    if let Some((status, body)) = self.push_body(client, ctx, chunk) {
-                        return self.local_reply(ctx, now, status, body);
-                    }
-                }
-                Ok(Decoded::NeedMore) => return None,
-                Ok(Decoded::End) => {
-                    self.request_done = true;
-                    self.deadline = self.timeout.map(|t| now + t);
-                    if self.up_chunked {
-                        self.push_wire(client, ctx, http1::last_chunk());
-                    }
-                    if !data.is_empty() {
-                        client.codec.read_ahead(&data);
-                        ctx.wire.pause_read(down);
-                    }
-                    if self.buffering.is_some() {
-                        return self.end_buffering(client, ctx, now);
-                    }
-                    return None;
-                }
-                Err(error) => {
-                    ctx.shared.http[client.listener].downstream_cx_protocol_error.inc();
-                    return self.local_reply(ctx, now, error.status(), http1::reason_phrase(error.status()));
-                }
-            }
+    }
+
+    /// A piece of the request body.
+    pub(crate) fn body_data(&mut self, client: &Client, ctx: &mut Ctx, now: Instant, chunk: Bytes) -> Option<Ended> {
+        self.last_activity = now;
+        let (status, body) = self.push_body(client, ctx, chunk)?;
+        self.local_reply(ctx, now, status, body)
+    }
+
+    /// The request is complete: the route timeout starts.
+    pub(crate) fn body_end(&mut self, client: &Client, ctx: &mut Ctx, now: Instant) -> Option<Ended> {
+        self.last_activity = now;
+        self.request_done = true;
+        self.deadline = self.timeout.map(|t| now + t);
+        if self.up_chunked {
+            self.push_wire(client, ctx, http1::last_chunk());
         }
+        if self.buffering.is_some() {
+            return self.end_buffering(client, ctx, now);
+        }
+        None
+    }
+
+    /// The request body broke the protocol.
+    pub(crate) fn body_error(&mut self, client: &Client, ctx: &mut Ctx, now: Instant, error: HeadError) -> Option<Ended> {
+        ctx.shared.http[client.listener].downstream_cx_protocol_error.inc();
+        self.local_reply(ctx, now, error.status(), http1::reason_phrase(error.status()))
     }
 
     /// One piece of request body; returns a local reply to send instead, if the chain says so.

@@ -1,16 +1,17 @@
-//! The server side of one downstream HTTP/1.1 connection: request heads and bodies in,
-//! response framing and local replies out. One request at a time: what a client sends ahead
-//! of its turn (pipelined heads) waits in the read-ahead buffer until the manager asks for
-//! the next head.
+//! The server side of one downstream HTTP/1.1 connection: bytes in, stream events out (a head,
+//! body pieces, the end), response framing and local replies out. One request at a time: what
+//! a client sends ahead of its turn (pipelined heads) waits in the buffer until the manager
+//! lets the next request be read.
 
+use std::mem;
 use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
 use smallvec::SmallVec;
 
 use super::{encode_chunk, encode_reply, last_chunk, parse_request_head, request_body};
-use super::{BodyDecoder, BodyKind, Decoded, HeadError, Limits, RequestHead};
-use crate::codec::LocalReply;
+use super::{BodyDecoder, BodyKind, Decoded, HeadError, Limits};
+use crate::codec::{LocalReply, StreamEvent};
 
 /// How the response body travels to the client.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -23,10 +24,6 @@ pub(crate) enum DownFraming {
     Raw,
 }
 
-/// A request head read off the connection, with how its body is framed (or why the framing
-/// is refused: the head still counts as a request).
-pub(crate) type IncomingHead = (RequestHead, Result<BodyKind, HeadError>);
-
 /// Encoded pieces of a response body: a chunk is the payload with its two frames around it.
 pub(crate) type Pieces = SmallVec<[Bytes; 3]>;
 
@@ -34,13 +31,26 @@ pub(crate) struct ServerCodec {
     limits: Limits,
     /// Bytes of a request head not yet complete, or read ahead of the current request.
     buf: BytesMut,
+    /// Body bytes as they were read, decoded without a copy (they come before `buf`).
+    input: Bytes,
     /// When the first byte of the request head being read arrived (for
     /// `request_headers_timeout`).
     head_started: Option<Instant>,
-    /// The body of the current request while it is being read.
-    body: Option<BodyDecoder>,
+    read: Read,
+    /// Requests read so far: the current one's stream id.
+    streams: u32,
     /// How the current response's body is framed, once its head is sent.
     framing: DownFraming,
+}
+
+/// Where the request side of the connection is.
+enum Read {
+    /// Waiting for the next request head.
+    Head,
+    /// Reading the current request's body.
+    Body(BodyDecoder),
+    /// The current request is read whole (or refused); the next head waits for its turn.
+    Done,
 }
 
 impl ServerCodec {
@@ -48,15 +58,17 @@ impl ServerCodec {
         ServerCodec {
             limits,
             buf: BytesMut::new(),
+            input: Bytes::new(),
             head_started: None,
-            body: None,
+            read: Read::Head,
+            streams: 0,
             framing: DownFraming::AsIs,
         }
     }
 
     /// Nothing is buffered: no head is arriving and nothing was read ahead.
     pub(crate) fn is_empty(&self) -> bool {
-        self.buf.is_empty()
+        self.buf.is_empty() && self.input.is_empty()
     }
 
     /// When the head being read started arriving.
@@ -64,57 +76,109 @@ impl ServerCodec {
         self.head_started
     }
 
-    /// Bytes that wait for the next head (or for a tunnel to take them).
-    pub(crate) fn read_ahead(&mut self, data: &[u8]) {
-        self.buf.extend_from_slice(data);
+    /// The current request is read whole: what is buffered belongs to a later one.
+    pub(crate) fn request_done(&self) -> bool {
+        matches!(self.read, Read::Done)
     }
 
-    /// The next request head, if a whole one is buffered. Envoy starts a stream, and its
-    /// request headers timer, at the head's first byte: `now` is that time if none started.
-    pub(crate) fn next_head(&mut self, now: Instant) -> Result<Option<IncomingHead>, HeadError> {
-        self.head_started.get_or_insert(now);
-        let Some((head, consumed)) = parse_request_head(&self.buf, &self.limits)? else {
-            return Ok(None);
-        };
-        let _ = self.buf.split_to(consumed);
-        self.head_started = None;
-        let body = request_body(&head);
-        Ok(Some((head, body)))
-    }
-
-    /// Reads the current request's body as `kind` from here on; returns what was read past
-    /// its head, to be decoded next.
-    pub(crate) fn start_body(&mut self, kind: BodyKind) -> Bytes {
-        self.body = (kind != BodyKind::Empty).then(|| BodyDecoder::new(kind));
-        self.take_buffered()
-    }
-
-    /// The next piece of the current request's body off the front of `data`; `None` when no
-    /// body is being read (the bytes belong to a later request). After the end, the rest of
-    /// `data` is the next request's.
-    pub(crate) fn decode_body(&mut self, data: &mut Bytes) -> Option<Result<Decoded, HeadError>> {
-        let decoded = self.body.as_mut()?.decode(data);
-        if matches!(decoded, Ok(Decoded::End)) {
-            self.body = None;
+    /// Bytes off the connection. Body bytes are kept as they are; head bytes are gathered.
+    pub(crate) fn read(&mut self, data: Bytes) {
+        if matches!(self.read, Read::Body(_)) && self.is_empty() {
+            self.input = data;
+        } else {
+            self.buf.extend_from_slice(&data);
         }
-        Some(decoded)
+    }
+
+    /// The next event off what was read, if there is one. Envoy starts a stream, and its
+    /// request headers timer, at the head's first byte: `now` is that time if none started.
+    pub(crate) fn poll(&mut self, now: Instant) -> Option<Result<(u32, StreamEvent), HeadError>> {
+        let event = match &mut self.read {
+            Read::Done => return None,
+            Read::Head => {
+                if self.buf.is_empty() {
+                    return None;
+                }
+                self.head_started.get_or_insert(now);
+                let (head, consumed) = match parse_request_head(&self.buf, &self.limits) {
+                    Ok(Some(parsed)) => parsed,
+                    Ok(None) => return None,
+                    Err(error) => return Some(Err(error)),
+                };
+                let _ = self.buf.split_to(consumed);
+                self.head_started = None;
+                self.streams = self.streams.wrapping_add(1);
+                let body = request_body(&head);
+                self.read = match body {
+                    Ok(kind) => Read::Body(BodyDecoder::new(kind)),
+                    Err(_) => Read::Done,
+                };
+                StreamEvent::Head(head, body)
+            }
+            Read::Body(decoder) => {
+                if self.input.is_empty() {
+                    self.input = self.buf.split().freeze();
+                }
+                match decoder.decode(&mut self.input) {
+                    Ok(Decoded::Data(data)) => StreamEvent::Data(data),
+                    Ok(Decoded::NeedMore) => return None,
+                    Ok(Decoded::End) => {
+                        self.read = Read::Done;
+                        // What follows belongs to the next request, ahead of anything later.
+                        if !self.input.is_empty() {
+                            let rest = mem::take(&mut self.input);
+                            let later = mem::replace(&mut self.buf, BytesMut::from(&rest[..]));
+                            self.buf.extend_from_slice(&later);
+                        }
+                        StreamEvent::End
+                    }
+                    Err(error) => {
+                        self.read = Read::Done;
+                        return Some(Err(error));
+                    }
+                }
+            }
+        };
+        Some(Ok((self.streams, event)))
+    }
+
+    /// The current request's body is read as `kind` from here on, whatever its head said (an
+    /// upgrade's body is the tunnel).
+    pub(crate) fn set_body(&mut self, kind: BodyKind) {
+        self.read = Read::Body(BodyDecoder::new(kind));
+    }
+
+    /// The current request is answered: the next head may be read.
+    pub(crate) fn next_request(&mut self) {
+        self.read = Read::Head;
     }
 
     /// Everything buffered, as one piece (what came with a CONNECT head belongs to its tunnel).
     pub(crate) fn take_buffered(&mut self) -> Bytes {
+        if self.buf.is_empty() {
+            return mem::take(&mut self.input);
+        }
+        if !self.input.is_empty() {
+            let later = mem::replace(&mut self.buf, BytesMut::from(&self.input[..]));
+            self.buf.extend_from_slice(&later);
+            self.input = Bytes::new();
+        }
         self.buf.split().freeze()
     }
 
     /// Drops what was buffered: the connection reads no more heads.
     pub(crate) fn clear(&mut self) {
         self.buf.clear();
+        self.input = Bytes::new();
         self.head_started = None;
+        self.read = Read::Done;
     }
 
     /// A tunnel reads no more heads: give the buffer's memory back.
     pub(crate) fn release(&mut self) {
         self.buf = BytesMut::new();
-        self.body = None;
+        self.input = Bytes::new();
+        self.read = Read::Done;
     }
 
     /// A response head is sent with this body framing.
@@ -158,18 +222,34 @@ mod tests {
         ServerCodec::new(Limits::default())
     }
 
+    fn event(c: &mut ServerCodec) -> Option<(u32, StreamEvent)> {
+        c.poll(burrow_sim::epoch()).map(|e| e.expect("no error"))
+    }
+
+    fn data(bytes: &'static [u8]) -> StreamEvent {
+        StreamEvent::Data(Bytes::from_static(bytes))
+    }
+
     #[test]
     fn a_head_split_across_reads_is_parsed_once_whole_and_timed_from_its_first_byte() {
         let mut c = codec();
         let t0 = burrow_sim::epoch();
-        c.read_ahead(b"GET / HTTP/1.1\r\nho");
-        assert!(c.next_head(t0).unwrap().is_none());
+        c.read(Bytes::from_static(b"GET / HTTP/1.1\r\nho"));
+        assert!(c.poll(t0).is_none());
         assert_eq!(c.head_started(), Some(t0));
-        c.read_ahead(b"st: h\r\n\r\nGET /next");
-        let (head, body) = c.next_head(t0 + std::time::Duration::from_secs(1)).unwrap().unwrap();
+        c.read(Bytes::from_static(b"st: h\r\n\r\nGET /next"));
+        let Some(Ok((1, StreamEvent::Head(head, body)))) = c.poll(t0 + std::time::Duration::from_secs(1))
+        else {
+            panic!("a head")
+        };
         assert_eq!(&head.target[..], b"/");
         assert_eq!(body.unwrap(), BodyKind::Empty);
         assert_eq!(c.head_started(), None);
+        assert_eq!(event(&mut c), Some((1, StreamEvent::End)), "no body: the request ends with its head");
+        assert!(c.request_done());
+        assert_eq!(event(&mut c), None, "the next head waits for its turn");
+        c.next_request();
+        assert_eq!(event(&mut c), None, "and is not whole yet");
         assert_eq!(&c.take_buffered()[..], b"GET /next");
         assert!(c.is_empty());
     }
@@ -177,23 +257,55 @@ mod tests {
     #[test]
     fn a_chunked_body_is_decoded_then_the_rest_waits_for_the_next_head() {
         let mut c = codec();
-        c.read_ahead(b"POST / HTTP/1.1\r\nhost: h\r\ntransfer-encoding: chunked\r\n\r\n3\r\nabc\r\n");
-        let (_, body) = c.next_head(burrow_sim::epoch()).unwrap().unwrap();
-        let mut rest = c.start_body(body.unwrap());
-        assert_eq!(c.decode_body(&mut rest), Some(Ok(Decoded::Data(Bytes::from_static(b"abc")))));
-        assert_eq!(c.decode_body(&mut rest), Some(Ok(Decoded::NeedMore)));
-        let mut more = Bytes::from_static(b"0\r\n\r\nGET");
-        assert_eq!(c.decode_body(&mut more), Some(Ok(Decoded::End)));
-        assert_eq!(&more[..], b"GET");
-        assert_eq!(c.decode_body(&mut more), None, "no body after the end");
+        c.read(Bytes::from_static(b"POST / HTTP/1.1\r\nhost: h\r\ntransfer-encoding: chunked\r\n\r\n3\r\nabc\r\n"));
+        assert!(matches!(event(&mut c), Some((1, StreamEvent::Head(_, Ok(BodyKind::Chunked))))));
+        assert_eq!(event(&mut c), Some((1, data(b"abc"))));
+        assert_eq!(event(&mut c), None);
+        c.read(Bytes::from_static(b"0\r\n\r\nGET / HTTP/1.1\r\n\r\n"));
+        assert_eq!(event(&mut c), Some((1, StreamEvent::End)));
+        assert_eq!(event(&mut c), None, "no body after the end");
+        c.next_request();
+        assert!(matches!(event(&mut c), Some((2, StreamEvent::Head(_, Ok(BodyKind::Empty))))));
     }
 
     #[test]
-    fn a_bad_framing_still_yields_the_head() {
+    fn body_bytes_are_handed_on_as_read_not_copied() {
         let mut c = codec();
-        c.read_ahead(b"POST / HTTP/1.1\r\ncontent-length: 1\r\ncontent-length: 2\r\n\r\n");
-        let (_, body) = c.next_head(burrow_sim::epoch()).unwrap().unwrap();
-        assert!(body.is_err());
+        c.read(Bytes::from_static(b"POST / HTTP/1.1\r\ncontent-length: 10\r\n\r\n"));
+        assert!(matches!(event(&mut c), Some((1, StreamEvent::Head(..)))));
+        let body = Bytes::from(b"0123456789".to_vec());
+        let at = body.as_ptr();
+        c.read(body);
+        let Some((1, StreamEvent::Data(piece))) = event(&mut c) else { panic!("a body piece") };
+        assert_eq!(piece.as_ptr(), at);
+        assert_eq!(event(&mut c), Some((1, StreamEvent::End)));
+    }
+
+    #[test]
+    fn an_upgrade_body_is_read_as_the_tunnel_it_becomes() {
+        let mut c = codec();
+        c.read(Bytes::from_static(b"GET / HTTP/1.1\r\nupgrade: x\r\nconnection: upgrade\r\n\r\nearly"));
+        assert!(matches!(event(&mut c), Some((1, StreamEvent::Head(_, Ok(BodyKind::Empty))))));
+        c.set_body(BodyKind::Tunnel);
+        assert_eq!(event(&mut c), Some((1, data(b"early"))));
+        assert_eq!(event(&mut c), None);
+    }
+
+    #[test]
+    fn a_bad_framing_still_yields_the_head_and_reads_no_further() {
+        let mut c = codec();
+        c.read(Bytes::from_static(b"POST / HTTP/1.1\r\ncontent-length: 1\r\ncontent-length: 2\r\n\r\nx"));
+        assert!(matches!(event(&mut c), Some((1, StreamEvent::Head(_, Err(_))))));
+        assert_eq!(event(&mut c), None);
+    }
+
+    #[test]
+    fn a_bad_chunk_is_an_error_of_the_current_request() {
+        let mut c = codec();
+        c.read(Bytes::from_static(b"POST / HTTP/1.1\r\ntransfer-encoding: chunked\r\n\r\nzz\r\n"));
+        assert!(matches!(event(&mut c), Some((1, StreamEvent::Head(..)))));
+        assert!(matches!(c.poll(burrow_sim::epoch()), Some(Err(_))));
+        assert!(c.poll(burrow_sim::epoch()).is_none());
     }
 
     #[test]
