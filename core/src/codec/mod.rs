@@ -4,15 +4,16 @@ pub mod http1;
 
 use bytes::Bytes;
 
-use http1::{BodyKind, HeadError, RequestHead};
+use http1::{BodyKind, HeadError};
 
 /// What a downstream codec read for one stream of its connection. The stream id is the
 /// codec's: HTTP/1.1 numbers requests in order, HTTP/2 and HTTP/3 use the wire's.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum StreamEvent {
     /// A request head opens the stream, with its body's framing (or why that framing is
-    /// refused: the head still counts as a request).
-    Head(RequestHead, Result<BodyKind, HeadError>),
+    /// refused: the head still counts as a request). The head itself waits in the codec for
+    /// the manager to take: events stay small, and the head is moved once.
+    Head(Result<BodyKind, HeadError>),
     /// A piece of the request body (never framing bytes).
     Data(Bytes),
     /// The request is complete.

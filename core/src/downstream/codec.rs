@@ -8,7 +8,7 @@ use std::time::Instant;
 use bytes::Bytes;
 
 use crate::codec::http1::server::{Pieces, ServerCodec};
-use crate::codec::http1::{BodyKind, HeadError, Limits, ResponseHead};
+use crate::codec::http1::{BodyKind, HeadError, Limits, RequestHead, ResponseHead};
 use crate::codec::{LocalReply, StreamEvent};
 use crate::downstream::headers::{self, ResponseContext};
 
@@ -47,6 +47,13 @@ impl DownstreamCodec {
     pub(crate) fn poll(&mut self, now: Instant) -> Option<Result<(u32, StreamEvent), HeadError>> {
         match self {
             DownstreamCodec::Http1(c) => c.poll(now),
+        }
+    }
+
+    /// The head of the stream just opened, once per [`StreamEvent::Head`].
+    pub(crate) fn take_head(&mut self) -> Option<RequestHead> {
+        match self {
+            DownstreamCodec::Http1(c) => c.take_head(),
         }
     }
 

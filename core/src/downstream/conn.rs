@@ -392,7 +392,10 @@ impl HttpConn {
                     self.with_stream(ctx, now, |s, client, ctx| s.body_error(client, ctx, now, error))
                 }
                 Err(error) => self.protocol_error(ctx, now, error),
-                Ok((id, StreamEvent::Head(head, body))) => self.on_head(ctx, now, id, head, body),
+                Ok((id, StreamEvent::Head(body))) => match self.client.codec.take_head() {
+                    Some(head) => self.on_head(ctx, now, id, head, body),
+                    None => Vec::new(),
+                },
                 Ok((_, StreamEvent::Data(chunk))) => {
                     self.with_stream(ctx, now, |s, client, ctx| s.body_data(client, ctx, now, chunk))
                 }

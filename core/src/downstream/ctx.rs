@@ -47,7 +47,15 @@ pub(crate) enum Owner {
     Pool { cluster: usize },
 }
 
-impl PoolIo for Ctx {
+/// The pool's view of the context: where to open connections and set its timers. It borrows
+/// only what it needs, so a pool runs beside the rest of the context without moving it.
+struct PoolWire<'a> {
+    wire: &'a mut Wire,
+    adopted: &'a mut Vec<(ConnId, Owner)>,
+    timers: &'a mut Timers,
+}
+
+impl PoolIo for PoolWire<'_> {
     fn open(&mut self, key: PoolKey) -> ConnId {
         let id = self.wire.alloc();
         self.adopted.push((id, Owner::Pool { cluster: key.cluster }));
@@ -113,19 +121,16 @@ impl Ctx {
         now: Instant,
         f: impl FnOnce(&mut Pools, &mut PoolCtx<'_>) -> R,
     ) -> R {
-        let mut pools = std::mem::take(&mut self.pools);
-        let shared = self.shared.clone();
-        let limits = self.clusters.pool_limits(cluster);
+        let Ctx { shared, clusters, pools, wire, adopted, timers, .. } = self;
+        let mut io = PoolWire { wire, adopted, timers };
         let mut cx = PoolCtx {
             breakers: &shared.breakers[cluster],
             stats: &shared.clusters[cluster],
-            limits,
+            limits: clusters.pool_limits(cluster),
             now,
-            io: self,
+            io: &mut io,
         };
-        let result = f(&mut pools, &mut cx);
-        self.pools = pools;
-        result
+        f(pools, &mut cx)
     }
 
     /// A connection bound to a request that has gone: back to the pool, or to the next

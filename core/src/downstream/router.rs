@@ -159,8 +159,8 @@ impl Stream {
         upgrade: bool,
         keep_alive: bool,
     ) -> Stream {
-        let config = ctx.config.clone();
-        let hcm = client.hcm(&config);
+        let config = &*ctx.config;
+        let hcm = client.hcm(config);
         let route_config = route.get(&hcm.route_config);
         let target = route_config.action.target().expect("a forwarded route has a cluster");
         let plan = filters::plan(hcm, upgrade_token(&head), Some(route_config));
@@ -494,8 +494,6 @@ impl Stream {
         kind: BodyKind,
     ) -> Option<Ended> {
         let draining = ctx.draining();
-        let config = ctx.config.clone();
-        let server_name = client.hcm(&config).server_name.as_str();
         let status = head.status;
         let cluster = self.key.cluster;
         ctx.shared.clusters[cluster].response(status);
@@ -507,7 +505,7 @@ impl Stream {
             ctx.shared.clusters[cluster].upstream_cx_close_notify.inc();
         }
         if self.upgrade && status == 101 {
-            return Some(self.switch_protocols(client, ctx, now, head, elapsed, server_name));
+            return Some(self.switch_protocols(client, ctx, now, head, elapsed));
         }
         // The route timeout covers the response head; the stream idle timeout the rest.
         self.deadline = None;
@@ -520,6 +518,7 @@ impl Stream {
         } else {
             Response::Body
         };
+        let server_name = client.hcm(&ctx.config).server_name.as_str();
         let cx =
             ResponseContext { upgrade_request: self.upgrade, server_name, service_time_ms: elapsed, close };
         let bytes = client.codec.response_head(head, kind, &cx);
@@ -535,13 +534,13 @@ impl Stream {
         now: Instant,
         head: http1::ResponseHead,
         elapsed: u128,
-        server_name: &str,
     ) -> Ended {
         let down = client.id;
         let up = self.up.take().expect("a response comes on a bound connection");
         let cluster = self.key.cluster;
         ctx.with_pool(cluster, now, |pools: &mut Pools, cx| pools.detach(up, cx));
         ctx.adopt_upstream(up, down, cluster);
+        let server_name = client.hcm(&ctx.config).server_name.as_str();
         let cx =
             ResponseContext { upgrade_request: true, server_name, service_time_ms: elapsed, close: false };
         let bytes = client.codec.response_head(head, BodyKind::Tunnel, &cx);
@@ -618,16 +617,15 @@ fn upstream_head(
     body: BodyKind,
     upgrade: bool,
 ) -> Bytes {
-    let config = ctx.config.clone();
-    let hcm = client.hcm(&config);
+    let generate_id = client.hcm(&ctx.config).generate_request_id && head.headers.get("x-request-id").is_none();
+    let request_id = generate_id.then(|| headers::uuid4(ctx.random()));
+    let hcm = client.hcm(&ctx.config);
     let route = route.get(&hcm.route_config);
     let target = route.action.target().expect("a forwarded route has a cluster");
     let matched_prefix = match &route.matcher.path {
         crate::config::PathMatch::Prefix(prefix) => Some(prefix.as_str()),
         _ => None,
     };
-    let request_id = (hcm.generate_request_id && head.headers.get("x-request-id").is_none())
-        .then(|| headers::uuid4(ctx.random()));
     let cx = RequestContext {
         hcm,
         route: target,

@@ -10,7 +10,7 @@ use bytes::{Bytes, BytesMut};
 use smallvec::SmallVec;
 
 use super::{encode_chunk, encode_reply, last_chunk, parse_request_head, request_body};
-use super::{BodyDecoder, BodyKind, Decoded, HeadError, Limits};
+use super::{BodyDecoder, BodyKind, Decoded, HeadError, Limits, RequestHead};
 use crate::codec::{LocalReply, StreamEvent};
 
 /// How the response body travels to the client.
@@ -37,6 +37,8 @@ pub(crate) struct ServerCodec {
     /// `request_headers_timeout`).
     head_started: Option<Instant>,
     read: Read,
+    /// The head of the request just opened, until the manager takes it.
+    head: Option<RequestHead>,
     /// Requests read so far: the current one's stream id.
     streams: u32,
     /// How the current response's body is framed, once its head is sent.
@@ -61,6 +63,7 @@ impl ServerCodec {
             input: Bytes::new(),
             head_started: None,
             read: Read::Head,
+            head: None,
             streams: 0,
             framing: DownFraming::AsIs,
         }
@@ -113,7 +116,8 @@ impl ServerCodec {
                     Ok(kind) => Read::Body(BodyDecoder::new(kind)),
                     Err(_) => Read::Done,
                 };
-                StreamEvent::Head(head, body)
+                self.head = Some(head);
+                StreamEvent::Head(body)
             }
             Read::Body(decoder) => {
                 if self.input.is_empty() {
@@ -140,6 +144,11 @@ impl ServerCodec {
             }
         };
         Some(Ok((self.streams, event)))
+    }
+
+    /// The head of the request just opened (see [`StreamEvent::Head`]).
+    pub(crate) fn take_head(&mut self) -> Option<RequestHead> {
+        self.head.take()
     }
 
     /// The current request's body is read as `kind` from here on, whatever its head said (an
@@ -238,11 +247,10 @@ mod tests {
         assert!(c.poll(t0).is_none());
         assert_eq!(c.head_started(), Some(t0));
         c.read(Bytes::from_static(b"st: h\r\n\r\nGET /next"));
-        let Some(Ok((1, StreamEvent::Head(head, body)))) = c.poll(t0 + std::time::Duration::from_secs(1))
-        else {
+        let Some(Ok((1, StreamEvent::Head(body)))) = c.poll(t0 + std::time::Duration::from_secs(1)) else {
             panic!("a head")
         };
-        assert_eq!(&head.target[..], b"/");
+        assert_eq!(&c.take_head().expect("the head").target[..], b"/");
         assert_eq!(body.unwrap(), BodyKind::Empty);
         assert_eq!(c.head_started(), None);
         assert_eq!(event(&mut c), Some((1, StreamEvent::End)), "no body: the request ends with its head");
@@ -258,14 +266,14 @@ mod tests {
     fn a_chunked_body_is_decoded_then_the_rest_waits_for_the_next_head() {
         let mut c = codec();
         c.read(Bytes::from_static(b"POST / HTTP/1.1\r\nhost: h\r\ntransfer-encoding: chunked\r\n\r\n3\r\nabc\r\n"));
-        assert!(matches!(event(&mut c), Some((1, StreamEvent::Head(_, Ok(BodyKind::Chunked))))));
+        assert!(matches!(event(&mut c), Some((1, StreamEvent::Head(Ok(BodyKind::Chunked))))));
         assert_eq!(event(&mut c), Some((1, data(b"abc"))));
         assert_eq!(event(&mut c), None);
         c.read(Bytes::from_static(b"0\r\n\r\nGET / HTTP/1.1\r\n\r\n"));
         assert_eq!(event(&mut c), Some((1, StreamEvent::End)));
         assert_eq!(event(&mut c), None, "no body after the end");
         c.next_request();
-        assert!(matches!(event(&mut c), Some((2, StreamEvent::Head(_, Ok(BodyKind::Empty))))));
+        assert!(matches!(event(&mut c), Some((2, StreamEvent::Head(Ok(BodyKind::Empty))))));
     }
 
     #[test]
@@ -285,7 +293,7 @@ mod tests {
     fn an_upgrade_body_is_read_as_the_tunnel_it_becomes() {
         let mut c = codec();
         c.read(Bytes::from_static(b"GET / HTTP/1.1\r\nupgrade: x\r\nconnection: upgrade\r\n\r\nearly"));
-        assert!(matches!(event(&mut c), Some((1, StreamEvent::Head(_, Ok(BodyKind::Empty))))));
+        assert!(matches!(event(&mut c), Some((1, StreamEvent::Head(Ok(BodyKind::Empty))))));
         c.set_body(BodyKind::Tunnel);
         assert_eq!(event(&mut c), Some((1, data(b"early"))));
         assert_eq!(event(&mut c), None);
@@ -295,7 +303,7 @@ mod tests {
     fn a_bad_framing_still_yields_the_head_and_reads_no_further() {
         let mut c = codec();
         c.read(Bytes::from_static(b"POST / HTTP/1.1\r\ncontent-length: 1\r\ncontent-length: 2\r\n\r\nx"));
-        assert!(matches!(event(&mut c), Some((1, StreamEvent::Head(_, Err(_))))));
+        assert!(matches!(event(&mut c), Some((1, StreamEvent::Head(Err(_))))));
         assert_eq!(event(&mut c), None);
     }
 
