@@ -41,8 +41,8 @@ pub(crate) struct Stream {
     /// The serialized upstream head, until it is written.
     head: Option<Bytes>,
     /// The request head, kept while the buffer filter holds the body (its length is only
-    /// known at the end).
-    raw_head: Option<RequestHead>,
+    /// known at the end); boxed, as only buffered requests need it.
+    raw_head: Option<Box<RequestHead>>,
     route: RouteIndex,
     method: Method,
     /// The request body has all been read (the codec decodes it until then).
@@ -201,7 +201,7 @@ impl Stream {
             last_activity: now,
         };
         if buffering.is_some() {
-            stream.raw_head = Some(head);
+            stream.raw_head = Some(Box::new(head));
         } else {
             stream.head = Some(upstream_head(client, ctx, head, route, body, upgrade));
         }
@@ -270,7 +270,13 @@ impl Stream {
     }
 
     /// A piece of the request body.
-    pub(crate) fn body_data(&mut self, client: &Client, ctx: &mut Ctx, now: Instant, chunk: Bytes) -> Option<Ended> {
+    pub(crate) fn body_data(
+        &mut self,
+        client: &Client,
+        ctx: &mut Ctx,
+        now: Instant,
+        chunk: Bytes,
+    ) -> Option<Ended> {
         self.last_activity = now;
         let (status, body) = self.push_body(client, ctx, chunk)?;
         self.local_reply(ctx, now, status, body)
@@ -291,7 +297,13 @@ impl Stream {
     }
 
     /// The request body broke the protocol.
-    pub(crate) fn body_error(&mut self, client: &Client, ctx: &mut Ctx, now: Instant, error: HeadError) -> Option<Ended> {
+    pub(crate) fn body_error(
+        &mut self,
+        client: &Client,
+        ctx: &mut Ctx,
+        now: Instant,
+        error: HeadError,
+    ) -> Option<Ended> {
         ctx.shared.http[client.listener].downstream_cx_protocol_error.inc();
         self.local_reply(ctx, now, error.status(), http1::reason_phrase(error.status()))
     }
@@ -356,7 +368,7 @@ impl Stream {
         head.headers.remove("transfer-encoding");
         head.headers.insert("content-length", length.to_string().as_bytes());
         let body = if length == 0 { BodyKind::Empty } else { BodyKind::Length(length) };
-        self.head = Some(upstream_head(client, ctx, head, self.route, body, false));
+        self.head = Some(upstream_head(client, ctx, *head, self.route, body, false));
         self.buffering = None;
         self.acquire(client, ctx, now)
     }
@@ -617,7 +629,8 @@ fn upstream_head(
     body: BodyKind,
     upgrade: bool,
 ) -> Bytes {
-    let generate_id = client.hcm(&ctx.config).generate_request_id && head.headers.get("x-request-id").is_none();
+    let generate_id =
+        client.hcm(&ctx.config).generate_request_id && head.headers.get("x-request-id").is_none();
     let request_id = generate_id.then(|| headers::uuid4(ctx.random()));
     let hcm = client.hcm(&ctx.config);
     let route = route.get(&hcm.route_config);

@@ -265,7 +265,9 @@ mod tests {
     #[test]
     fn a_chunked_body_is_decoded_then_the_rest_waits_for_the_next_head() {
         let mut c = codec();
-        c.read(Bytes::from_static(b"POST / HTTP/1.1\r\nhost: h\r\ntransfer-encoding: chunked\r\n\r\n3\r\nabc\r\n"));
+        c.read(Bytes::from_static(
+            b"POST / HTTP/1.1\r\nhost: h\r\ntransfer-encoding: chunked\r\n\r\n3\r\nabc\r\n",
+        ));
         assert!(matches!(event(&mut c), Some((1, StreamEvent::Head(Ok(BodyKind::Chunked))))));
         assert_eq!(event(&mut c), Some((1, data(b"abc"))));
         assert_eq!(event(&mut c), None);

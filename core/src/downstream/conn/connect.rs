@@ -1,0 +1,243 @@
+//! CONNECT on a downstream connection: routing the target, resolving its name, opening the
+//! tunnel (early bytes held, never lost), and the tunnel's events until it ends.
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::Instant;
+
+use bytes::Bytes;
+
+use super::{Exchange, HttpConn};
+use crate::codec::http1::RequestHead;
+use crate::downstream::ctx::Ctx;
+use crate::downstream::local_reply;
+use crate::downstream::route::{self, RouteRequest};
+use crate::downstream::upgrade::upgrade_allowed;
+use crate::io::QueryId;
+use crate::transport::{Close, ConnEvent};
+use crate::tunnel::{Closes, Step, Tunnel};
+use crate::upstream::cluster::Pick;
+use crate::upstream::pool::Pools;
+
+/// How a tunnel came to its end.
+pub(crate) enum TunnelEnd {
+    /// Both sides finished, or a timeout ended it.
+    Finished,
+    DownstreamReset,
+    /// The upstream closed its side and the tunnel ends with it.
+    UpstreamClosed,
+    UpstreamReset,
+}
+
+impl HttpConn {
+    /// An event on a terminated CONNECT's or an upgrade's upstream connection.
+    pub(crate) fn on_upstream(&mut self, ctx: &mut Ctx, now: Instant, event: ConnEvent) -> Closes {
+        let Some(tunnel) = self.tunnel() else { return Vec::new() };
+        let up = tunnel.upstream;
+        let closes = match event {
+            ConnEvent::Connected => {
+                let date = ctx.clock.date(now);
+                let reply = self.client.codec.encode_reply(&local_reply::connect_established(), &date, false);
+                self.client.send(ctx, 200, reply);
+                let tunnel = self.tunnel().expect("checked above");
+                tunnel.connected(&mut ctx.wire, &ctx.shared.clusters[tunnel.cluster], now);
+                Vec::new()
+            }
+            ConnEvent::ConnectFailed => {
+                ctx.shared.clusters[tunnel.cluster].upstream_cx_connect_fail.inc();
+                self.connect_failed(ctx, now, local_reply::CONNECT_FAILURE)
+            }
+            ConnEvent::Data(data) => {
+                let len = tunnel.up_data(&mut ctx.wire, &ctx.shared.clusters[tunnel.cluster], now, data);
+                ctx.shared.http[self.client.listener].downstream_cx_tx_bytes_total.add(len);
+                Vec::new()
+            }
+            ConnEvent::ReadClosed => match tunnel.up_read_closed(&mut ctx.wire) {
+                Step::Done => self.end_tunnel(ctx, now, TunnelEnd::UpstreamClosed),
+                Step::Continue => Vec::new(),
+            },
+            ConnEvent::Closed => self.end_tunnel(ctx, now, TunnelEnd::UpstreamReset),
+            ConnEvent::Flushed => {
+                tunnel.flushed(&mut ctx.wire, now, up);
+                Vec::new()
+            }
+        };
+        self.rearm(ctx);
+        closes
+    }
+
+    pub(super) fn on_connect(&mut self, ctx: &mut Ctx, now: Instant, head: &RequestHead) -> Closes {
+        let config = ctx.config.clone();
+        let hcm = self.client.hcm(&config);
+        let authority: &[u8] = head.target.as_ref();
+        let header = |name: &str| head.headers.get(name);
+        let request = RouteRequest { method: "CONNECT", authority, path: None, header: &header };
+        let route = route::select(&hcm.route_config, &request);
+        let target = route.and_then(|r| r.action.target());
+        if !upgrade_allowed(hcm, target.map(|t| t.upgrade_configs.as_slice()), b"CONNECT") {
+            ctx.shared.http[self.client.listener].downstream_rq_ws_on_non_ws_route.inc();
+            return self.reply(ctx, now, 403, "", true);
+        }
+        self.count_upgrade(ctx);
+        let Some(target) = target else {
+            return self.reply(ctx, now, 404, "", true);
+        };
+        let terminate = target.upgrade_configs.iter().any(|u| {
+            u.upgrade_type.eq_ignore_ascii_case("CONNECT") && u.enabled && u.connect_config.is_some()
+        });
+        if !terminate {
+            tracing::warn!(
+                "CONNECT proxy mode (a CONNECT route without connect_config) is not implemented yet"
+            );
+            return self.reply(ctx, now, 501, "burrow: CONNECT proxy mode is not implemented yet", true);
+        }
+        let cluster = target.cluster;
+        let original = ctx.clusters.original_dst_header(cluster).map(|name| match name {
+            ":authority" | "host" => authority,
+            name => head.headers.get(name).unwrap_or_default(),
+        });
+        // Bytes that came with the head belong to the tunnel.
+        let early: Vec<Bytes> =
+            if self.client.codec.is_empty() { Vec::new() } else { vec![self.client.codec.take_buffered()] };
+        match ctx.clusters.pick(cluster, original, self.local) {
+            Pick::Addr(addr) => self.open_tunnel(ctx, now, cluster, addr, early, false),
+            Pick::Resolve { host, port } => {
+                let (query, resolve) = ctx.clusters.resolve_for(self.client.id, cluster, host);
+                ctx.wire.push(resolve);
+                let deadline = now + ctx.clusters.connect_timeout(cluster);
+                // What came with the head counts against the limit, as later reads do.
+                if early.iter().map(Bytes::len).sum::<usize>() >= self.client.buffer_limit {
+                    ctx.wire.pause_read(self.client.id);
+                }
+                self.streams.insert(Exchange::Resolving {
+                    query,
+                    cluster,
+                    port,
+                    early,
+                    fin: false,
+                    deadline,
+                });
+                Vec::new()
+            }
+            Pick::NoHost => {
+                ctx.shared.clusters[cluster].upstream_cx_none_healthy.inc();
+                self.reply(ctx, now, 503, local_reply::NO_HEALTHY_UPSTREAM, true)
+            }
+        }
+    }
+
+    /// The answer to this connection's name resolution.
+    pub(crate) fn on_resolved(
+        &mut self,
+        ctx: &mut Ctx,
+        now: Instant,
+        query: QueryId,
+        addrs: Vec<IpAddr>,
+    ) -> Closes {
+        // An answer for an earlier user of this connection id is not ours.
+        if !matches!(self.exchange(), Some(Exchange::Resolving { query: ours, .. }) if *ours == query) {
+            return Vec::new();
+        }
+        let closes = self.resolved(ctx, now, addrs);
+        self.rearm(ctx);
+        closes
+    }
+
+    fn resolved(&mut self, ctx: &mut Ctx, now: Instant, addrs: Vec<IpAddr>) -> Closes {
+        let key = self.current().expect("checked above");
+        let Exchange::Resolving { cluster, port, early, fin, .. } = self.streams.remove(key) else {
+            unreachable!("checked above")
+        };
+        match addrs.first() {
+            Some(ip) => self.open_tunnel(ctx, now, cluster, SocketAddr::new(*ip, port), early, fin),
+            None => {
+                ctx.shared.clusters[cluster].upstream_cx_none_healthy.inc();
+                self.reply(ctx, now, 503, local_reply::NO_HEALTHY_UPSTREAM, true)
+            }
+        }
+    }
+
+    fn open_tunnel(
+        &mut self,
+        ctx: &mut Ctx,
+        now: Instant,
+        cluster: usize,
+        addr: SocketAddr,
+        early: Vec<Bytes>,
+        fin: bool,
+    ) -> Closes {
+        if !ctx.shared.breakers[cluster].connections.try_acquire() {
+            ctx.shared.clusters[cluster].upstream_cx_overflow.inc();
+            return self.overloaded(ctx, now, true);
+        }
+        let idle = self.client.hcm(&ctx.config).stream_idle_timeout;
+        // A tunnel reads no more heads: give the head buffer back.
+        self.client.codec.release();
+        let up = ctx.connect(self.client.id, cluster, addr);
+        let deadline = now + ctx.clusters.connect_timeout(cluster);
+        let limits = (self.client.buffer_limit, ctx.clusters.buffer_limit(cluster));
+        let stats = &ctx.shared.clusters[cluster];
+        let mut tunnel = Tunnel::connect(now, (self.client.id, up), cluster, deadline, limits, idle, stats);
+        for data in early {
+            tunnel.down_data(&mut ctx.wire, stats, now, data);
+        }
+        if fin {
+            let step = tunnel.down_read_closed(&mut ctx.wire);
+            debug_assert!(matches!(step, Step::Continue));
+        }
+        self.streams.insert(Exchange::Tunnel(tunnel));
+        Vec::new()
+    }
+
+    pub(super) fn connect_failed(&mut self, ctx: &mut Ctx, now: Instant, body: &str) -> Closes {
+        let Some(tunnel) = self.take_tunnel() else { return Vec::new() };
+        retire_connect_tunnel(ctx, &tunnel, false);
+        let mut closes = self.reply(ctx, now, 503, body, true);
+        closes.push((tunnel.upstream, Close::Abort));
+        closes
+    }
+
+    /// The tunnel is over: close both connections. `ended_by` says which side ended it.
+    pub(super) fn end_tunnel(&mut self, ctx: &mut Ctx, now: Instant, ended_by: TunnelEnd) -> Closes {
+        let Some(tunnel) = self.take_tunnel() else { return Vec::new() };
+        self.closing = true;
+        let remote = matches!(ended_by, TunnelEnd::UpstreamClosed | TunnelEnd::UpstreamReset);
+        if tunnel.pooled {
+            let up = tunnel.upstream;
+            ctx.with_pool(tunnel.cluster, now, |pools: &mut Pools, cx| pools.closed(up, remote, cx));
+        } else {
+            retire_connect_tunnel(ctx, &tunnel, remote);
+        }
+        let (down, up) = match ended_by {
+            // A reset reaches the other end as a reset, after what was already sent to it.
+            TunnelEnd::DownstreamReset => (Close::Abort, Close::FlushThenReset),
+            TunnelEnd::UpstreamReset => (Close::FlushThenReset, Close::Abort),
+            TunnelEnd::Finished | TunnelEnd::UpstreamClosed => (Close::Flush, Close::Flush),
+        };
+        vec![(self.client.id, down), (tunnel.upstream, up)]
+    }
+
+    /// Takes the tunnel out of the connection's streams.
+    fn take_tunnel(&mut self) -> Option<Tunnel> {
+        let key = self.current()?;
+        match self.streams.remove(key) {
+            Exchange::Tunnel(tunnel) => Some(tunnel),
+            other => {
+                self.streams.insert(other);
+                None
+            }
+        }
+    }
+}
+
+/// Settles a terminated CONNECT's upstream connection: gauges, counters and its breaker unit.
+pub(super) fn retire_connect_tunnel(ctx: &Ctx, tunnel: &Tunnel, remote: bool) {
+    let stats = &ctx.shared.clusters[tunnel.cluster];
+    stats.upstream_cx_active.dec();
+    stats.upstream_cx_destroy.inc();
+    if remote {
+        stats.upstream_cx_destroy_remote.inc();
+    } else {
+        stats.upstream_cx_destroy_local.inc();
+    }
+    ctx.shared.breakers[tunnel.cluster].connections.release();
+}
