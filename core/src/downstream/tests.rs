@@ -223,3 +223,56 @@ fn a_response_cut_by_its_upstream_ends_the_downstream_with_a_reset() {
     assert_eq!(closes, [(h.down, Close::FlushThenReset)]);
     assert!(h.text(h.down).ends_with("\r\n\r\npart"));
 }
+
+#[test]
+fn a_body_split_across_reads_goes_upstream_after_its_head_as_it_arrives() {
+    let mut h = Harness::new();
+    assert!(h.client(b"POST /a HTTP/1.1\r\nhost: h\r\ncontent-length: 6\r\n\r\nab").is_empty());
+    h.drain();
+    let up = h.connects[0].0;
+    h.upstream(up, ConnEvent::Connected);
+    let sent = h.text(up);
+    assert!(sent.starts_with("POST /a HTTP/1.1\r\n"), "{sent}");
+    assert!(sent.ends_with("\r\n\r\nab"), "what came with the head follows it: {sent}");
+    assert!(h.client(b"cd").is_empty());
+    assert!(h.client(b"ef").is_empty());
+    assert!(h.text(up).ends_with("\r\n\r\nabcdef"));
+    let response = Bytes::from_static(b"HTTP/1.1 204 No Content\r\n\r\n");
+    h.upstream(up, ConnEvent::Data(response));
+    assert!(h.text(h.down).starts_with("HTTP/1.1 204 No Content\r\n"));
+    assert!(h.conn.is_idle());
+}
+
+#[test]
+fn thousands_of_pipelined_requests_are_answered_in_order_in_one_pass() {
+    let mut h = Harness::new();
+    let mut requests = Vec::new();
+    for i in 0..3000 {
+        requests.extend_from_slice(format!("GET /direct/{i} HTTP/1.1\r\nhost: h\r\n\r\n").as_bytes());
+    }
+    assert!(h.client(&requests).is_empty());
+    let replies = h.text(h.down);
+    assert_eq!(replies.matches("HTTP/1.1 200 OK\r\n").count(), 3000);
+    assert_eq!(h.stat("http.ingress.downstream_rq_total"), 3000);
+    assert_eq!(h.stat("http.ingress.downstream_rq_active"), 0);
+    assert!(h.conn.is_idle());
+}
+
+#[test]
+fn a_request_read_whole_holds_up_the_next_one_and_reading() {
+    let mut h = Harness::new();
+    h.client(b"GET /a HTTP/1.1\r\nhost: h\r\n\r\nGET /direct HTTP/1.1\r\nhost: h\r\n\r\n");
+    h.drain();
+    let up = h.connects[0].0;
+    assert!(h.ctx.wire.read_paused(h.down), "the second head waits, and so does reading");
+    h.upstream(up, ConnEvent::Connected);
+    assert!(h.text(h.down).is_empty(), "no answer before the first one's");
+    let response = Bytes::from_static(b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nfirst");
+    h.upstream(up, ConnEvent::Data(response));
+    let replies = h.text(h.down);
+    let first = replies.find("\r\n\r\nfirst").expect("the proxied answer");
+    let second = replies.find("\r\n\r\ndirect").expect("then the direct one");
+    assert!(first < second, "{replies}");
+    assert!(!h.ctx.wire.read_paused(h.down));
+    assert!(h.conn.is_idle());
+}
