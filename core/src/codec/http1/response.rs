@@ -1,6 +1,6 @@
 //! Reading HTTP/1.1 responses on an upstream connection.
 
-use bytes::{Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use smallvec::SmallVec;
 
 use crate::codec::http1::{self, BodyDecoder, BodyKind, Decoded, Method, ResponseHead};
@@ -90,7 +90,7 @@ impl ResponseReader {
                             return;
                         }
                     };
-                    let _ = self.buf.split_to(consumed);
+                    self.buf.advance(consumed);
                     input = self.buf.split().freeze();
                     if head.status == 101 {
                         self.state = ReadState::Upgraded;

@@ -6,7 +6,7 @@
 use std::mem;
 use std::time::Instant;
 
-use bytes::{Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use smallvec::SmallVec;
 
 use super::{encode_chunk, encode_reply, last_chunk, parse_request_head, request_body};
@@ -108,7 +108,7 @@ impl ServerCodec {
                     Ok(None) => return None,
                     Err(error) => return Some(Err(error)),
                 };
-                let _ = self.buf.split_to(consumed);
+                self.buf.advance(consumed);
                 self.head_started = None;
                 self.streams = self.streams.wrapping_add(1);
                 let body = request_body(&head);
@@ -120,7 +120,7 @@ impl ServerCodec {
                 StreamEvent::Head(body)
             }
             Read::Body(decoder) => {
-                if self.input.is_empty() {
+                if self.input.is_empty() && !self.buf.is_empty() {
                     self.input = self.buf.split().freeze();
                 }
                 match decoder.decode(&mut self.input) {
