@@ -16,7 +16,7 @@ use bytes::Bytes;
 use smallvec::SmallVec;
 
 use crate::codec::http1::response::UpEvent;
-use crate::codec::http1::{self, BodyKind, HeadError, Method, RequestHead};
+use crate::codec::http1::{self, BodyKind, Method, RequestHead};
 use crate::codec::LocalReply;
 use crate::downstream::client::Client;
 use crate::downstream::ctx::Ctx;
@@ -296,16 +296,10 @@ impl Stream {
         None
     }
 
-    /// The request body broke the protocol.
-    pub(crate) fn body_error(
-        &mut self,
-        client: &Client,
-        ctx: &mut Ctx,
-        now: Instant,
-        error: HeadError,
-    ) -> Option<Ended> {
-        ctx.shared.http[client.listener].downstream_cx_protocol_error.inc();
-        self.local_reply(ctx, now, error.status(), http1::reason_phrase(error.status()))
+    /// The request broke the protocol (its body's framing): answered with `status` in place
+    /// of a response, or cut if the response has started.
+    pub(crate) fn refuse(&mut self, ctx: &mut Ctx, now: Instant, status: u16) -> Option<Ended> {
+        self.local_reply(ctx, now, status, http1::reason_phrase(status))
     }
 
     /// One piece of request body; returns a local reply to send instead, if the chain says so.

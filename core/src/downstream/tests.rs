@@ -98,6 +98,13 @@ impl Harness {
         String::from_utf8_lossy(self.bytes(conn)).into_owned()
     }
 
+    /// Sends a request the manager forwards: the pooled connection opened for it.
+    fn forward(&mut self, request: &[u8]) -> ConnId {
+        assert!(self.client(request).is_empty());
+        self.drain();
+        self.connects.last().expect("a connection was opened").0
+    }
+
     fn client(&mut self, data: &[u8]) -> Closes {
         let event = ConnEvent::Data(Bytes::copy_from_slice(data));
         let closes = self.conn.on_downstream(&mut self.ctx, self.now, event);
@@ -208,9 +215,7 @@ fn a_proxied_request_waits_for_its_pooled_connection_then_relays_the_response() 
 #[test]
 fn a_response_cut_by_its_upstream_ends_the_downstream_with_a_reset() {
     let mut h = Harness::new();
-    h.client(b"GET /a HTTP/1.1\r\nhost: h\r\n\r\n");
-    h.drain();
-    let up = h.connects[0].0;
+    let up = h.forward(b"GET /a HTTP/1.1\r\nhost: h\r\n\r\n");
     h.upstream(up, ConnEvent::Connected);
     let partial = Bytes::from_static(b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\npart");
     h.upstream(up, ConnEvent::Data(partial));
@@ -227,9 +232,7 @@ fn a_response_cut_by_its_upstream_ends_the_downstream_with_a_reset() {
 #[test]
 fn a_body_split_across_reads_goes_upstream_after_its_head_as_it_arrives() {
     let mut h = Harness::new();
-    assert!(h.client(b"POST /a HTTP/1.1\r\nhost: h\r\ncontent-length: 6\r\n\r\nab").is_empty());
-    h.drain();
-    let up = h.connects[0].0;
+    let up = h.forward(b"POST /a HTTP/1.1\r\nhost: h\r\ncontent-length: 6\r\n\r\nab");
     h.upstream(up, ConnEvent::Connected);
     let sent = h.text(up);
     assert!(sent.starts_with("POST /a HTTP/1.1\r\n"), "{sent}");
@@ -261,9 +264,7 @@ fn thousands_of_pipelined_requests_are_answered_in_order_in_one_pass() {
 #[test]
 fn a_request_read_whole_holds_up_the_next_one_and_reading() {
     let mut h = Harness::new();
-    h.client(b"GET /a HTTP/1.1\r\nhost: h\r\n\r\nGET /direct HTTP/1.1\r\nhost: h\r\n\r\n");
-    h.drain();
-    let up = h.connects[0].0;
+    let up = h.forward(b"GET /a HTTP/1.1\r\nhost: h\r\n\r\nGET /direct HTTP/1.1\r\nhost: h\r\n\r\n");
     assert!(h.ctx.wire.read_paused(h.down), "the second head waits, and so does reading");
     h.upstream(up, ConnEvent::Connected);
     assert!(h.text(h.down).is_empty(), "no answer before the first one's");

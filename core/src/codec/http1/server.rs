@@ -128,12 +128,8 @@ impl ServerCodec {
                     Ok(Decoded::NeedMore) => return None,
                     Ok(Decoded::End) => {
                         self.read = Read::Done;
-                        // What follows belongs to the next request, ahead of anything later.
-                        if !self.input.is_empty() {
-                            let rest = mem::take(&mut self.input);
-                            let later = mem::replace(&mut self.buf, BytesMut::from(&rest[..]));
-                            self.buf.extend_from_slice(&later);
-                        }
+                        // What follows belongs to the next request.
+                        self.unread_input();
                         StreamEvent::End
                     }
                     Err(error) => {
@@ -167,12 +163,18 @@ impl ServerCodec {
         if self.buf.is_empty() {
             return mem::take(&mut self.input);
         }
+        self.unread_input();
+        self.buf.split().freeze()
+    }
+
+    /// Puts body bytes not decoded back in front of the buffer (copied: this happens only
+    /// when a request ends inside a read).
+    fn unread_input(&mut self) {
         if !self.input.is_empty() {
             let later = mem::replace(&mut self.buf, BytesMut::from(&self.input[..]));
             self.buf.extend_from_slice(&later);
             self.input = Bytes::new();
         }
-        self.buf.split().freeze()
     }
 
     /// Drops what was buffered: the connection reads no more heads.
@@ -183,11 +185,10 @@ impl ServerCodec {
         self.read = Read::Done;
     }
 
-    /// A tunnel reads no more heads: give the buffer's memory back.
+    /// A tunnel reads no more heads: the buffer's memory is given back too.
     pub(crate) fn release(&mut self) {
+        self.clear();
         self.buf = BytesMut::new();
-        self.input = Bytes::new();
-        self.read = Read::Done;
     }
 
     /// A response head is sent with this body framing.

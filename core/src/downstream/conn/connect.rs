@@ -219,12 +219,12 @@ impl HttpConn {
     /// Takes the tunnel out of the connection's streams.
     fn take_tunnel(&mut self) -> Option<Tunnel> {
         let key = self.current()?;
+        if !matches!(self.streams[key], Exchange::Tunnel(_)) {
+            return None;
+        }
         match self.streams.remove(key) {
             Exchange::Tunnel(tunnel) => Some(tunnel),
-            other => {
-                self.streams.insert(other);
-                None
-            }
+            _ => None,
         }
     }
 }

@@ -115,6 +115,10 @@ impl HttpConn {
         self.streams.iter().next().map(|(key, _)| key)
     }
 
+    fn first(&self) -> Option<&Exchange> {
+        self.streams.iter().next().map(|(_, exchange)| exchange)
+    }
+
     fn exchange(&mut self) -> Option<&mut Exchange> {
         self.streams.iter_mut().next().map(|(_, exchange)| exchange)
     }
@@ -352,9 +356,6 @@ impl HttpConn {
                 continue;
             };
             closes.extend(match event {
-                Err(error) if self.current().is_some() => {
-                    self.with_stream(ctx, now, |s, client, ctx| s.body_error(client, ctx, now, error))
-                }
                 Err(error) => self.protocol_error(ctx, now, error),
                 Ok((id, StreamEvent::Head(body))) => match self.client.codec.take_head() {
                     Some(head) => self.on_head(ctx, now, id, head, body),
@@ -484,12 +485,16 @@ impl HttpConn {
         self.upgraded = true;
     }
 
+    /// The client broke the protocol: the request in progress answers it (or is cut, if its
+    /// response has started), else the connection does; either way reading ends.
     fn protocol_error(&mut self, ctx: &mut Ctx, now: Instant, error: HeadError) -> Closes {
         tracing::debug!(details = error.details(), "downstream protocol error");
         ctx.shared.http[self.client.listener].downstream_cx_protocol_error.inc();
         self.client.codec.clear();
-        let body = http1::reason_phrase(error.status());
-        self.reply(ctx, now, error.status(), body, true)
+        if matches!(self.first(), Some(Exchange::Forwarding(_))) {
+            return self.with_stream(ctx, now, |s, _, ctx| s.refuse(ctx, now, error.status()));
+        }
+        self.reply(ctx, now, error.status(), http1::reason_phrase(error.status()), true)
     }
 
     /// Sends a local reply; with `close` the connection ends once it is written.
@@ -576,7 +581,7 @@ impl HttpConn {
 
     fn expire(&mut self, ctx: &mut Ctx, now: Instant) -> Closes {
         let listener = self.client.listener;
-        match self.streams.iter().next().map(|(_, exchange)| exchange) {
+        match self.first() {
             Some(Exchange::Tunnel(t)) if t.connect_expired(now) => {
                 ctx.shared.clusters[t.cluster].upstream_cx_connect_timeout.inc();
                 ctx.shared.clusters[t.cluster].upstream_cx_connect_fail.inc();
@@ -646,7 +651,7 @@ impl HttpConn {
 
     /// Makes sure the timer table holds this connection's next deadline.
     fn rearm(&mut self, ctx: &mut Ctx) {
-        let next = match self.streams.iter().next().map(|(_, exchange)| exchange) {
+        let next = match self.first() {
             None if self.closing => None,
             None => match (self.idle_deadline(ctx), self.headers_deadline(ctx)) {
                 (Some(idle), Some(headers)) => Some(idle.min(headers)),
