@@ -479,7 +479,6 @@ impl Stream {
                 None
             }
             UpEvent::End => self.on_response_end(client, ctx, now),
-            UpEvent::Upgraded(_) => None,
             UpEvent::Error => {
                 ctx.shared.clusters[self.key.cluster].upstream_cx_protocol_error.inc();
                 if matches!(self.response, Response::AwaitingHead) {
@@ -544,7 +543,7 @@ impl Stream {
         let down = client.id;
         let up = self.up.take().expect("a response comes on a bound connection");
         let cluster = self.key.cluster;
-        ctx.with_pool(cluster, now, |pools: &mut Pools, cx| pools.detach(up, cx));
+        let first = ctx.with_pool(cluster, now, |pools: &mut Pools, cx| pools.detach(up, cx));
         ctx.adopt_upstream(up, down, cluster);
         let server_name = client.hcm(&ctx.config).server_name.as_str();
         let cx =
@@ -560,6 +559,10 @@ impl Stream {
         }
         if self.down_fin {
             let _ = tunnel.down_read_closed(&mut ctx.wire);
+        }
+        if !first.is_empty() {
+            // What the upstream sent right after its `101` is the tunnel's first bytes.
+            tunnel.up_data(&mut ctx.wire, stats, now, first);
         }
         tunnel.read_down_if_room(&mut ctx.wire);
         Ended { end: End::Upgraded(tunnel), up: None }

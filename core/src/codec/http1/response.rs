@@ -1,32 +1,44 @@
-//! Reading HTTP/1.1 responses on an upstream connection.
+//! Reading HTTP/1.1 responses on an upstream connection: bytes in, response events out, pulled
+//! one at a time by the stream the connection is bound to.
+
+use std::mem;
 
 use bytes::{Buf, Bytes, BytesMut};
-use smallvec::SmallVec;
 
 use crate::codec::http1::{self, BodyDecoder, BodyKind, Decoded, Method, ResponseHead};
 
 /// What a response read produced, in order.
 #[derive(Debug)]
 pub(crate) enum UpEvent {
-    /// A final response head (1xx interim responses other than 101 are dropped).
+    /// A final response head (1xx interim responses other than 101 are dropped). After a
+    /// `101` (kind `Tunnel`) the connection is a raw pipe: what follows is `Data`.
     Head(Box<ResponseHead>, BodyKind),
-    /// A piece of the response body (never framing bytes).
+    /// A piece of the response body (never framing bytes), or of the pipe after a `101`.
     Data(Bytes),
     /// The response is complete.
     End,
-    /// A `101`: from here on the connection is a raw pipe; these bytes came after the head.
-    Upgraded(Bytes),
     /// The upstream broke the protocol (or sent bytes when no request was outstanding).
     Error,
 }
 
-pub(crate) type UpEvents = SmallVec<[UpEvent; 4]>;
+/// What the upstream's close means for the response outstanding.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum AtEof {
+    /// No response was outstanding: a clean close.
+    Idle,
+    /// The close ended a body read until close: an `End` is ready to be read.
+    Ended,
+    /// A response (or its head) was cut short.
+    Cut,
+}
 
 /// The response side of one upstream HTTP/1.1 connection.
 #[derive(Default)]
 pub(crate) struct ResponseReader {
     /// Bytes of a response head not yet complete.
     buf: BytesMut,
+    /// Body bytes as they were read, decoded without a copy.
+    input: Bytes,
     state: ReadState,
 }
 
@@ -40,6 +52,8 @@ enum ReadState {
     Body(BodyDecoder),
     /// Switched protocols; no longer HTTP.
     Upgraded,
+    /// The close ended a body read until close; its `End` is still to be read.
+    EndAtClose,
     /// The upstream closed its side: nothing more can come.
     Closed,
     Failed,
@@ -52,97 +66,120 @@ impl ResponseReader {
         self.state = ReadState::Head(method);
     }
 
-    /// No response is outstanding (reusable between requests).
+    /// No response is outstanding and nothing unread: reusable between requests.
     pub(crate) fn is_idle(&self) -> bool {
-        matches!(self.state, ReadState::Idle) && self.buf.is_empty()
+        matches!(self.state, ReadState::Idle) && self.buf.is_empty() && self.input.is_empty()
     }
 
-    pub(crate) fn read(&mut self, data: Bytes, out: &mut UpEvents) {
-        let mut input = data;
+    /// Bytes off the connection. Heads are gathered in one buffer; bodies never are.
+    pub(crate) fn read(&mut self, data: Bytes) {
+        if matches!(self.state, ReadState::Head(_)) || !self.buf.is_empty() {
+            self.buf.extend_from_slice(&data);
+        } else if self.input.is_empty() {
+            self.input = data;
+        } else {
+            // The stream has not taken what came before (it is paused): keep both, in order.
+            let mut joined = BytesMut::from(&self.input[..]);
+            joined.extend_from_slice(&data);
+            self.input = joined.freeze();
+        }
+    }
+
+    /// The next event off what was read, if there is one.
+    pub(crate) fn poll(&mut self) -> Option<UpEvent> {
         loop {
             match &mut self.state {
                 ReadState::Idle | ReadState::Closed | ReadState::Failed => {
-                    if !input.is_empty() {
-                        self.state = ReadState::Failed;
-                        out.push(UpEvent::Error);
+                    if self.input.is_empty() && self.buf.is_empty() {
+                        return None;
                     }
-                    return;
+                    self.input = Bytes::new();
+                    self.buf.clear();
+                    self.state = ReadState::Failed;
+                    return Some(UpEvent::Error);
                 }
                 ReadState::Upgraded => {
-                    if !input.is_empty() {
-                        out.push(UpEvent::Data(input));
+                    return (!self.input.is_empty()).then(|| UpEvent::Data(mem::take(&mut self.input)));
+                }
+                ReadState::EndAtClose => {
+                    if !self.input.is_empty() {
+                        return Some(UpEvent::Data(mem::take(&mut self.input)));
                     }
-                    return;
+                    self.state = ReadState::Closed;
+                    return Some(UpEvent::End);
                 }
                 ReadState::Head(method) => {
-                    if input.is_empty() {
-                        return;
+                    if self.buf.is_empty() {
+                        return None;
                     }
                     let method = method.clone();
-                    // Heads are copied into one buffer; bodies never are.
-                    self.buf.extend_from_slice(&input);
                     let (head, consumed) = match http1::parse_response_head(&self.buf) {
                         Ok(Some(parsed)) => parsed,
-                        Ok(None) => return,
-                        Err(_) => {
-                            self.state = ReadState::Failed;
-                            out.push(UpEvent::Error);
-                            return;
-                        }
+                        Ok(None) => return None,
+                        Err(_) => return Some(self.fail()),
                     };
                     self.buf.advance(consumed);
-                    input = self.buf.split().freeze();
-                    if head.status == 101 {
-                        self.state = ReadState::Upgraded;
-                        out.push(UpEvent::Head(Box::new(head), BodyKind::Tunnel));
-                        out.push(UpEvent::Upgraded(input));
-                        return;
-                    }
-                    if (100..200).contains(&head.status) {
+                    if (100..200).contains(&head.status) && head.status != 101 {
                         continue;
                     }
-                    let kind = match http1::response_body(&method, &head) {
-                        Ok(kind) => kind,
-                        Err(_) => {
-                            self.state = ReadState::Failed;
-                            out.push(UpEvent::Error);
-                            return;
+                    let kind = if head.status == 101 {
+                        self.state = ReadState::Upgraded;
+                        BodyKind::Tunnel
+                    } else {
+                        match http1::response_body(&method, &head) {
+                            Ok(kind) => {
+                                self.state = ReadState::Body(BodyDecoder::new(kind));
+                                kind
+                            }
+                            Err(_) => return Some(self.fail()),
                         }
                     };
-                    self.state = ReadState::Body(BodyDecoder::new(kind));
-                    out.push(UpEvent::Head(Box::new(head), kind));
+                    if !self.buf.is_empty() {
+                        self.input = self.buf.split().freeze();
+                    }
+                    return Some(UpEvent::Head(Box::new(head), kind));
                 }
-                ReadState::Body(decoder) => match decoder.decode(&mut input) {
-                    Ok(Decoded::Data(data)) => out.push(UpEvent::Data(data)),
-                    Ok(Decoded::NeedMore) => return,
-                    Ok(Decoded::End) => {
-                        self.state = ReadState::Idle;
-                        out.push(UpEvent::End);
-                    }
-                    Err(_) => {
-                        self.state = ReadState::Failed;
-                        out.push(UpEvent::Error);
-                        return;
-                    }
-                },
+                ReadState::Body(decoder) => {
+                    return match decoder.decode(&mut self.input) {
+                        Ok(Decoded::Data(data)) => Some(UpEvent::Data(data)),
+                        Ok(Decoded::NeedMore) => None,
+                        Ok(Decoded::End) => {
+                            // Anything after the end was not asked for: the next poll says so.
+                            self.state = ReadState::Idle;
+                            Some(UpEvent::End)
+                        }
+                        Err(_) => Some(self.fail()),
+                    };
+                }
             }
         }
     }
 
+    fn fail(&mut self) -> UpEvent {
+        self.state = ReadState::Failed;
+        self.buf.clear();
+        self.input = Bytes::new();
+        UpEvent::Error
+    }
+
+    /// What was read and not taken: after a `101`, the first bytes of the pipe.
+    pub(crate) fn take_unread(&mut self) -> Bytes {
+        mem::take(&mut self.input)
+    }
+
     /// The upstream closed its side: that ends a read-until-close body; anything else
     /// outstanding is cut short.
-    pub(crate) fn eof(&mut self, out: &mut UpEvents) -> bool {
+    pub(crate) fn eof(&mut self) -> AtEof {
         match &self.state {
             ReadState::Body(decoder) if decoder.ends_at_close() => {
-                self.state = ReadState::Closed;
-                out.push(UpEvent::End);
-                true
+                self.state = ReadState::EndAtClose;
+                AtEof::Ended
             }
             ReadState::Idle => {
                 self.state = ReadState::Closed;
-                true
+                AtEof::Idle
             }
-            _ => false,
+            _ => AtEof::Cut,
         }
     }
 }
@@ -151,13 +188,18 @@ impl ResponseReader {
 mod tests {
     use super::*;
 
-    /// Feeds `pieces` one read at a time and renders the events compactly.
+    /// Feeds `pieces` one read at a time, taking the events after each, rendered compactly.
     fn read(reader: &mut ResponseReader, pieces: &[&[u8]]) -> Vec<String> {
-        let mut out = UpEvents::new();
+        let mut out = Vec::new();
         for piece in pieces {
-            reader.read(Bytes::copy_from_slice(piece), &mut out);
+            reader.read(Bytes::copy_from_slice(piece));
+            out.extend(events(reader));
         }
-        out.into_iter().map(render).collect()
+        out
+    }
+
+    fn events(reader: &mut ResponseReader) -> Vec<String> {
+        std::iter::from_fn(|| reader.poll()).map(render).collect()
     }
 
     fn render(event: UpEvent) -> String {
@@ -165,7 +207,6 @@ mod tests {
             UpEvent::Head(head, kind) => format!("head {} {kind:?}", head.status),
             UpEvent::Data(data) => format!("data {}", String::from_utf8_lossy(&data)),
             UpEvent::End => "end".into(),
-            UpEvent::Upgraded(rest) => format!("upgraded {}", String::from_utf8_lossy(&rest)),
             UpEvent::Error => "error".into(),
         }
     }
@@ -218,8 +259,17 @@ mod tests {
             &mut reader,
             &[b"HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\n\r\nfirst", b"more"],
         );
-        assert_eq!(events, ["head 101 Tunnel", "upgraded first", "data more"]);
+        assert_eq!(events, ["head 101 Tunnel", "data first", "data more"]);
         assert!(!reader.is_idle());
+    }
+
+    #[test]
+    fn what_follows_a_101_waits_to_be_taken_by_the_tunnel() {
+        let mut reader = expecting(Method::Get);
+        reader.read(Bytes::from_static(b"HTTP/1.1 101 Switching Protocols\r\n\r\nfirst"));
+        assert!(matches!(reader.poll(), Some(UpEvent::Head(_, BodyKind::Tunnel))));
+        assert_eq!(&reader.take_unread()[..], b"first");
+        assert!(reader.poll().is_none());
     }
 
     #[test]
@@ -246,9 +296,8 @@ mod tests {
     fn a_body_read_until_close_ends_at_eof() {
         let mut reader = expecting(Method::Get);
         assert_eq!(read(&mut reader, &[b"HTTP/1.1 200 OK\r\n\r\nall"]), ["head 200 UntilClose", "data all"]);
-        let mut out = UpEvents::new();
-        assert!(reader.eof(&mut out));
-        assert_eq!(out.into_iter().map(render).collect::<Vec<_>>(), ["end"]);
+        assert_eq!(reader.eof(), AtEof::Ended);
+        assert_eq!(events(&mut reader), ["end"]);
         assert_eq!(read(&mut reader, &[b"late"]), ["error"], "nothing may follow a close");
     }
 
@@ -256,13 +305,36 @@ mod tests {
     fn eof_cuts_a_sized_body_or_a_missing_head_short() {
         let mut reader = expecting(Method::Get);
         read(&mut reader, &[b"HTTP/1.1 200 OK\r\ncontent-length: 9\r\n\r\nabc"]);
-        let mut out = UpEvents::new();
-        assert!(!reader.eof(&mut out), "a sized body cut short");
-        assert!(out.is_empty());
+        assert_eq!(reader.eof(), AtEof::Cut, "a sized body cut short");
+        assert!(events(&mut reader).is_empty());
         let mut reader = expecting(Method::Get);
-        assert!(!reader.eof(&mut out), "no response at all");
+        assert_eq!(reader.eof(), AtEof::Cut, "no response at all");
         let mut idle = ResponseReader::default();
-        assert!(idle.eof(&mut out), "an idle connection may close");
-        assert!(out.is_empty());
+        assert_eq!(idle.eof(), AtEof::Idle, "an idle connection may close");
+        assert!(events(&mut idle).is_empty());
+    }
+
+    #[test]
+    fn reads_not_yet_taken_keep_their_order_and_bodies_are_not_copied() {
+        let mut reader = expecting(Method::Get);
+        reader.read(Bytes::from_static(b"HTTP/1.1 200 OK\r\ncontent-length: 6\r\n\r\n"));
+        assert!(matches!(reader.poll(), Some(UpEvent::Head(_, BodyKind::Length(6)))));
+        let body = Bytes::from(b"abc".to_vec());
+        let at = body.as_ptr();
+        reader.read(body);
+        let Some(UpEvent::Data(first)) = reader.poll() else { panic!("a body piece") };
+        assert_eq!(first.as_ptr(), at, "handed on as read");
+        reader.read(Bytes::from_static(b"de"));
+        reader.read(Bytes::from_static(b"f"));
+        assert_eq!(events(&mut reader), ["data def", "end"]);
+    }
+
+    #[test]
+    fn bytes_after_a_response_leave_the_connection_unfit_for_reuse() {
+        let mut reader = expecting(Method::Get);
+        assert_eq!(read(&mut reader, &[b"HTTP/1.1 204 No Content\r\n\r\n"]), ["head 204 Empty", "end"]);
+        reader.read(Bytes::from_static(b"junk"));
+        assert!(!reader.is_idle(), "not reusable with unasked-for bytes");
+        assert_eq!(events(&mut reader), ["error"]);
     }
 }

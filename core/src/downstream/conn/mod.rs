@@ -10,7 +10,6 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
-use crate::codec::http1::response::UpEvent;
 use crate::codec::http1::{self, BodyKind, HeadError, Method, RequestHead};
 use crate::codec::{LocalReply, StreamEvent};
 use crate::config::RouteAction;
@@ -214,29 +213,17 @@ impl HttpConn {
                 _ => Vec::new(),
             };
         }
-        let events = match event {
-            PoolEvent::Response(events) => events,
+        let up = match event {
+            PoolEvent::Response(up) => up,
             event => return self.with_stream(ctx, now, |s, client, ctx| s.on_pool(client, ctx, now, event)),
         };
+        // The stream takes its response event by event, until it ends (or becomes a tunnel,
+        // which took what followed the `101`).
         let mut closes = Vec::new();
-        for event in events {
-            match self.exchange() {
-                Some(Exchange::Forwarding(_)) => {
-                    closes.extend(
-                        self.with_stream(ctx, now, |s, client, ctx| s.on_response(client, ctx, now, event)),
-                    )
-                }
-                // Upgraded: what followed the `101` belongs to the tunnel.
-                Some(Exchange::Tunnel(tunnel)) => {
-                    if let UpEvent::Upgraded(rest) | UpEvent::Data(rest) = event {
-                        if !rest.is_empty() {
-                            let stats = &ctx.shared.clusters[tunnel.cluster];
-                            tunnel.up_data(&mut ctx.wire, stats, now, rest);
-                        }
-                    }
-                }
-                _ => {}
-            }
+        while matches!(self.first(), Some(Exchange::Forwarding(s)) if s.id.stream == stream) {
+            let Some(event) = ctx.pools.poll_response(up) else { break };
+            closes
+                .extend(self.with_stream(ctx, now, |s, client, ctx| s.on_response(client, ctx, now, event)));
         }
         closes
     }

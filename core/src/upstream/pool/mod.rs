@@ -9,12 +9,13 @@
 
 use std::collections::VecDeque;
 
+use bytes::Bytes;
 use rustc_hash::FxHashMap;
 use smallvec::SmallVec;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use crate::codec::http1::response::{ResponseReader, UpEvent, UpEvents};
+use crate::codec::http1::response::{AtEof, ResponseReader, UpEvent};
 use crate::codec::http1::Method;
 use crate::io::{ConnId, StreamRef};
 use crate::shared::ClusterStats;
@@ -60,8 +61,9 @@ pub(crate) enum PoolEvent {
     Bound(ConnId),
     /// No connection could be had.
     Failed(Failure),
-    /// The response, as read so far.
-    Response(UpEvents),
+    /// Response bytes arrived on this bound connection: the stream takes the events with
+    /// [`Pools::poll_response`].
+    Response(ConnId),
     /// The upstream drained what was written to it.
     UpstreamFlushed,
     /// The connection died under the request.
@@ -202,6 +204,11 @@ impl Pools {
         }
     }
 
+    /// The next event of the response on `conn`, for the stream bound to it.
+    pub(crate) fn poll_response(&mut self, conn: ConnId) -> Option<UpEvent> {
+        self.conns.get_mut(&conn)?.reader.poll()
+    }
+
     /// The request bound to `conn` was sent with this method: its response comes next.
     pub(crate) fn expect_response(&mut self, conn: ConnId, method: Method) {
         if let Some(pooled) = self.conns.get_mut(&conn) {
@@ -227,29 +234,29 @@ impl Pools {
                 }
             }
             ConnEvent::Data(data) => {
-                let mut events = UpEvents::new();
-                if let Some(pooled) = self.conns.get_mut(&conn) {
-                    pooled.reader.read(data, &mut events);
-                }
+                let Some(pooled) = self.conns.get_mut(&conn) else { return out };
+                pooled.reader.read(data);
                 match bound {
-                    Some(waiter) => out.events.push((waiter, PoolEvent::Response(events))),
+                    Some(waiter) => out.events.push((waiter, PoolEvent::Response(conn))),
                     // Bytes on an idle connection: the upstream is confused; drop it.
-                    None if events.iter().any(|e| matches!(e, UpEvent::Error)) => {
-                        self.closed(conn, false, cx);
-                        out.close = Some(Close::Abort);
+                    None => {
+                        if matches!(pooled.reader.poll(), Some(UpEvent::Error)) {
+                            self.closed(conn, false, cx);
+                            out.close = Some(Close::Abort);
+                        }
                     }
-                    None => {}
                 }
             }
             ConnEvent::ReadClosed | ConnEvent::Closed => {
-                let mut events = UpEvents::new();
-                let clean = matches!(event, ConnEvent::ReadClosed)
-                    && self.conns.get_mut(&conn).is_some_and(|pooled| pooled.reader.eof(&mut events));
+                let at_eof = match (&event, self.conns.get_mut(&conn)) {
+                    (ConnEvent::ReadClosed, Some(pooled)) => pooled.reader.eof(),
+                    _ => AtEof::Cut,
+                };
                 match bound {
                     // The close ended a read-until-close body: the response completes, and the
                     // connection closes after it.
-                    Some(waiter) if clean && !events.is_empty() => {
-                        out.events.push((waiter, PoolEvent::Response(events)));
+                    Some(waiter) if at_eof == AtEof::Ended => {
+                        out.events.push((waiter, PoolEvent::Response(conn)));
                         out.close = Some(Close::Flush);
                     }
                     Some(waiter) => {
@@ -534,14 +541,15 @@ impl Pools {
     /// still counts as its host's connection and against `max_connections` until it closes
     /// (in Envoy an upgrade is a stream that keeps its connection busy), so a host whose
     /// connections are all upgraded gets no connection past the limit.
-    pub(crate) fn detach(&mut self, conn: ConnId, cx: &mut PoolCtx<'_>) {
-        if let Some(pooled) = self.conns.get_mut(&conn) {
-            if matches!(pooled.state, ConnState::Bound(_)) {
-                cx.stats.upstream_rq_active.dec();
-                cx.breakers.requests.release();
-            }
-            pooled.state = ConnState::Detached;
+    /// Returns what was read after the `101`: the first bytes of the tunnel.
+    pub(crate) fn detach(&mut self, conn: ConnId, cx: &mut PoolCtx<'_>) -> Bytes {
+        let Some(pooled) = self.conns.get_mut(&conn) else { return Bytes::new() };
+        if matches!(pooled.state, ConnState::Bound(_)) {
+            cx.stats.upstream_rq_active.dec();
+            cx.breakers.requests.release();
         }
+        pooled.state = ConnState::Detached;
+        pooled.reader.take_unread()
     }
 
     fn expired(&mut self, conn: ConnId, cx: &mut PoolCtx<'_>) -> Expired {
