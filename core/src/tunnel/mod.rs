@@ -1,4 +1,7 @@
-//! A terminated CONNECT: a raw TCP connection to the target, spliced to the downstream.
+//! A raw byte tunnel between two ends: a terminated CONNECT (the client's connection and one to
+//! the target) or an upgrade after its `101`. An end is whatever [`Ends`] names: a raw
+//! connection on the [`Wire`] today, a stream of an HTTP/2 or HTTP/3 connection with CONNECT
+//! over those, so every kind of tunnel is this one machine.
 //!
 //! The tunnel holds no payload of its own once open: bytes read on one side are handed to the
 //! driver for the other side as the same `Bytes`. Back-pressure follows Envoy's watermarks: when
@@ -17,9 +20,48 @@ use crate::transport::{Close, Wire};
 /// Closes a tunnel asks for: (connection, how).
 pub(crate) type Closes = Vec<(ConnId, Close)>;
 
-pub(crate) struct Tunnel {
-    pub(crate) downstream: ConnId,
-    pub(crate) upstream: ConnId,
+/// What a tunnel needs of its two ends: where bytes and FINs go, how much is queued towards
+/// an end, and reading an end paused or resumed.
+pub(crate) trait Ends {
+    /// Names one end.
+    type End: Copy + Eq;
+    fn write(&mut self, end: Self::End, data: Bytes);
+    /// Bytes written towards `end` and not yet taken by it.
+    fn queued(&self, end: Self::End) -> usize;
+    /// No more bytes go towards `end` (a FIN, or END_STREAM).
+    fn shutdown(&mut self, end: Self::End);
+    fn pause_read(&mut self, end: Self::End);
+    fn resume_read(&mut self, end: Self::End);
+}
+
+/// Raw connections are ends on the wire.
+impl Ends for Wire {
+    type End = ConnId;
+
+    fn write(&mut self, end: ConnId, data: Bytes) {
+        Wire::write(self, end, data);
+    }
+
+    fn queued(&self, end: ConnId) -> usize {
+        Wire::queued(self, end)
+    }
+
+    fn shutdown(&mut self, end: ConnId) {
+        Wire::shutdown(self, end);
+    }
+
+    fn pause_read(&mut self, end: ConnId) {
+        Wire::pause_read(self, end);
+    }
+
+    fn resume_read(&mut self, end: ConnId) {
+        Wire::resume_read(self, end);
+    }
+}
+
+pub(crate) struct Tunnel<E = ConnId> {
+    pub(crate) downstream: E,
+    pub(crate) upstream: E,
     pub(crate) cluster: usize,
     /// The upstream connection came from the HTTP pool (an upgrade), rather than being opened
     /// for a terminated CONNECT.
@@ -55,18 +97,18 @@ pub(crate) enum Step {
     Done,
 }
 
-impl Tunnel {
+impl<E: Copy + Eq> Tunnel<E> {
     /// A tunnel whose upstream connection (to the CONNECT target) is being opened; it opens
     /// once that is up, or fails at `deadline`.
     pub(crate) fn connect(
         now: Instant,
-        (downstream, upstream): (ConnId, ConnId),
+        (downstream, upstream): (E, E),
         cluster: usize,
         deadline: Instant,
         (down_limit, up_limit): (usize, usize),
         idle: Option<Duration>,
         stats: &ClusterStats,
-    ) -> Tunnel {
+    ) -> Tunnel<E> {
         stats.upstream_cx_total.inc();
         stats.upstream_cx_active.inc();
         Tunnel {
@@ -87,11 +129,11 @@ impl Tunnel {
     /// A tunnel over an upstream connection that just switched protocols (a `101`).
     pub(crate) fn open(
         now: Instant,
-        (downstream, upstream): (ConnId, ConnId),
+        (downstream, upstream): (E, E),
         cluster: usize,
         (down_limit, up_limit): (usize, usize),
         idle: Option<Duration>,
-    ) -> Tunnel {
+    ) -> Tunnel<E> {
         Tunnel {
             downstream,
             upstream,
@@ -126,7 +168,13 @@ impl Tunnel {
     }
 
     /// Downstream bytes: forwarded when open, held while connecting.
-    pub(crate) fn down_data(&mut self, io: &mut Wire, stats: &ClusterStats, now: Instant, data: Bytes) {
+    pub(crate) fn down_data(
+        &mut self,
+        io: &mut impl Ends<End = E>,
+        stats: &ClusterStats,
+        now: Instant,
+        data: Bytes,
+    ) {
         let down = self.downstream;
         self.last_activity = now;
         match &mut self.phase {
@@ -148,7 +196,13 @@ impl Tunnel {
     }
 
     /// Upstream bytes go straight down (the upstream cannot send before it is connected).
-    pub(crate) fn up_data(&mut self, io: &mut Wire, stats: &ClusterStats, now: Instant, data: Bytes) -> u64 {
+    pub(crate) fn up_data(
+        &mut self,
+        io: &mut impl Ends<End = E>,
+        stats: &ClusterStats,
+        now: Instant,
+        data: Bytes,
+    ) -> u64 {
         self.last_activity = now;
         let len = data.len() as u64;
         stats.upstream_cx_rx_bytes_total.add(len);
@@ -161,7 +215,12 @@ impl Tunnel {
 
     /// The target accepted the connection: the caller has queued the `200`; release what
     /// the client sent early, in order, then its half-close if it came.
-    pub(crate) fn connected(&mut self, io: &mut Wire, stats: &ClusterStats, now: Instant) -> Step {
+    pub(crate) fn connected(
+        &mut self,
+        io: &mut impl Ends<End = E>,
+        stats: &ClusterStats,
+        now: Instant,
+    ) -> Step {
         let Phase::Connecting { early, .. } = std::mem::replace(&mut self.phase, Phase::Open) else {
             return Step::Continue;
         };
@@ -179,13 +238,13 @@ impl Tunnel {
 
     /// Reads the downstream again (after the bytes it sent before the tunnel opened went
     /// upstream) unless it has finished or those bytes are backed up past the limit.
-    pub(crate) fn read_down_if_room(&self, io: &mut Wire) {
+    pub(crate) fn read_down_if_room(&self, io: &mut impl Ends<End = E>) {
         if !self.down_fin && io.queued(self.upstream) <= self.up_limit {
             io.resume_read(self.downstream);
         }
     }
 
-    pub(crate) fn down_read_closed(&mut self, io: &mut Wire) -> Step {
+    pub(crate) fn down_read_closed(&mut self, io: &mut impl Ends<End = E>) -> Step {
         self.down_fin = true;
         if matches!(self.phase, Phase::Open) {
             io.shutdown(self.upstream);
@@ -193,7 +252,7 @@ impl Tunnel {
         self.step()
     }
 
-    pub(crate) fn up_read_closed(&mut self, io: &mut Wire) -> Step {
+    pub(crate) fn up_read_closed(&mut self, io: &mut impl Ends<End = E>) -> Step {
         self.up_fin = true;
         if self.pooled {
             // An upgraded HTTP/1.1 connection ends with its upstream: Envoy disconnects the
@@ -205,7 +264,7 @@ impl Tunnel {
     }
 
     /// Bytes reached a socket; reading the other side may go on once its queue has halved.
-    pub(crate) fn flushed(&mut self, io: &mut Wire, now: Instant, flushed: ConnId) {
+    pub(crate) fn flushed(&mut self, io: &mut impl Ends<End = E>, now: Instant, flushed: E) {
         let down = self.downstream;
         // A slow reader still draining is activity: the tunnel is not idle.
         self.last_activity = now;
@@ -350,5 +409,72 @@ mod tests {
         tunnel.down_data(&mut rig.wire, &rig.stats, last, data("x"));
         assert!(!tunnel.idle_expired(last + Duration::from_secs(59)));
         assert!(tunnel.idle_expired(last + Duration::from_secs(60)));
+    }
+
+    /// Ends of another kind: the client's connection on one side, a stream of a multiplexed
+    /// upstream connection on the other (as a CONNECT over HTTP/2 has). The machine is the same.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    enum Side {
+        Conn,
+        Stream(u32),
+    }
+
+    #[derive(Default)]
+    struct Multiplexed {
+        log: Vec<String>,
+        /// Bytes queued towards the stream (a peer that has not opened its window).
+        stream_queued: usize,
+    }
+
+    impl Ends for Multiplexed {
+        type End = Side;
+
+        fn write(&mut self, end: Side, data: Bytes) {
+            if let Side::Stream(_) = end {
+                self.stream_queued += data.len();
+            }
+            self.log.push(format!("{end:?} <- {}", String::from_utf8_lossy(&data)));
+        }
+
+        fn queued(&self, end: Side) -> usize {
+            if end == Side::Conn {
+                0
+            } else {
+                self.stream_queued
+            }
+        }
+
+        fn shutdown(&mut self, end: Side) {
+            self.log.push(format!("{end:?} end"));
+        }
+
+        fn pause_read(&mut self, end: Side) {
+            self.log.push(format!("{end:?} paused"));
+        }
+
+        fn resume_read(&mut self, end: Side) {
+            self.log.push(format!("{end:?} resumed"));
+        }
+    }
+
+    #[test]
+    fn a_tunnel_into_a_stream_moves_bytes_ends_and_back_pressure_as_between_connections() {
+        let rig = Rig::new();
+        let mut io = Multiplexed::default();
+        let (stream, deadline) = (Side::Stream(1), rig.now + Duration::from_secs(5));
+        let mut tunnel =
+            Tunnel::connect(rig.now, (Side::Conn, stream), 0, deadline, (8, 8), None, &rig.stats);
+        tunnel.down_data(&mut io, &rig.stats, rig.now, data("early"));
+        assert!(io.log.is_empty(), "nothing goes to the stream before it is open");
+        tunnel.connected(&mut io, &rig.stats, rig.now);
+        tunnel.down_data(&mut io, &rig.stats, rig.now, data("more"));
+        assert_eq!(io.log, ["Stream(1) <- early", "Conn resumed", "Stream(1) <- more", "Conn paused"]);
+        io.log.clear();
+        io.stream_queued = 2;
+        tunnel.flushed(&mut io, rig.now, stream);
+        tunnel.up_data(&mut io, &rig.stats, rig.now, data("reply"));
+        assert!(matches!(tunnel.up_read_closed(&mut io), Step::Continue));
+        assert!(matches!(tunnel.down_read_closed(&mut io), Step::Done));
+        assert_eq!(io.log, ["Conn resumed", "Conn <- reply", "Conn end", "Stream(1) end"]);
     }
 }
