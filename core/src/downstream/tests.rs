@@ -7,13 +7,18 @@ use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 
+use crate::codec::http1::{self, BodyKind, Limits};
 use crate::config::Config;
+use crate::downstream::client::Client;
 use crate::downstream::conn::HttpConn;
 use crate::downstream::ctx::{Ctx, Owner};
-use crate::io::{ConnId, Output};
+use crate::downstream::route::{self, RouteRequest};
+use crate::downstream::router::{End, Stream};
+use crate::io::{ConnId, Output, StreamRef};
 use crate::shared::Shared;
 use crate::transport::{Close, ConnEvent};
 use crate::tunnel::Closes;
+use crate::upstream::pool::PoolEvent;
 
 const CONFIG: &str = r#"
 static_resources:
@@ -276,4 +281,49 @@ fn a_request_read_whole_holds_up_the_next_one_and_reading() {
     assert!(first < second, "{replies}");
     assert!(!h.ctx.wire.read_paused(h.down));
     assert!(h.conn.is_idle());
+}
+
+/// The forwarding machine alone: a [`Stream`] fed its request's events and the pool's by the
+/// test, with no connection manager around it.
+#[test]
+fn a_stream_alone_is_bound_sends_its_request_and_ends_complete_with_its_response() {
+    let mut h = Harness::new();
+    let mut client = Client::http1(&h.ctx.config, h.down, 0, "127.0.0.1:40001".parse().unwrap());
+    let raw = b"POST /s HTTP/1.1\r\nhost: h\r\ncontent-length: 3\r\n\r\n";
+    let (head, _) = http1::parse_request_head(raw, &Limits::default()).unwrap().expect("a whole head");
+    let header = |name: &str| head.headers.get(name);
+    let request = RouteRequest { method: "POST", authority: b"h", path: Some(b"/s"), header: &header };
+    let index = route::select_index(&client.hcm(&h.ctx.config).route_config, &request).expect("routed");
+    let (id, addr, now) = (StreamRef { conn: h.down, stream: 1 }, "10.0.0.3:80".parse().unwrap(), h.now);
+    let mut stream =
+        Stream::start(&mut client, &mut h.ctx, now, id, head, BodyKind::Length(3), index, addr, false, true);
+    assert!(stream.body_data(&client, &mut h.ctx, now, Bytes::from_static(b"abc")).is_none());
+    assert!(stream.body_end(&client, &mut h.ctx, now).is_none());
+    assert!(stream.go(&client, &mut h.ctx, now).is_none(), "waits for a connection");
+    h.drain();
+    let up = h.connects.last().expect("the pool opened a connection").0;
+    assert!(h.text(up).is_empty());
+
+    let mut out = h.ctx.with_pool(0, now, |pools, cx| pools.on_event(up, ConnEvent::Connected, cx));
+    let (waiter, bound) = out.events.pop().expect("the stream is told");
+    assert_eq!(waiter, id);
+    assert!(matches!(bound, PoolEvent::Bound(conn) if conn == up));
+    assert!(stream.on_pool(&client, &mut h.ctx, now, bound).is_none());
+    let sent = h.text(up);
+    assert!(sent.starts_with("POST /s HTTP/1.1\r\n"), "{sent}");
+    assert!(sent.ends_with("\r\n\r\nabc"), "the body waited for the head: {sent}");
+
+    let response = Bytes::from_static(b"HTTP/1.1 201 Created\r\ncontent-length: 2\r\n\r\nok");
+    let mut out = h.ctx.with_pool(0, now, |pools, cx| pools.on_event(up, ConnEvent::Data(response), cx));
+    assert!(matches!(out.events.pop(), Some((w, PoolEvent::Response(conn))) if w == id && conn == up));
+    let mut ended = None;
+    while let Some(event) = h.ctx.pools.poll_response(up) {
+        assert!(ended.is_none(), "nothing after the end");
+        ended = stream.on_response(&mut client, &mut h.ctx, now, event);
+    }
+    let ended = ended.expect("the response ended the stream");
+    assert!(matches!(ended.end, End::Complete { close: false }));
+    assert!(ended.up.is_none(), "the connection went back to the pool, kept");
+    let reply = h.text(h.down);
+    assert!(reply.starts_with("HTTP/1.1 201 Created\r\n") && reply.ends_with("\r\n\r\nok"), "{reply}");
 }
