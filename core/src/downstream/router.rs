@@ -47,8 +47,9 @@ pub(crate) struct Stream {
     method: Method,
     /// The request body has all been read (the codec decodes it until then).
     request_done: bool,
-    /// Upstream wire bytes read but not yet sent.
-    held: SmallVec<[Bytes; 4]>,
+    /// Upstream wire bytes read but not yet sent (one inline: a body that came with its head;
+    /// more is rare, and an exchange stays small).
+    held: SmallVec<[Bytes; 1]>,
     held_len: usize,
     /// The buffer filter's limit when it holds the body until its end.
     buffering: Option<usize>,

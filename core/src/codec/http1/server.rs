@@ -37,8 +37,10 @@ pub(crate) struct ServerCodec {
     /// `request_headers_timeout`).
     head_started: Option<Instant>,
     read: Read,
-    /// The head of the request just opened, until the manager takes it.
-    head: Option<RequestHead>,
+    /// The head of the request just opened, until the manager takes it. The box is made with
+    /// the first head and reused for every later one: no allocation per request, and a
+    /// connection that holds no head (idle, or a tunnel) holds 8 bytes for it, not 360.
+    head: Option<Box<Option<RequestHead>>>,
     /// Requests read so far: the current one's stream id.
     streams: u32,
     /// How the current response's body is framed, once its head is sent.
@@ -116,7 +118,7 @@ impl ServerCodec {
                     Ok(kind) => Read::Body(BodyDecoder::new(kind)),
                     Err(_) => Read::Done,
                 };
-                self.head = Some(head);
+                **self.head.get_or_insert_with(Box::default) = Some(head);
                 StreamEvent::Head(body)
             }
             Read::Body(decoder) => {
@@ -144,7 +146,7 @@ impl ServerCodec {
 
     /// The head of the request just opened (see [`StreamEvent::Head`]).
     pub(crate) fn take_head(&mut self) -> Option<RequestHead> {
-        self.head.take()
+        self.head.as_mut()?.take()
     }
 
     /// The current request's body is read as `kind` from here on, whatever its head said (an
@@ -189,6 +191,7 @@ impl ServerCodec {
     pub(crate) fn release(&mut self) {
         self.clear();
         self.buf = BytesMut::new();
+        self.head = None;
     }
 
     /// A response head is sent with this body framing.

@@ -108,14 +108,7 @@ impl HttpConn {
                 if early.iter().map(Bytes::len).sum::<usize>() >= self.client.buffer_limit {
                     ctx.wire.pause_read(self.client.id);
                 }
-                self.streams.insert(Exchange::Resolving {
-                    query,
-                    cluster,
-                    port,
-                    early,
-                    fin: false,
-                    deadline,
-                });
+                self.open(Exchange::Resolving { query, cluster, port, early, fin: false, deadline });
                 Vec::new()
             }
             Pick::NoHost => {
@@ -184,7 +177,7 @@ impl HttpConn {
             let step = tunnel.down_read_closed(&mut ctx.wire);
             debug_assert!(matches!(step, Step::Continue));
         }
-        self.streams.insert(Exchange::Tunnel(tunnel));
+        self.open(Exchange::Tunnel(tunnel));
         Vec::new()
     }
 
