@@ -1,5 +1,6 @@
 //! Codecs: bytes in, protocol events out, and back. They know nothing of routing or pools.
 
+pub(crate) mod h2;
 pub mod http1;
 
 use bytes::Bytes;

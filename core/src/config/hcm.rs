@@ -11,9 +11,8 @@ use super::route::route_config_of;
 pub const ROUTER_TYPE_URL: &str = "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router";
 pub const BUFFER_TYPE_URL: &str = "type.googleapis.com/envoy.extensions.filters.http.buffer.v3.Buffer";
 
-/// What burrow does instead of the HTTP/2 and HTTP/3 downstream options it refuses.
-const DOWNSTREAM_HTTP1_ONLY: &str =
-    "burrow's downstream codec is HTTP/1.1 only; codec_type AUTO and HTTP1 both serve HTTP/1.1";
+/// What burrow does instead of the HTTP/3 downstream codec it refuses.
+const NO_HTTP3: &str = "burrow serves HTTP/1.1 and HTTP/2 downstream; HTTP/3 listeners come later";
 
 pub(super) fn hcm(
     h: raw::HttpConnectionManager,
@@ -26,16 +25,11 @@ pub(super) fn hcm(
     let codec_type = match h.codec_type {
         None | Some(raw::CodecType::Auto) => CodecType::Auto,
         Some(raw::CodecType::Http1) => CodecType::Http1,
-        Some(raw::CodecType::Http2) => {
-            return not_supported(at(path, "codec_type"), "HTTP2", DOWNSTREAM_HTTP1_ONLY);
-        }
-        Some(raw::CodecType::Http3) => {
-            return not_supported(at(path, "codec_type"), "HTTP3", DOWNSTREAM_HTTP1_ONLY);
-        }
+        Some(raw::CodecType::Http2) => CodecType::Http2,
+        Some(raw::CodecType::Http3) => return not_supported(at(path, "codec_type"), "HTTP3", NO_HTTP3),
     };
-    if h.http2_protocol_options.is_some() {
-        return not_supported(at(path, "http2_protocol_options"), "", DOWNSTREAM_HTTP1_ONLY);
-    }
+    let http2_protocol_options =
+        http2_options(h.http2_protocol_options, &at(path, "http2_protocol_options"))?;
     if h.request_timeout.is_some_and(|d| !d.0.is_zero()) {
         return not_supported(
             at(path, "request_timeout"),
@@ -106,6 +100,7 @@ pub(super) fn hcm(
         http_protocol_options: Http1Options {
             accept_http_10: h.http_protocol_options.and_then(|o| o.accept_http_10).unwrap_or(false),
         },
+        http2_protocol_options,
         max_request_headers_kb,
         max_headers_count,
         stream_idle_timeout,
@@ -115,6 +110,34 @@ pub(super) fn hcm(
         generate_request_id: h.generate_request_id.unwrap_or(true),
         server_name,
     })
+}
+
+/// `http2_protocol_options`, with Envoy's ranges checked.
+fn http2_options(raw: Option<raw::Http2ProtocolOptions>, path: &str) -> Result<Http2Options> {
+    let mut options = Http2Options::default();
+    let Some(raw) = raw else { return Ok(options) };
+    const MAX: u32 = (1 << 31) - 1;
+    let ranged = |value: Option<raw::U32>, field: &str, low: u32, default: u32| match value {
+        None => Ok(default),
+        Some(raw::U32(v)) if (low..=MAX).contains(&v) => Ok(v),
+        Some(raw::U32(v)) => err(at(path, field), format!("{v} is out of range ({low}..={MAX})")),
+    };
+    options.max_concurrent_streams =
+        ranged(raw.max_concurrent_streams, "max_concurrent_streams", 1, options.max_concurrent_streams)?;
+    options.initial_stream_window_size = ranged(
+        raw.initial_stream_window_size,
+        "initial_stream_window_size",
+        65535,
+        options.initial_stream_window_size,
+    )?;
+    options.initial_connection_window_size = ranged(
+        raw.initial_connection_window_size,
+        "initial_connection_window_size",
+        65535,
+        options.initial_connection_window_size,
+    )?;
+    options.allow_connect = raw.allow_connect.unwrap_or(false);
+    Ok(options)
 }
 
 /// An HTTP filter chain (`path` names the list). A non-empty chain ends with the router, which

@@ -40,12 +40,39 @@ pub enum NetworkFilter {
     HttpConnectionManager(Box<HttpConnectionManager>),
 }
 
-/// The downstream codec. Both serve HTTP/1.1 only for now: `HTTP2` and `HTTP3` are refused at
-/// load time, and `AUTO` detects no HTTP/2 preface.
+/// The downstream codec. `AUTO` serves HTTP/2 to a client whose first bytes are the HTTP/2
+/// preface (prior knowledge, h2c) and HTTP/1.1 to others; `HTTP3` is refused at load time.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum CodecType {
     Auto,
     Http1,
+    Http2,
+}
+
+/// `http2_protocol_options` of a connection manager.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Http2Options {
+    /// Streams a client may have open at once (Envoy's default is 2^31-1; burrow's is 1024, a
+    /// bound on what one connection can hold).
+    pub max_concurrent_streams: u32,
+    /// Request body bytes a stream may have in flight before the proxy reads them (Envoy's
+    /// default is 256 MiB; burrow's 256 KiB, so that a paused stream holds little).
+    pub initial_stream_window_size: u32,
+    /// The same across the connection's streams (Envoy 256 MiB; burrow 4 MiB).
+    pub initial_connection_window_size: u32,
+    /// CONNECT and extended CONNECT (RFC 8441) are accepted.
+    pub allow_connect: bool,
+}
+
+impl Default for Http2Options {
+    fn default() -> Http2Options {
+        Http2Options {
+            max_concurrent_streams: 1024,
+            initial_stream_window_size: 256 * 1024,
+            initial_connection_window_size: 4 * 1024 * 1024,
+            allow_connect: false,
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -57,6 +84,7 @@ pub struct HttpConnectionManager {
     pub http_filters: Vec<HttpFilter>,
     pub upgrade_configs: Vec<UpgradeConfig>,
     pub http_protocol_options: Http1Options,
+    pub http2_protocol_options: Http2Options,
     /// Limit on a request head, in KiB (default 60, at most 8192).
     pub max_request_headers_kb: u32,
     /// Limit on the number of request headers (default 100).

@@ -293,9 +293,7 @@ pub struct HttpConnectionManager {
     #[serde(default, deserialize_with = "nullable")]
     pub upgrade_configs: Vec<UpgradeConfig>,
     pub http_protocol_options: Option<Http1ProtocolOptions>,
-    /// Not supported yet (the downstream codec is HTTP/1.1 only); read so that the error can say
-    /// so.
-    pub http2_protocol_options: Option<Value>,
+    pub http2_protocol_options: Option<Http2ProtocolOptions>,
     pub max_request_headers_kb: Option<U32>,
     pub common_http_protocol_options: Option<DownstreamCommonHttpProtocolOptions>,
     pub stream_idle_timeout: Option<Dur>,
@@ -305,6 +303,16 @@ pub struct HttpConnectionManager {
     pub use_remote_address: Option<bool>,
     pub generate_request_id: Option<bool>,
     pub server_name: Option<String>,
+}
+
+/// `envoy.config.core.v3.Http2ProtocolOptions`, the fields burrow acts on.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Http2ProtocolOptions {
+    pub max_concurrent_streams: Option<U32>,
+    pub initial_stream_window_size: Option<U32>,
+    pub initial_connection_window_size: Option<U32>,
+    pub allow_connect: Option<bool>,
 }
 
 #[derive(Clone, Copy, Debug, Deserialize)]

@@ -1,14 +1,16 @@
 //! The client side of a downstream HTTP connection, as the connection and its streams both
-//! see it: which connection, listener and peer, its buffer limit, and its codec.
+//! see it: which connection, listener and peer, its buffer limit, and its codec; and
+//! [`Downstream`], the client as a forwarded request sees it, whatever the protocol.
 
 use std::net::SocketAddr;
 
 use bytes::Bytes;
 
-use crate::codec::http1::Limits;
+use crate::codec::http1::{BodyKind, Limits, ResponseHead};
 use crate::config::{Config, HttpConnectionManager, NetworkFilter};
 use crate::downstream::codec::DownstreamCodec;
 use crate::downstream::ctx::Ctx;
+use crate::downstream::headers::ResponseContext;
 use crate::io::ConnId;
 
 pub(crate) struct Client {
@@ -38,17 +40,100 @@ impl Client {
         }
     }
 
-    /// The connection manager config of this client's listener.
-    pub(crate) fn hcm<'c>(&self, config: &'c Config) -> &'c HttpConnectionManager {
-        let NetworkFilter::HttpConnectionManager(hcm) = &config.listeners[self.listener].filter;
-        hcm
-    }
-
     /// Writes a response head (and body) to the client and counts it.
     pub(crate) fn send(&self, ctx: &mut Ctx, status: u16, response: Bytes) {
         let stats = &ctx.shared.http[self.listener];
         stats.response(status);
         stats.downstream_cx_tx_bytes_total.add(response.len() as u64);
         ctx.wire.write(self.id, response);
+    }
+}
+
+/// The client side of one forwarded request: an HTTP/1.1 connection (one request at a time)
+/// or one stream of an HTTP/2 connection. The router's [`Stream`](super::router::Stream)
+/// sees only this, so one machine forwards requests whatever protocol they came in.
+pub(crate) trait Downstream {
+    fn conn(&self) -> ConnId;
+    fn listener(&self) -> usize;
+    fn peer(&self) -> SocketAddr;
+    /// The watermark for what is queued towards the client, and held from it.
+    fn buffer_limit(&self) -> usize;
+    /// Stop reading the request body (the upstream is backed up).
+    fn pause(&mut self, ctx: &mut Ctx);
+    fn resume(&mut self, ctx: &mut Ctx);
+    /// Response bytes queued towards the client and not yet taken.
+    fn backlog(&self, ctx: &Ctx) -> usize;
+    /// The interim answer to `Expect: 100-continue`, which the proxy gives itself.
+    fn send_continue(&mut self, ctx: &mut Ctx);
+    /// The response head, rewritten as Envoy does; counted.
+    fn send_head(&mut self, ctx: &mut Ctx, head: ResponseHead, body: BodyKind, cx: &ResponseContext<'_>);
+    fn send_data(&mut self, ctx: &mut Ctx, data: Bytes);
+    fn send_end(&mut self, ctx: &mut Ctx);
+    /// A `101` answered an upgrade: the head goes down and the connection is raw from now on
+    /// (HTTP/1.1 only: an HTTP/2 stream never asks the router for an HTTP/1.1 upgrade).
+    fn switch(&mut self, ctx: &mut Ctx, head: ResponseHead, cx: &ResponseContext<'_>);
+
+    /// The connection manager config of the client's listener.
+    fn hcm<'c>(&self, config: &'c Config) -> &'c HttpConnectionManager {
+        let NetworkFilter::HttpConnectionManager(hcm) = &config.listeners[self.listener()].filter;
+        hcm
+    }
+}
+
+impl Downstream for Client {
+    fn conn(&self) -> ConnId {
+        self.id
+    }
+
+    fn listener(&self) -> usize {
+        self.listener
+    }
+
+    fn peer(&self) -> SocketAddr {
+        self.peer
+    }
+
+    fn buffer_limit(&self) -> usize {
+        self.buffer_limit
+    }
+
+    fn pause(&mut self, ctx: &mut Ctx) {
+        ctx.wire.pause_read(self.id);
+    }
+
+    fn resume(&mut self, ctx: &mut Ctx) {
+        ctx.wire.resume_read(self.id);
+    }
+
+    fn backlog(&self, ctx: &Ctx) -> usize {
+        ctx.wire.queued(self.id)
+    }
+
+    fn send_continue(&mut self, ctx: &mut Ctx) {
+        ctx.wire.write(self.id, self.codec.encode_continue());
+    }
+
+    fn send_head(&mut self, ctx: &mut Ctx, head: ResponseHead, body: BodyKind, cx: &ResponseContext<'_>) {
+        let status = head.status;
+        let bytes = self.codec.response_head(head, body, cx);
+        self.send(ctx, status, bytes);
+    }
+
+    fn send_data(&mut self, ctx: &mut Ctx, data: Bytes) {
+        ctx.shared.http[self.listener].downstream_cx_tx_bytes_total.add(data.len() as u64);
+        for piece in self.codec.encode_data(data) {
+            ctx.wire.write(self.id, piece);
+        }
+    }
+
+    fn send_end(&mut self, ctx: &mut Ctx) {
+        if let Some(end) = self.codec.encode_end() {
+            ctx.wire.write(self.id, end);
+        }
+    }
+
+    fn switch(&mut self, ctx: &mut Ctx, head: ResponseHead, cx: &ResponseContext<'_>) {
+        self.send_head(ctx, head, BodyKind::Tunnel, cx);
+        self.codec.release();
     }
 }

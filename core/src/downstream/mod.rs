@@ -6,6 +6,7 @@ pub(crate) mod client;
 pub(crate) mod codec;
 pub(crate) mod conn;
 pub(crate) mod ctx;
+pub(crate) mod decide;
 pub(crate) mod filters;
 pub(crate) mod headers;
 pub(crate) mod local_reply;

@@ -18,7 +18,7 @@ use smallvec::SmallVec;
 use crate::codec::http1::response::UpEvent;
 use crate::codec::http1::{self, BodyKind, Method, RequestHead};
 use crate::codec::LocalReply;
-use crate::downstream::client::Client;
+use crate::downstream::client::Downstream;
 use crate::downstream::ctx::Ctx;
 use crate::downstream::filters;
 use crate::downstream::headers::{self, RequestContext, ResponseContext};
@@ -92,9 +92,9 @@ impl Stream {
     }
 
     /// The client drained what was written to it: let the upstream be read again.
-    pub(crate) fn down_flushed(&self, client: &Client, ctx: &mut Ctx) {
+    pub(crate) fn down_flushed(&self, down: &impl Downstream, ctx: &mut Ctx) {
         if let Some(up) = self.up {
-            if ctx.wire.queued(client.id) <= client.buffer_limit / 2 {
+            if down.backlog(ctx) <= down.buffer_limit() / 2 {
                 ctx.wire.resume_read(up);
             }
         }
@@ -149,7 +149,7 @@ impl Stream {
     /// is asked for a connection at [`Self::go`].
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn start(
-        client: &mut Client,
+        client: &mut impl Downstream,
         ctx: &mut Ctx,
         now: Instant,
         id: StreamRef,
@@ -160,19 +160,16 @@ impl Stream {
         upgrade: bool,
         keep_alive: bool,
     ) -> Stream {
-        let config = &*ctx.config;
-        let hcm = client.hcm(config);
+        let config = ctx.config.clone();
+        let hcm = client.hcm(&config);
         let route_config = route.get(&hcm.route_config);
         let target = route_config.action.target().expect("a forwarded route has a cluster");
         let plan = filters::plan(hcm, upgrade_token(&head), Some(route_config));
         // An upgrade's body is the tunnel, whatever framing its head claims (Envoy U6).
         let body = if upgrade { BodyKind::Tunnel } else { body };
-        if upgrade {
-            client.codec.set_body(body);
-        }
         if body != BodyKind::Empty && !upgrade && head.headers.contains_token("expect", "100-continue") {
             // Envoy answers `Expect: 100-continue` itself and does not forward it.
-            ctx.wire.write(client.id, client.codec.encode_continue());
+            client.send_continue(ctx);
         }
         let buffering = if upgrade || body == BodyKind::Empty { None } else { plan.buffer_limit };
         let mut stream = Stream {
@@ -211,7 +208,7 @@ impl Stream {
 
     /// The request may go: ask the pool for a connection, unless asked already or the buffer
     /// filter holds the request until its end.
-    pub(crate) fn go(&mut self, client: &Client, ctx: &mut Ctx, now: Instant) -> Option<Ended> {
+    pub(crate) fn go(&mut self, client: &mut impl Downstream, ctx: &mut Ctx, now: Instant) -> Option<Ended> {
         if self.buffering.is_some() || self.requested {
             return None;
         }
@@ -219,7 +216,7 @@ impl Stream {
     }
 
     /// Asks the pool for a connection.
-    fn acquire(&mut self, client: &Client, ctx: &mut Ctx, now: Instant) -> Option<Ended> {
+    fn acquire(&mut self, client: &mut impl Downstream, ctx: &mut Ctx, now: Instant) -> Option<Ended> {
         self.requested = true;
         let (key, id) = (self.key, self.id);
         match ctx.with_pool(key.cluster, now, |pools: &mut Pools, cx| pools.acquire(key, id, cx)) {
@@ -229,7 +226,7 @@ impl Stream {
             }
             Acquired::Pending => {
                 // Read no further until there is somewhere to send it.
-                ctx.wire.pause_read(client.id);
+                client.pause(ctx);
                 None
             }
             Acquired::Overflow => {
@@ -242,8 +239,8 @@ impl Stream {
     }
 
     /// A pooled connection is ours: send the head and whatever body waited.
-    fn bound(&mut self, client: &Client, ctx: &mut Ctx, now: Instant, up: ConnId) {
-        let limit = client.buffer_limit;
+    fn bound(&mut self, client: &mut impl Downstream, ctx: &mut Ctx, now: Instant, up: ConnId) {
+        let limit = client.buffer_limit();
         self.up = Some(up);
         self.sent_at = Some(now);
         self.last_activity = now;
@@ -261,7 +258,7 @@ impl Stream {
         }
         ctx.shared.clusters[cluster].upstream_cx_tx_bytes_total.add(sent as u64);
         if ctx.wire.queued(up) <= limit && !self.request_done && self.held_len < limit {
-            ctx.wire.resume_read(client.id);
+            client.resume(ctx);
         }
     }
 
@@ -273,7 +270,7 @@ impl Stream {
     /// A piece of the request body.
     pub(crate) fn body_data(
         &mut self,
-        client: &Client,
+        client: &mut impl Downstream,
         ctx: &mut Ctx,
         now: Instant,
         chunk: Bytes,
@@ -284,7 +281,12 @@ impl Stream {
     }
 
     /// The request is complete: the route timeout starts.
-    pub(crate) fn body_end(&mut self, client: &Client, ctx: &mut Ctx, now: Instant) -> Option<Ended> {
+    pub(crate) fn body_end(
+        &mut self,
+        client: &mut impl Downstream,
+        ctx: &mut Ctx,
+        now: Instant,
+    ) -> Option<Ended> {
         self.last_activity = now;
         self.request_done = true;
         self.deadline = self.timeout.map(|t| now + t);
@@ -304,8 +306,13 @@ impl Stream {
     }
 
     /// One piece of request body; returns a local reply to send instead, if the chain says so.
-    fn push_body(&mut self, client: &Client, ctx: &mut Ctx, chunk: Bytes) -> Option<(u16, &'static str)> {
-        let (down, limit) = (client.id, client.buffer_limit);
+    fn push_body(
+        &mut self,
+        client: &mut impl Downstream,
+        ctx: &mut Ctx,
+        chunk: Bytes,
+    ) -> Option<(u16, &'static str)> {
+        let limit = client.buffer_limit();
         if matches!(self.response, Response::Refused) {
             // Envoy U7: what the client sends for a refused upgrade is dropped, early or late;
             // it must not count against a buffer limit and cut the refusal short.
@@ -319,7 +326,7 @@ impl Stream {
                 return Some((413, "Payload Too Large"));
             }
             if self.held_len >= limit && self.buffering.is_none() {
-                ctx.wire.pause_read(down);
+                client.pause(ctx);
             }
             return None;
         }
@@ -336,28 +343,28 @@ impl Stream {
     }
 
     /// Upstream wire bytes of the request: written if bound, held otherwise.
-    fn push_wire(&mut self, client: &Client, ctx: &mut Ctx, data: Bytes) {
-        let (down, limit) = (client.id, client.buffer_limit);
+    fn push_wire(&mut self, client: &mut impl Downstream, ctx: &mut Ctx, data: Bytes) {
+        let limit = client.buffer_limit();
         match self.up {
             Some(up) if self.head.is_none() => {
                 ctx.shared.clusters[self.key.cluster].upstream_cx_tx_bytes_total.add(data.len() as u64);
                 ctx.wire.write(up, data);
                 if ctx.wire.queued(up) > limit {
-                    ctx.wire.pause_read(down);
+                    client.pause(ctx);
                 }
             }
             _ => {
                 self.held_len += data.len();
                 self.held.push(data);
                 if self.held_len >= limit {
-                    ctx.wire.pause_read(down);
+                    client.pause(ctx);
                 }
             }
         }
     }
 
     /// The buffer filter has the whole body: forward it with its length.
-    fn end_buffering(&mut self, client: &Client, ctx: &mut Ctx, now: Instant) -> Option<Ended> {
+    fn end_buffering(&mut self, client: &mut impl Downstream, ctx: &mut Ctx, now: Instant) -> Option<Ended> {
         let mut head = self.raw_head.take().expect("buffered request head");
         let length = self.held_len as u64;
         head.headers.remove("transfer-encoding");
@@ -409,7 +416,7 @@ impl Stream {
     /// The pool's word on this stream, but for response events ([`Self::on_response`]).
     pub(crate) fn on_pool(
         &mut self,
-        client: &Client,
+        client: &mut impl Downstream,
         ctx: &mut Ctx,
         now: Instant,
         event: PoolEvent,
@@ -429,10 +436,10 @@ impl Stream {
             }
             PoolEvent::Response(_) => unreachable!("response events go to on_response"),
             PoolEvent::UpstreamFlushed => {
-                let limit = client.buffer_limit;
+                let limit = client.buffer_limit();
                 if let Some(up) = self.up {
                     if ctx.wire.queued(up) <= limit / 2 && self.held_len < limit && !self.request_done {
-                        ctx.wire.resume_read(client.id);
+                        client.resume(ctx);
                     }
                 }
                 None
@@ -453,13 +460,12 @@ impl Stream {
     /// A piece of the upstream's response.
     pub(crate) fn on_response(
         &mut self,
-        client: &mut Client,
+        client: &mut impl Downstream,
         ctx: &mut Ctx,
         now: Instant,
         event: UpEvent,
     ) -> Option<Ended> {
-        let down = client.id;
-        let limit = client.buffer_limit;
+        let limit = client.buffer_limit();
         self.last_activity = now;
         match event {
             UpEvent::Head(head, kind) => self.on_response_head(client, ctx, now, *head, kind),
@@ -468,11 +474,8 @@ impl Stream {
                     return None;
                 }
                 ctx.shared.clusters[self.key.cluster].upstream_cx_rx_bytes_total.add(data.len() as u64);
-                ctx.shared.http[client.listener].downstream_cx_tx_bytes_total.add(data.len() as u64);
-                for piece in client.codec.encode_data(data) {
-                    ctx.wire.write(down, piece);
-                }
-                if ctx.wire.queued(down) > limit {
+                client.send_data(ctx, data);
+                if client.backlog(ctx) > limit {
                     if let Some(up) = self.up {
                         ctx.wire.pause_read(up);
                     }
@@ -493,7 +496,7 @@ impl Stream {
 
     fn on_response_head(
         &mut self,
-        client: &mut Client,
+        client: &mut impl Downstream,
         ctx: &mut Ctx,
         now: Instant,
         head: http1::ResponseHead,
@@ -524,35 +527,34 @@ impl Stream {
         } else {
             Response::Body
         };
-        let server_name = client.hcm(&ctx.config).server_name.as_str();
+        let config = ctx.config.clone();
+        let server_name = client.hcm(&config).server_name.as_str();
         let cx =
             ResponseContext { upgrade_request: self.upgrade, server_name, service_time_ms: elapsed, close };
-        let bytes = client.codec.response_head(head, kind, &cx);
-        client.send(ctx, status, bytes);
+        client.send_head(ctx, head, kind, &cx);
         None
     }
 
     /// A `101`: the stream becomes a tunnel over the same upstream connection.
     fn switch_protocols(
         &mut self,
-        client: &mut Client,
+        client: &mut impl Downstream,
         ctx: &mut Ctx,
         now: Instant,
         head: http1::ResponseHead,
         elapsed: u128,
     ) -> Ended {
-        let down = client.id;
+        let down = client.conn();
         let up = self.up.take().expect("a response comes on a bound connection");
         let cluster = self.key.cluster;
         let first = ctx.with_pool(cluster, now, |pools: &mut Pools, cx| pools.detach(up, cx));
         ctx.adopt_upstream(up, down, cluster);
-        let server_name = client.hcm(&ctx.config).server_name.as_str();
+        let config = ctx.config.clone();
+        let server_name = client.hcm(&config).server_name.as_str();
         let cx =
             ResponseContext { upgrade_request: true, server_name, service_time_ms: elapsed, close: false };
-        let bytes = client.codec.response_head(head, BodyKind::Tunnel, &cx);
-        client.send(ctx, 101, bytes);
-        client.codec.release();
-        let limits = (client.buffer_limit, ctx.clusters.buffer_limit(cluster));
+        client.switch(ctx, head, &cx);
+        let limits = (client.buffer_limit(), ctx.clusters.buffer_limit(cluster));
         let mut tunnel = Tunnel::open(now, (down, up), cluster, limits, self.idle);
         let stats = &ctx.shared.clusters[cluster];
         for data in self.held.drain(..) {
@@ -569,12 +571,15 @@ impl Stream {
         Ended { end: End::Upgraded(tunnel), up: None }
     }
 
-    fn on_response_end(&mut self, client: &mut Client, ctx: &mut Ctx, now: Instant) -> Option<Ended> {
+    fn on_response_end(
+        &mut self,
+        client: &mut impl Downstream,
+        ctx: &mut Ctx,
+        now: Instant,
+    ) -> Option<Ended> {
         let up = self.up.take().expect("a response comes on a bound connection");
         let refused = matches!(self.response, Response::Refused);
-        if let Some(end) = client.codec.encode_end() {
-            ctx.wire.write(client.id, end);
-        }
+        client.send_end(ctx);
         ctx.shared.clusters[self.key.cluster].upstream_rq_completed.inc();
         let reusable = self.request_done && self.upstream_keep_alive && !refused;
         // The response may have paused the upstream (a slow client); its next user must find
@@ -595,7 +600,12 @@ impl Stream {
     }
 
     /// A deadline of this stream passed: the route timeout (504) or the stream idle timeout.
-    pub(crate) fn on_timer(&mut self, client: &Client, ctx: &mut Ctx, now: Instant) -> Option<Ended> {
+    pub(crate) fn on_timer(
+        &mut self,
+        client: &impl Downstream,
+        ctx: &mut Ctx,
+        now: Instant,
+    ) -> Option<Ended> {
         let timed_out = self.deadline.is_some_and(|at| at <= now);
         let idle = self.idle.is_some_and(|idle| self.last_activity + idle <= now);
         if !timed_out && !idle {
@@ -604,7 +614,7 @@ impl Stream {
         if timed_out {
             ctx.shared.clusters[self.key.cluster].upstream_rq_timeout.inc();
         } else {
-            ctx.shared.http[client.listener].downstream_rq_idle_timeout.inc();
+            ctx.shared.http[client.listener()].downstream_rq_idle_timeout.inc();
         }
         if !matches!(self.response, Response::AwaitingHead) {
             // The response has started: it is cut, and the client sees the cut as a reset.
@@ -620,7 +630,7 @@ impl Stream {
 
 /// The head the upstream gets for this request.
 fn upstream_head(
-    client: &Client,
+    client: &impl Downstream,
     ctx: &mut Ctx,
     head: RequestHead,
     route: RouteIndex,
@@ -641,7 +651,7 @@ fn upstream_head(
         hcm,
         route: target,
         matched_prefix,
-        peer: client.peer,
+        peer: client.peer(),
         body,
         upgrade,
         request_id: request_id.as_deref(),

@@ -9,7 +9,7 @@ use bytes::Bytes;
 
 use crate::codec::http1::{self, BodyKind, Limits};
 use crate::config::Config;
-use crate::downstream::client::Client;
+use crate::downstream::client::{Client, Downstream};
 use crate::downstream::conn::HttpConn;
 use crate::downstream::ctx::{Ctx, Owner};
 use crate::downstream::route::{self, RouteRequest};
@@ -297,9 +297,9 @@ fn a_stream_alone_is_bound_sends_its_request_and_ends_complete_with_its_response
     let (id, addr, now) = (StreamRef { conn: h.down, stream: 1 }, "10.0.0.3:80".parse().unwrap(), h.now);
     let mut stream =
         Stream::start(&mut client, &mut h.ctx, now, id, head, BodyKind::Length(3), index, addr, false, true);
-    assert!(stream.body_data(&client, &mut h.ctx, now, Bytes::from_static(b"abc")).is_none());
-    assert!(stream.body_end(&client, &mut h.ctx, now).is_none());
-    assert!(stream.go(&client, &mut h.ctx, now).is_none(), "waits for a connection");
+    assert!(stream.body_data(&mut client, &mut h.ctx, now, Bytes::from_static(b"abc")).is_none());
+    assert!(stream.body_end(&mut client, &mut h.ctx, now).is_none());
+    assert!(stream.go(&mut client, &mut h.ctx, now).is_none(), "waits for a connection");
     h.drain();
     let up = h.connects.last().expect("the pool opened a connection").0;
     assert!(h.text(up).is_empty());
@@ -308,7 +308,7 @@ fn a_stream_alone_is_bound_sends_its_request_and_ends_complete_with_its_response
     let (waiter, bound) = out.events.pop().expect("the stream is told");
     assert_eq!(waiter, id);
     assert!(matches!(bound, PoolEvent::Bound(conn) if conn == up));
-    assert!(stream.on_pool(&client, &mut h.ctx, now, bound).is_none());
+    assert!(stream.on_pool(&mut client, &mut h.ctx, now, bound).is_none());
     let sent = h.text(up);
     assert!(sent.starts_with("POST /s HTTP/1.1\r\n"), "{sent}");
     assert!(sent.ends_with("\r\n\r\nabc"), "the body waited for the head: {sent}");

@@ -28,27 +28,50 @@ fn udp_listeners_are_not_supported_yet() {
 }
 
 #[test]
-fn http2_and_http3_codecs_are_not_supported_yet() {
-    for codec in ["HTTP2", "HTTP3"] {
-        let text = with(&format!("          codec_type: {codec}"), "", "");
-        refused_as_unsupported(&text, &format!("{TYPED}.codec_type"));
-        assert!(error(&text).contains(&format!("{codec} is not supported yet")), "{}", error(&text));
-    }
-    for codec in ["AUTO", "HTTP1"] {
+fn the_http3_codec_is_not_supported_yet() {
+    let text = with("          codec_type: HTTP3", "", "");
+    refused_as_unsupported(&text, &format!("{TYPED}.codec_type"));
+    assert!(error(&text).contains("HTTP3 is not supported yet"), "{}", error(&text));
+    for (codec, want) in [("AUTO", CodecType::Auto), ("HTTP1", CodecType::Http1), ("HTTP2", CodecType::Http2)]
+    {
         let config = parse(&with(&format!("          codec_type: {codec}"), "", ""));
-        let want = if codec == "AUTO" { CodecType::Auto } else { CodecType::Http1 };
         assert_eq!(hcm_of(&config).codec_type, want);
     }
 }
 
 #[test]
-fn hcm_http2_options_and_request_timeout_are_not_supported_yet() {
-    for options in ["{allow_connect: true}", "{allow_connect: false}", "{}", "{max_concurrent_streams: 5}"] {
-        refused_as_unsupported(
-            &with(&format!("          http2_protocol_options: {options}"), "", ""),
-            &format!("{TYPED}.http2_protocol_options"),
+fn hcm_http2_options_are_read_and_checked_against_envoys_ranges() {
+    let options = |text: &str| {
+        hcm_of(&parse(&with(&format!("          http2_protocol_options: {text}"), "", "")))
+            .http2_protocol_options
+    };
+    assert_eq!(options("{}"), Http2Options::default());
+    let set = options("{allow_connect: true, max_concurrent_streams: 5, initial_stream_window_size: 65535, initial_connection_window_size: 1048576}");
+    assert_eq!(
+        set,
+        Http2Options {
+            max_concurrent_streams: 5,
+            initial_stream_window_size: 65535,
+            initial_connection_window_size: 1 << 20,
+            allow_connect: true
+        }
+    );
+    for (text, field) in [
+        ("{initial_stream_window_size: 100}", "initial_stream_window_size"),
+        ("{max_concurrent_streams: 0}", "max_concurrent_streams"),
+        ("{initial_connection_window_size: 4294967295}", "initial_connection_window_size"),
+        ("{hpack_table_size: 10}", "hpack_table_size"),
+    ] {
+        let message = error(&with(&format!("          http2_protocol_options: {text}"), "", ""));
+        assert!(
+            message.contains(&format!("{TYPED}.http2_protocol_options")) && message.contains(field),
+            "{message}"
         );
     }
+}
+
+#[test]
+fn request_timeout_is_not_supported_yet() {
     refused_as_unsupported(
         &with("          request_timeout: 30s", "", ""),
         &format!("{TYPED}.request_timeout"),

@@ -8,10 +8,10 @@ use bytes::Bytes;
 
 use super::{Exchange, HttpConn};
 use crate::codec::http1::RequestHead;
+use crate::downstream::client::Downstream;
 use crate::downstream::ctx::Ctx;
+use crate::downstream::decide::{self, Decision};
 use crate::downstream::local_reply;
-use crate::downstream::route::{self, RouteRequest};
-use crate::downstream::upgrade::upgrade_allowed;
 use crate::io::QueryId;
 use crate::transport::{Close, ConnEvent};
 use crate::tunnel::{Closes, Step, Tunnel};
@@ -68,37 +68,23 @@ impl HttpConn {
     pub(super) fn on_connect(&mut self, ctx: &mut Ctx, now: Instant, head: &RequestHead) -> Closes {
         let config = ctx.config.clone();
         let hcm = self.client.hcm(&config);
-        let authority: &[u8] = head.target.as_ref();
-        let header = |name: &str| head.headers.get(name);
-        let request = RouteRequest { method: "CONNECT", authority, path: None, header: &header };
-        let route = route::select(&hcm.route_config, &request);
-        let target = route.and_then(|r| r.action.target());
-        if !upgrade_allowed(hcm, target.map(|t| t.upgrade_configs.as_slice()), b"CONNECT") {
-            ctx.shared.http[self.client.listener].downstream_rq_ws_on_non_ws_route.inc();
-            return self.reply(ctx, now, 403, "", true);
+        let decision = decide::connect(ctx, hcm, self.local, &head.target, head);
+        if decision.counts_upgrade() {
+            self.count_upgrade(ctx);
         }
-        self.count_upgrade(ctx);
-        let Some(target) = target else {
-            return self.reply(ctx, now, 404, "", true);
+        let (cluster, pick) = match decision {
+            Decision::Tunnel { cluster, pick } => (cluster, pick),
+            Decision::Refused => {
+                ctx.shared.http[self.client.listener].downstream_rq_ws_on_non_ws_route.inc();
+                return self.reply(ctx, now, 403, "", true);
+            }
+            Decision::Reply(status, text) => return self.reply(ctx, now, status, &text, true),
+            Decision::Forward(..) => unreachable!("a CONNECT is tunnelled or answered"),
         };
-        let terminate = target.upgrade_configs.iter().any(|u| {
-            u.upgrade_type.eq_ignore_ascii_case("CONNECT") && u.enabled && u.connect_config.is_some()
-        });
-        if !terminate {
-            tracing::warn!(
-                "CONNECT proxy mode (a CONNECT route without connect_config) is not implemented yet"
-            );
-            return self.reply(ctx, now, 501, "burrow: CONNECT proxy mode is not implemented yet", true);
-        }
-        let cluster = target.cluster;
-        let original = ctx.clusters.original_dst_header(cluster).map(|name| match name {
-            ":authority" | "host" => authority,
-            name => head.headers.get(name).unwrap_or_default(),
-        });
         // Bytes that came with the head belong to the tunnel.
         let early: Vec<Bytes> =
             if self.client.codec.is_empty() { Vec::new() } else { vec![self.client.codec.take_buffered()] };
-        match ctx.clusters.pick(cluster, original, self.local) {
+        match pick {
             Pick::Addr(addr) => self.open_tunnel(ctx, now, cluster, addr, early, false),
             Pick::Resolve { host, port } => {
                 let (query, resolve) = ctx.clusters.resolve_for(self.client.id, cluster, host);
@@ -111,10 +97,7 @@ impl HttpConn {
                 self.open(Exchange::Resolving { query, cluster, port, early, fin: false, deadline });
                 Vec::new()
             }
-            Pick::NoHost => {
-                ctx.shared.clusters[cluster].upstream_cx_none_healthy.inc();
-                self.reply(ctx, now, 503, local_reply::NO_HEALTHY_UPSTREAM, true)
-            }
+            Pick::NoHost => unreachable!("decided as a 503"),
         }
     }
 

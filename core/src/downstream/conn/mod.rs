@@ -12,20 +12,19 @@ use bytes::Bytes;
 
 use crate::codec::http1::{self, BodyKind, HeadError, Method, RequestHead};
 use crate::codec::{LocalReply, StreamEvent};
-use crate::config::RouteAction;
 use crate::downstream::client::Client;
+use crate::downstream::client::Downstream;
 use crate::downstream::ctx::Ctx;
+use crate::downstream::decide::{self, Decision};
 use crate::downstream::local_reply;
-use crate::downstream::route::{self, RouteRequest};
 use crate::downstream::router::{End, Ended, Stream};
-use crate::downstream::upgrade::{upgrade_allowed, upgrade_token};
+use crate::downstream::upgrade::upgrade_token;
 use crate::io::{ConnId, QueryId, StreamRef};
 use crate::shared::Shared;
 use crate::stats::Gauge;
 use crate::timers::Timer;
 use crate::transport::{Close, ConnEvent};
 use crate::tunnel::{Closes, Step, Tunnel};
-use crate::upstream::cluster::Pick;
 use crate::upstream::pool::{PoolEvent, Pools};
 use slab::Slab;
 use smallvec::{smallvec, SmallVec};
@@ -425,50 +424,28 @@ impl HttpConn {
         let keep_alive = head.keep_alive() && upgrade.is_none();
         let config = ctx.config.clone();
         let hcm = self.client.hcm(&config);
-        let index = {
-            let host = head.headers.get("host").unwrap_or_default();
-            let header = |name: &str| head.headers.get(name);
-            let request = RouteRequest {
-                method: head.method.as_str(),
-                authority: host,
-                path: Some(&head.target),
-                header: &header,
-            };
-            route::select_index(&hcm.route_config, &request)
-        };
-        let route = index.map(|i| i.get(&hcm.route_config));
-        if let Some(token) = &upgrade {
-            let route_upgrades = route.and_then(|r| r.action.target()).map(|t| t.upgrade_configs.as_slice());
-            if !upgrade_allowed(hcm, route_upgrades, token) {
-                ctx.shared.http[self.client.listener].downstream_rq_ws_on_non_ws_route.inc();
-                return self.reply(ctx, now, 403, "", true);
-            }
+        let decision = decide::request(ctx, hcm, self.local, &head, upgrade.as_deref());
+        if upgrade.is_some() && decision.counts_upgrade() {
             self.count_upgrade(ctx);
         }
         // A local answer before the body was read ends the connection: the body would
         // otherwise be taken for the next request.
         let reusable = keep_alive && body == BodyKind::Empty && !ctx.draining();
-        let (Some(index), Some(route)) = (index, route) else {
-            return self.reply(ctx, now, 404, "", !reusable);
-        };
-        let target = match &route.action {
-            RouteAction::DirectResponse { status, body } => {
-                return self.reply(ctx, now, *status, body.as_deref().unwrap_or(""), !reusable);
+        let (index, addr) = match decision {
+            Decision::Forward(index, addr) => (index, addr),
+            Decision::Refused => {
+                ctx.shared.http[self.client.listener].downstream_rq_ws_on_non_ws_route.inc();
+                return self.reply(ctx, now, 403, "", true);
             }
-            RouteAction::Route(target) => target,
-        };
-        let cluster = target.cluster;
-        let original = ctx.clusters.original_dst_header(cluster).and_then(|name| head.headers.get(name));
-        let addr = match ctx.clusters.pick(cluster, original, self.local) {
-            Pick::Addr(addr) => addr,
-            // Envoy's original destination takes IP literals only for proxied requests.
-            Pick::Resolve { .. } | Pick::NoHost => {
-                ctx.shared.clusters[cluster].upstream_cx_none_healthy.inc();
-                return self.reply(ctx, now, 503, local_reply::NO_HEALTHY_UPSTREAM, !reusable);
-            }
+            Decision::Reply(status, text) => return self.reply(ctx, now, status, &text, !reusable),
+            Decision::Tunnel { .. } => unreachable!("only CONNECT tunnels"),
         };
         let id = StreamRef { conn: self.client.id, stream: id };
         let upgrade = upgrade.is_some();
+        if upgrade {
+            // An upgrade's body is the tunnel, whatever framing its head claims (Envoy U6).
+            self.client.codec.set_body(BodyKind::Tunnel);
+        }
         let stream =
             Stream::start(&mut self.client, ctx, now, id, head, body, index, addr, upgrade, keep_alive);
         self.open(Exchange::Forwarding(stream));

@@ -1,0 +1,413 @@
+//! The server side of an HTTP/2 connection: requests in, responses out, per stream.
+
+use std::collections::VecDeque;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
+
+use bytes::Bytes;
+use h2::server::{Connection, Handshake, SendResponse};
+use h2::{Reason, RecvStream, SendStream};
+use slab::Slab;
+
+use super::pipe::Pipe;
+use super::wake::{Flag, Wakers};
+
+/// The connection's HTTP/2 settings, from `http2_protocol_options`.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Settings {
+    pub(crate) max_concurrent_streams: u32,
+    pub(crate) initial_stream_window_size: u32,
+    pub(crate) initial_connection_window_size: u32,
+    pub(crate) max_header_list_size: u32,
+    /// Advertise SETTINGS_ENABLE_CONNECT_PROTOCOL (extended CONNECT).
+    pub(crate) extended_connect: bool,
+}
+
+/// What the codec has for the connection manager.
+#[derive(Debug)]
+pub(crate) enum Polled {
+    Stream(usize, ServerEvent),
+    /// The connection is over: the client went away, a GOAWAY finished, or the client broke
+    /// the protocol (h2 has sent the GOAWAY that says so).
+    Closed(Option<h2::Error>),
+}
+
+#[derive(Debug)]
+pub(crate) enum ServerEvent {
+    /// A request opens the stream; `end` when its head carried END_STREAM (no body).
+    Head(http::request::Parts, bool),
+    Data(Bytes),
+    /// The request body is complete (trailers are not forwarded).
+    End,
+    /// The client reset the stream, or h2 did for a protocol error on it.
+    Reset(Reason),
+    /// Response bytes queued for the stream went to h2: [`ServerCodec::queued`] is lower.
+    Sent,
+}
+
+enum State {
+    Handshaking(Handshake<Pipe, Bytes>),
+    Open(Connection<Pipe, Bytes>),
+    Done,
+}
+
+pub(crate) struct ServerCodec {
+    state: State,
+    pipe: Pipe,
+    streams: Slab<Stream>,
+    wakers: Wakers,
+    /// Streams to poll: woken by h2, or with more to give since the last event.
+    due: Vec<usize>,
+}
+
+struct Stream {
+    flag: Arc<Flag>,
+    waker: Waker,
+    /// The request body, until its end or a reset.
+    recv: Option<RecvStream>,
+    /// Request body capacity is held back (the stream's window closes).
+    paused: bool,
+    /// Request body bytes taken and not yet given back to the window.
+    unreleased: usize,
+    send: Sending,
+    /// Response bytes h2 has no capacity for yet.
+    queue: VecDeque<Bytes>,
+    queued: usize,
+    /// END_STREAM goes out after the queue.
+    end: bool,
+}
+
+enum Sending {
+    Head(SendResponse<Bytes>),
+    Body(SendStream<Bytes>),
+    Done,
+}
+
+impl ServerCodec {
+    pub(crate) fn new(settings: Settings) -> ServerCodec {
+        let pipe = Pipe::default();
+        let mut builder = h2::server::Builder::new();
+        builder
+            .max_concurrent_streams(settings.max_concurrent_streams)
+            .initial_window_size(settings.initial_stream_window_size)
+            .initial_connection_window_size(settings.initial_connection_window_size)
+            .max_header_list_size(settings.max_header_list_size);
+        if settings.extended_connect {
+            builder.enable_connect_protocol();
+        }
+        let handshake = builder.handshake(pipe.clone());
+        ServerCodec {
+            state: State::Handshaking(handshake),
+            pipe,
+            streams: Slab::new(),
+            wakers: Wakers::default(),
+            due: Vec::new(),
+        }
+    }
+
+    /// Bytes off the connection.
+    pub(crate) fn read(&mut self, data: Bytes) {
+        self.pipe.feed(data);
+    }
+
+    /// The client sent its FIN.
+    pub(crate) fn read_closed(&mut self) {
+        self.pipe.feed_eof();
+    }
+
+    /// How much h2 may write before the socket drains.
+    pub(crate) fn set_room(&mut self, room: usize) {
+        self.pipe.set_room(room);
+    }
+
+    /// What h2 wrote, for the socket.
+    pub(crate) fn take_output(&mut self) -> Option<Bytes> {
+        self.pipe.take_output()
+    }
+
+    /// Streams open (the manager's exchanges share their keys).
+    pub(crate) fn has_streams(&self) -> bool {
+        !self.streams.is_empty()
+    }
+
+    /// Nothing read is waiting, and no stream is open.
+    pub(crate) fn is_idle(&self) -> bool {
+        self.streams.is_empty() && self.pipe.drained()
+    }
+
+    /// The next event. Call until `None` after every input and every call on a stream: h2
+    /// writes frames only while polled.
+    pub(crate) fn poll(&mut self) -> Option<Polled> {
+        loop {
+            if self.due.is_empty() {
+                self.wakers.woken().take(&mut self.due);
+            }
+            while let Some(key) = self.due.pop() {
+                if let Some(event) = self.poll_stream(key) {
+                    // The stream may have more: it is polled again next.
+                    self.due.push(key);
+                    return Some(Polled::Stream(key, event));
+                }
+            }
+            if let Some(polled) = self.poll_connection() {
+                return Some(polled);
+            }
+            self.wakers.woken().take(&mut self.due);
+            if self.due.is_empty() {
+                return None;
+            }
+        }
+    }
+
+    fn poll_connection(&mut self) -> Option<Polled> {
+        let mut cx = Context::from_waker(Waker::noop());
+        loop {
+            match &mut self.state {
+                State::Handshaking(handshake) => match Pin::new(handshake).poll(&mut cx) {
+                    Poll::Ready(Ok(connection)) => self.state = State::Open(connection),
+                    Poll::Ready(Err(error)) => {
+                        self.state = State::Done;
+                        return Some(Polled::Closed(Some(error)));
+                    }
+                    Poll::Pending => return None,
+                },
+                State::Open(connection) => {
+                    return match connection.poll_accept(&mut cx) {
+                        Poll::Ready(Some(Ok((request, respond)))) => Some(self.accept(request, respond)),
+                        Poll::Ready(Some(Err(error))) => {
+                            self.state = State::Done;
+                            Some(Polled::Closed(Some(error)))
+                        }
+                        Poll::Ready(None) => {
+                            self.state = State::Done;
+                            Some(Polled::Closed(None))
+                        }
+                        Poll::Pending => None,
+                    };
+                }
+                State::Done => return None,
+            }
+        }
+    }
+
+    fn accept(&mut self, request: http::Request<RecvStream>, respond: SendResponse<Bytes>) -> Polled {
+        let (parts, recv) = request.into_parts();
+        let end = recv.is_end_stream();
+        let entry = self.streams.vacant_entry();
+        let key = entry.key();
+        let (flag, waker) = self.wakers.get(key);
+        entry.insert(Stream {
+            flag,
+            waker,
+            recv: (!end).then_some(recv),
+            paused: false,
+            unreleased: 0,
+            send: Sending::Head(respond),
+            queue: VecDeque::new(),
+            queued: 0,
+            end: false,
+        });
+        Polled::Stream(key, ServerEvent::Head(parts, end))
+    }
+
+    fn poll_stream(&mut self, key: usize) -> Option<ServerEvent> {
+        let stream = self.streams.get_mut(key)?;
+        stream.flag.clear();
+        let waker = stream.waker.clone();
+        let mut cx = Context::from_waker(&waker);
+        let reset = match &mut stream.send {
+            Sending::Head(respond) => respond.poll_reset(&mut cx),
+            Sending::Body(body) => body.poll_reset(&mut cx),
+            Sending::Done => Poll::Pending,
+        };
+        if let Poll::Ready(reset) = reset {
+            stream.give_back();
+            stream.recv = None;
+            stream.send = Sending::Done;
+            return Some(ServerEvent::Reset(reset.unwrap_or(Reason::CANCEL)));
+        }
+        let sent = stream.pump(&mut cx);
+        if !stream.paused {
+            stream.give_back();
+            if let Some(recv) = &mut stream.recv {
+                loop {
+                    match recv.poll_data(&mut cx) {
+                        Poll::Ready(Some(Ok(data))) if data.is_empty() => continue,
+                        Poll::Ready(Some(Ok(data))) => {
+                            stream.unreleased += data.len();
+                            return Some(ServerEvent::Data(data));
+                        }
+                        Poll::Ready(Some(Err(error))) => {
+                            stream.recv = None;
+                            return Some(ServerEvent::Reset(error.reason().unwrap_or(Reason::CANCEL)));
+                        }
+                        Poll::Ready(None) => {
+                            stream.recv = None;
+                            return Some(ServerEvent::End);
+                        }
+                        Poll::Pending => break,
+                    }
+                }
+            }
+        }
+        sent.then_some(ServerEvent::Sent)
+    }
+
+    /// Stops giving the stream's request body window back: the client stops sending on it.
+    pub(crate) fn pause(&mut self, key: usize) {
+        if let Some(stream) = self.streams.get_mut(key) {
+            stream.paused = true;
+        }
+    }
+
+    /// Opens the stream's window again (and reads what waited).
+    pub(crate) fn resume(&mut self, key: usize) {
+        if let Some(stream) = self.streams.get_mut(key) {
+            if std::mem::take(&mut stream.paused) {
+                stream.waker.wake_by_ref();
+            }
+        }
+    }
+
+    /// The response head; with `end` it is the whole response.
+    pub(crate) fn send_head(&mut self, key: usize, response: http::Response<()>, end: bool) {
+        let Some(stream) = self.streams.get_mut(key) else { return };
+        let Sending::Head(respond) = &mut stream.send else { return };
+        stream.send = match respond.send_response(response, end) {
+            Ok(body) if !end => Sending::Body(body),
+            _ => Sending::Done,
+        };
+    }
+
+    /// A piece of the response body, sent as the stream's window allows.
+    pub(crate) fn send_data(&mut self, key: usize, data: Bytes) {
+        let Some(stream) = self.streams.get_mut(key) else { return };
+        if data.is_empty() || matches!(stream.send, Sending::Done) {
+            return;
+        }
+        stream.queued += data.len();
+        stream.queue.push_back(data);
+        stream.waker.wake_by_ref();
+    }
+
+    /// The response is complete once what is queued has gone.
+    pub(crate) fn send_end(&mut self, key: usize) {
+        if let Some(stream) = self.streams.get_mut(key) {
+            stream.end = true;
+            stream.waker.wake_by_ref();
+        }
+    }
+
+    /// Response bytes of the stream still waiting for h2's capacity.
+    pub(crate) fn queued(&self, key: usize) -> usize {
+        self.streams.get(key).map_or(0, |s| s.queued)
+    }
+
+    /// Resets the stream (RST_STREAM with `reason`); nothing more is sent or read on it.
+    pub(crate) fn reset(&mut self, key: usize, reason: Reason) {
+        let Some(stream) = self.streams.get_mut(key) else { return };
+        match std::mem::replace(&mut stream.send, Sending::Done) {
+            Sending::Head(mut respond) => respond.send_reset(reason),
+            Sending::Body(mut body) => body.send_reset(reason),
+            Sending::Done => {}
+        }
+        stream.give_back();
+        stream.recv = None;
+        stream.queue.clear();
+        stream.queued = 0;
+    }
+
+    /// The response has gone whole (or the stream was reset).
+    pub(crate) fn response_done(&self, key: usize) -> bool {
+        self.streams.get(key).is_none_or(|s| matches!(s.send, Sending::Done))
+    }
+
+    /// The request has been read whole (or the stream was reset).
+    pub(crate) fn request_done(&self, key: usize) -> bool {
+        self.streams.get(key).is_none_or(|s| s.recv.is_none())
+    }
+
+    /// The manager is done with the stream. A request body still arriving is cancelled by h2.
+    pub(crate) fn remove(&mut self, key: usize) {
+        if !self.streams.contains(key) {
+            return;
+        }
+        let mut stream = self.streams.remove(key);
+        stream.give_back();
+        let Stream { flag, waker, .. } = stream;
+        drop(waker);
+        self.wakers.put(flag);
+    }
+
+    /// GOAWAY: no new streams; the connection ends when the open ones have.
+    pub(crate) fn graceful_shutdown(&mut self) {
+        if let State::Open(connection) = &mut self.state {
+            connection.graceful_shutdown();
+        }
+    }
+
+    /// GOAWAY with an error: the connection ends now.
+    pub(crate) fn abrupt_shutdown(&mut self, reason: Reason) {
+        if let State::Open(connection) = &mut self.state {
+            connection.abrupt_shutdown(reason);
+        }
+    }
+}
+
+impl Stream {
+    /// Gives the request body bytes taken back to the stream's and the connection's windows.
+    fn give_back(&mut self) {
+        if let Some(recv) = &mut self.recv {
+            if self.unreleased > 0 {
+                let _ = recv.flow_control().release_capacity(self.unreleased);
+            }
+        }
+        self.unreleased = 0;
+    }
+
+    /// Hands queued response bytes to h2 as far as its capacity goes; true if any went.
+    fn pump(&mut self, cx: &mut Context<'_>) -> bool {
+        let Sending::Body(body) = &mut self.send else { return false };
+        let mut sent = false;
+        loop {
+            if self.queue.is_empty() {
+                if self.end {
+                    let _ = body.send_data(Bytes::new(), true);
+                    self.send = Sending::Done;
+                }
+                return sent;
+            }
+            body.reserve_capacity(self.queued);
+            let capacity = body.capacity();
+            if capacity == 0 {
+                match body.poll_capacity(cx) {
+                    Poll::Ready(Some(Ok(_))) => continue,
+                    Poll::Pending => return sent,
+                    Poll::Ready(None | Some(Err(_))) => {
+                        self.queue.clear();
+                        self.queued = 0;
+                        self.send = Sending::Done;
+                        return sent;
+                    }
+                }
+            }
+            let front = self.queue.front_mut().expect("not empty");
+            let piece = if front.len() <= capacity {
+                self.queue.pop_front().expect("not empty")
+            } else {
+                front.split_to(capacity)
+            };
+            self.queued -= piece.len();
+            let last = self.end && self.queue.is_empty();
+            sent = true;
+            if body.send_data(piece, last).is_err() || last {
+                self.queue.clear();
+                self.queued = 0;
+                self.send = Sending::Done;
+                return sent;
+            }
+        }
+    }
+}

@@ -1,0 +1,120 @@
+//! What a request gets, decided from its head alone, the same for every protocol it came in:
+//! refused, answered by the proxy, forwarded along a route, or (CONNECT) tunnelled to a target.
+
+use std::net::SocketAddr;
+
+use crate::codec::http1::RequestHead;
+use crate::config::{HttpConnectionManager, RouteAction};
+use crate::downstream::ctx::Ctx;
+use crate::downstream::local_reply;
+use crate::downstream::route::{self, RouteIndex, RouteRequest};
+use crate::downstream::upgrade::upgrade_allowed;
+use crate::upstream::cluster::Pick;
+
+pub(crate) enum Decision {
+    /// 403: the upgrade (or CONNECT) it asks for is not enabled on its route.
+    Refused,
+    /// The proxy answers itself (no route, a direct response, no host).
+    Reply(u16, String),
+    Forward(RouteIndex, SocketAddr),
+    /// A CONNECT to terminate: a tunnel to the cluster's host.
+    Tunnel {
+        cluster: usize,
+        pick: Pick,
+    },
+}
+
+impl Decision {
+    /// Whether an upgrade asked for counts in `downstream_cx_upgrades_total`: every one
+    /// the table allowed, answered or not, as Envoy counts them.
+    pub(crate) fn counts_upgrade(&self) -> bool {
+        !matches!(self, Decision::Refused)
+    }
+}
+
+/// A request other than CONNECT; `upgrade` is the protocol it asks to switch to.
+pub(crate) fn request(
+    ctx: &mut Ctx,
+    hcm: &HttpConnectionManager,
+    local: SocketAddr,
+    head: &RequestHead,
+    upgrade: Option<&[u8]>,
+) -> Decision {
+    let index = {
+        let host = head.headers.get("host").unwrap_or_default();
+        let header = |name: &str| head.headers.get(name);
+        let request = RouteRequest {
+            method: head.method.as_str(),
+            authority: host,
+            path: Some(&head.target),
+            header: &header,
+        };
+        route::select_index(&hcm.route_config, &request)
+    };
+    let route = index.map(|i| i.get(&hcm.route_config));
+    if let Some(token) = upgrade {
+        let route_upgrades = route.and_then(|r| r.action.target()).map(|t| t.upgrade_configs.as_slice());
+        if !upgrade_allowed(hcm, route_upgrades, token) {
+            return Decision::Refused;
+        }
+    }
+    let (Some(index), Some(route)) = (index, route) else {
+        return Decision::Reply(404, String::new());
+    };
+    let target = match &route.action {
+        RouteAction::DirectResponse { status, body } => {
+            return Decision::Reply(*status, body.clone().unwrap_or_default());
+        }
+        RouteAction::Route(target) => target,
+    };
+    let cluster = target.cluster;
+    let original = ctx.clusters.original_dst_header(cluster).and_then(|name| head.headers.get(name));
+    match ctx.clusters.pick(cluster, original, local) {
+        Pick::Addr(addr) => Decision::Forward(index, addr),
+        // Envoy's original destination takes IP literals only for proxied requests.
+        Pick::Resolve { .. } | Pick::NoHost => {
+            ctx.shared.clusters[cluster].upstream_cx_none_healthy.inc();
+            Decision::Reply(503, local_reply::NO_HEALTHY_UPSTREAM.to_string())
+        }
+    }
+}
+
+/// A CONNECT to `authority` (routed on it, not on `host`, Envoy C2).
+pub(crate) fn connect(
+    ctx: &mut Ctx,
+    hcm: &HttpConnectionManager,
+    local: SocketAddr,
+    authority: &[u8],
+    head: &RequestHead,
+) -> Decision {
+    let header = |name: &str| head.headers.get(name);
+    let request = RouteRequest { method: "CONNECT", authority, path: None, header: &header };
+    let route = route::select(&hcm.route_config, &request);
+    let target = route.and_then(|r| r.action.target());
+    if !upgrade_allowed(hcm, target.map(|t| t.upgrade_configs.as_slice()), b"CONNECT") {
+        return Decision::Refused;
+    }
+    let Some(target) = target else {
+        return Decision::Reply(404, String::new());
+    };
+    let terminate = target
+        .upgrade_configs
+        .iter()
+        .any(|u| u.upgrade_type.eq_ignore_ascii_case("CONNECT") && u.enabled && u.connect_config.is_some());
+    if !terminate {
+        tracing::warn!("CONNECT proxy mode (a CONNECT route without connect_config) is not implemented yet");
+        return Decision::Reply(501, "burrow: CONNECT proxy mode is not implemented yet".to_string());
+    }
+    let cluster = target.cluster;
+    let original = ctx.clusters.original_dst_header(cluster).map(|name| match name {
+        ":authority" | "host" => authority,
+        name => head.headers.get(name).unwrap_or_default(),
+    });
+    match ctx.clusters.pick(cluster, original, local) {
+        Pick::NoHost => {
+            ctx.shared.clusters[cluster].upstream_cx_none_healthy.inc();
+            Decision::Reply(503, local_reply::NO_HEALTHY_UPSTREAM.to_string())
+        }
+        pick => Decision::Tunnel { cluster, pick },
+    }
+}
