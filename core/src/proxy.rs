@@ -6,8 +6,8 @@ use std::time::{Duration, Instant, SystemTime};
 
 use crate::config::Config;
 use crate::downstream::admin_conn::AdminConn;
-use crate::downstream::conn::HttpConn;
 use crate::downstream::ctx::{Ctx, Owner};
+use crate::downstream::session::Session;
 use crate::io::{CloseKind, ConnId, Input, ListenerId, Output, QueryId, StreamRef};
 use crate::shared::Shared;
 use crate::stats::Gauge;
@@ -42,7 +42,7 @@ enum Slot {
     /// Its machine is gone; what was queued is being flushed before the `Close` (boxed: rare,
     /// and every slot is moved on the data path).
     Closing(Box<Closing>),
-    Http(Box<HttpConn>),
+    Http(Box<Session>),
     Admin(Box<AdminConn>),
     /// The upstream side of a tunnel, owned by a downstream connection.
     Upstream {
@@ -116,13 +116,17 @@ impl Proxy {
     ) -> ConnId {
         let id = self.alloc();
         let index = listener.0 as usize;
+        let mut closes = Vec::new();
         let slot = if index < self.ctx.config.listeners.len() {
-            Slot::Http(Box::new(HttpConn::new(&mut self.ctx, now, id, index, peer, local)))
+            let (session, opened) = Session::new(&mut self.ctx, now, id, index, peer, local);
+            closes = opened;
+            Slot::Http(Box::new(session))
         } else {
             Slot::Admin(Box::default())
         };
         self.conns[id.0 as usize] = slot;
         self.live += 1;
+        self.apply(now, closes);
         if self.state != RunState::Running && self.state != RunState::Warming {
             // Accepted in the window before the driver saw our Unlisten: turn it away.
             self.release(now, id, Close::Abort);
@@ -214,6 +218,8 @@ impl Proxy {
             };
             if idle {
                 self.release(now, ConnId(id as u32), Close::Flush);
+            } else if matches!(self.conns[id], Slot::Http(_)) {
+                self.with_http(now, ConnId(id as u32), |http, ctx| http.drain(ctx, now));
             }
         }
         self.settle();
@@ -268,7 +274,7 @@ impl Proxy {
             Slot::Http(_) => self.with_http(now, conn, |http, ctx| http.on_downstream(ctx, now, event)),
             Slot::Upstream { downstream, .. } => {
                 let downstream = *downstream;
-                self.with_http(now, downstream, |http, ctx| http.on_upstream(ctx, now, event))
+                self.with_http(now, downstream, |http, ctx| http.on_upstream(ctx, now, conn, event))
             }
             Slot::Pooled { .. } => self.pooled_event(now, conn, event),
             Slot::Admin(admin) => {
@@ -340,7 +346,7 @@ impl Proxy {
         &mut self,
         now: Instant,
         conn: ConnId,
-        f: impl FnOnce(&mut HttpConn, &mut Ctx) -> Vec<(ConnId, Close)>,
+        f: impl FnOnce(&mut Session, &mut Ctx) -> Vec<(ConnId, Close)>,
     ) {
         let Slot::Http(mut http) = std::mem::replace(&mut self.conns[conn.0 as usize], Slot::Busy) else {
             unreachable!("with_http on a non-HTTP slot")
@@ -388,7 +394,7 @@ impl Proxy {
                 return;
             }
             Slot::Http(http) => {
-                also = http.finish(&mut self.ctx, now);
+                also = (*http).finish(&mut self.ctx, now);
                 self.live -= 1;
             }
             Slot::Admin(_) => self.live -= 1,

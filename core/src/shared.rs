@@ -11,6 +11,8 @@ pub struct Shared {
     pub(crate) listeners: Vec<ListenerStats>,
     /// One per listener, for its connection manager.
     pub(crate) http: Vec<HttpStats>,
+    /// The HTTP/2 codec's, per listener (`http.<prefix>.http2.*`).
+    pub(crate) http2: Vec<Http2Stats>,
     pub(crate) clusters: Vec<ClusterStats>,
     /// Circuit breakers per cluster, process-wide.
     pub(crate) breakers: Vec<Breakers>,
@@ -31,10 +33,19 @@ impl Shared {
                 NetworkFilter::HttpConnectionManager(hcm) => HttpStats::new(&stats, &hcm.stat_prefix),
             })
             .collect();
+        let http2 = config
+            .listeners
+            .iter()
+            .map(|l| match &l.filter {
+                NetworkFilter::HttpConnectionManager(hcm) => {
+                    Http2Stats::new(&stats, &format!("{}.http2", hcm.stat_prefix))
+                }
+            })
+            .collect();
         let clusters = config.clusters.iter().map(|c| ClusterStats::new(&stats, &c.name)).collect();
         let breakers =
             config.clusters.iter().map(|c| Breakers::new(&stats, &c.name, &c.circuit_breakers)).collect();
-        Shared { stats, listeners, http, clusters, breakers }
+        Shared { stats, listeners, http, http2, clusters, breakers }
     }
 }
 
@@ -69,6 +80,7 @@ stat_struct!(
     counters {
         downstream_cx_total,
         downstream_cx_http1_total,
+        downstream_cx_http2_total,
         downstream_cx_protocol_error,
         downstream_cx_rx_bytes_total,
         downstream_cx_tx_bytes_total,
@@ -77,6 +89,7 @@ stat_struct!(
         downstream_cx_destroy_local,
         downstream_rq_total,
         downstream_rq_http1_total,
+        downstream_rq_http2_total,
         downstream_rq_1xx,
         downstream_rq_2xx,
         downstream_rq_3xx,
@@ -91,10 +104,13 @@ stat_struct!(
     gauges {
         downstream_cx_active,
         downstream_cx_http1_active,
+        downstream_cx_http2_active,
         downstream_cx_upgrades_active,
         downstream_rq_active
     }
 );
+
+stat_struct!(Http2Stats, "http", counters { rx_reset, tx_reset, goaway_sent }, gauges { streams_active });
 
 stat_struct!(
     ClusterStats,

@@ -142,14 +142,9 @@ pub(crate) fn downstream_response(
     cx: &ResponseContext<'_>,
 ) -> (Bytes, DownFraming) {
     let ResponseContext { upgrade_request, server_name, service_time_ms, close } = *cx;
-    let hop = HopFilter::new(&head.headers, upgrade_request);
     let mut out = HeadWriter::new(64 * (head.headers.len() + 5));
     out.status_line(head.status, http1::reason_phrase(head.status).as_bytes());
-    for (name, value) in head.headers.iter() {
-        if hop.forwards(name, value) && name != b"server" && name != b"x-envoy-upstream-service-time" {
-            out.field(name, value);
-        }
-    }
+    forwarded_response_fields(&head, upgrade_request, |name, value| out.field(name, value));
     let framing = match body {
         BodyKind::Tunnel => DownFraming::Raw,
         BodyKind::Chunked | BodyKind::UntilClose => {
@@ -164,6 +159,21 @@ pub(crate) fn downstream_response(
         out.field(b"connection", b"close");
     }
     (out.finish(b""), framing)
+}
+
+/// The upstream response's fields that go on to the client, in order: not the hop-by-hop
+/// ones, nor those the proxy sets itself (`server`, `x-envoy-upstream-service-time`).
+pub(crate) fn forwarded_response_fields(
+    head: &ResponseHead,
+    upgrade_request: bool,
+    mut emit: impl FnMut(&[u8], &[u8]),
+) {
+    let hop = HopFilter::new(&head.headers, upgrade_request);
+    for (name, value) in head.headers.iter() {
+        if hop.forwards(name, value) && name != b"server" && name != b"x-envoy-upstream-service-time" {
+            emit(name, value);
+        }
+    }
 }
 
 /// A version-4 UUID from 128 random bits, as Envoy's `x-request-id`.

@@ -8,10 +8,12 @@ pub(crate) mod conn;
 pub(crate) mod ctx;
 pub(crate) mod decide;
 pub(crate) mod filters;
+pub(crate) mod h2;
 pub(crate) mod headers;
 pub(crate) mod local_reply;
 pub(crate) mod route;
 pub(crate) mod router;
+pub(crate) mod session;
 #[cfg(test)]
 mod tests;
 pub(crate) mod upgrade;

@@ -43,7 +43,8 @@ pub(crate) enum ServerEvent {
     End,
     /// The client reset the stream, or h2 did for a protocol error on it.
     Reset(Reason),
-    /// Response bytes queued for the stream went to h2: [`ServerCodec::queued`] is lower.
+    /// Response bytes queued for the stream went to h2 ([`ServerCodec::queued`] is lower),
+    /// or its END_STREAM did.
     Sent,
 }
 
@@ -63,6 +64,8 @@ pub(crate) struct ServerCodec {
 }
 
 struct Stream {
+    /// The stream's id on the wire (unique on the connection, never reused).
+    id: u32,
     flag: Arc<Flag>,
     waker: Waker,
     /// The request body, until its end or a reset.
@@ -125,11 +128,6 @@ impl ServerCodec {
     /// What h2 wrote, for the socket.
     pub(crate) fn take_output(&mut self) -> Option<Bytes> {
         self.pipe.take_output()
-    }
-
-    /// Streams open (the manager's exchanges share their keys).
-    pub(crate) fn has_streams(&self) -> bool {
-        !self.streams.is_empty()
     }
 
     /// Nothing read is waiting, and no stream is open.
@@ -195,10 +193,12 @@ impl ServerCodec {
     fn accept(&mut self, request: http::Request<RecvStream>, respond: SendResponse<Bytes>) -> Polled {
         let (parts, recv) = request.into_parts();
         let end = recv.is_end_stream();
+        let id = respond.stream_id().as_u32();
         let entry = self.streams.vacant_entry();
         let key = entry.key();
         let (flag, waker) = self.wakers.get(key);
         entry.insert(Stream {
+            id,
             flag,
             waker,
             recv: (!end).then_some(recv),
@@ -300,6 +300,11 @@ impl ServerCodec {
         }
     }
 
+    /// The stream's id on the wire.
+    pub(crate) fn stream_id(&self, key: usize) -> u32 {
+        self.streams.get(key).map_or(0, |s| s.id)
+    }
+
     /// Response bytes of the stream still waiting for h2's capacity.
     pub(crate) fn queued(&self, key: usize) -> usize {
         self.streams.get(key).map_or(0, |s| s.queued)
@@ -324,11 +329,6 @@ impl ServerCodec {
         self.streams.get(key).is_none_or(|s| matches!(s.send, Sending::Done))
     }
 
-    /// The request has been read whole (or the stream was reset).
-    pub(crate) fn request_done(&self, key: usize) -> bool {
-        self.streams.get(key).is_none_or(|s| s.recv.is_none())
-    }
-
     /// The manager is done with the stream. A request body still arriving is cancelled by h2.
     pub(crate) fn remove(&mut self, key: usize) {
         if !self.streams.contains(key) {
@@ -345,13 +345,6 @@ impl ServerCodec {
     pub(crate) fn graceful_shutdown(&mut self) {
         if let State::Open(connection) = &mut self.state {
             connection.graceful_shutdown();
-        }
-    }
-
-    /// GOAWAY with an error: the connection ends now.
-    pub(crate) fn abrupt_shutdown(&mut self, reason: Reason) {
-        if let State::Open(connection) = &mut self.state {
-            connection.abrupt_shutdown(reason);
         }
     }
 }
@@ -376,6 +369,7 @@ impl Stream {
                 if self.end {
                     let _ = body.send_data(Bytes::new(), true);
                     self.send = Sending::Done;
+                    return true;
                 }
                 return sent;
             }

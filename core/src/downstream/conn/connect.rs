@@ -206,7 +206,7 @@ impl HttpConn {
 }
 
 /// Settles a terminated CONNECT's upstream connection: gauges, counters and its breaker unit.
-pub(super) fn retire_connect_tunnel(ctx: &Ctx, tunnel: &Tunnel, remote: bool) {
+pub(crate) fn retire_connect_tunnel<E>(ctx: &Ctx, tunnel: &Tunnel<E>, remote: bool) {
     let stats = &ctx.shared.clusters[tunnel.cluster];
     stats.upstream_cx_active.dec();
     stats.upstream_cx_destroy.inc();

@@ -31,7 +31,9 @@ use smallvec::{smallvec, SmallVec};
 
 mod connect;
 
-use connect::{retire_connect_tunnel, TunnelEnd};
+pub(crate) use connect::retire_connect_tunnel;
+
+use connect::TunnelEnd;
 
 pub(crate) struct HttpConn {
     client: Client,
@@ -53,6 +55,8 @@ pub(crate) struct HttpConn {
     armed: Option<Instant>,
     /// [`Self::read_requests`] is running.
     reading: bool,
+    /// Counted as an HTTP/1.1 connection (once its first bytes said so, under `AUTO`).
+    http1: bool,
 }
 
 /// One request of the connection, from its routing to its end: where its negotiation stands.
@@ -75,13 +79,6 @@ impl HttpConn {
         local: SocketAddr,
     ) -> HttpConn {
         let client = Client::http1(&ctx.config, id, listener, peer);
-        let stats = &ctx.shared.http[listener];
-        stats.downstream_cx_total.inc();
-        stats.downstream_cx_active.inc();
-        stats.downstream_cx_http1_total.inc();
-        stats.downstream_cx_http1_active.inc();
-        ctx.shared.listeners[listener].downstream_cx_total.inc();
-        ctx.shared.listeners[listener].downstream_cx_active.inc();
         let mut conn = HttpConn {
             client,
             local,
@@ -92,20 +89,37 @@ impl HttpConn {
             last_activity: now,
             armed: None,
             reading: false,
+            http1: false,
         };
         conn.rearm(ctx);
         conn
+    }
+
+    /// The connection speaks HTTP/1.1: counted as such.
+    pub(crate) fn count_http1(&mut self, ctx: &Ctx) {
+        let stats = &ctx.shared.http[self.client.listener];
+        stats.downstream_cx_http1_total.inc();
+        stats.downstream_cx_http1_active.inc();
+        self.http1 = true;
+    }
+
+    /// Which connection this is: id, listener, peer and local address.
+    pub(crate) fn identity(&self) -> (ConnId, usize, SocketAddr, SocketAddr) {
+        (self.client.id, self.client.listener, self.client.peer, self.local)
     }
 
     /// The gauges that count this connection's socket as active (settled by [`Self::finish`],
     /// counted again by the proxy while the socket flushes before its close).
     pub(crate) fn socket_gauges(&self, shared: &Shared) -> SmallVec<[Gauge; 3]> {
         let http = &shared.http[self.client.listener];
-        smallvec![
+        let mut gauges = smallvec![
             http.downstream_cx_active.clone(),
-            http.downstream_cx_http1_active.clone(),
             shared.listeners[self.client.listener].downstream_cx_active.clone(),
-        ]
+        ];
+        if self.http1 {
+            gauges.push(http.downstream_cx_http1_active.clone());
+        }
+        gauges
     }
 
     /// Starts an exchange. The slab's first allocation is one entry, not the default four,
@@ -522,11 +536,13 @@ impl HttpConn {
 
     /// The connection is gone: settle its gauges; returns the upstream connection it still
     /// held, for the proxy to close.
-    pub(crate) fn finish(mut self: Box<Self>, ctx: &mut Ctx, now: Instant) -> Closes {
+    pub(crate) fn finish(mut self, ctx: &mut Ctx, now: Instant) -> Closes {
         self.end_request(ctx);
         let stats = &ctx.shared.http[self.client.listener];
         stats.downstream_cx_active.dec();
-        stats.downstream_cx_http1_active.dec();
+        if self.http1 {
+            stats.downstream_cx_http1_active.dec();
+        }
         ctx.shared.listeners[self.client.listener].downstream_cx_active.dec();
         let exchange = self.current().map(|key| self.streams.remove(key));
         let up = match exchange {

@@ -1,0 +1,325 @@
+//! CONNECT over HTTP/2: a stream terminated into a raw TCP connection to the target, many at
+//! once on one client connection. The tunnel machine is the HTTP/1.1 one; its ends here are
+//! the stream (END_STREAM for a FIN, its window for back-pressure) and the connection.
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::Instant;
+
+use bytes::Bytes;
+use h2::Reason;
+
+use super::{Entry, Exchange, H2Conn};
+use crate::codec::h2::ServerCodec;
+use crate::downstream::conn::retire_connect_tunnel;
+use crate::downstream::ctx::Ctx;
+use crate::downstream::decide::Decision;
+use crate::downstream::local_reply;
+use crate::io::{ConnId, QueryId};
+use crate::shared::Shared;
+use crate::transport::{Close, ConnEvent, Wire};
+use crate::tunnel::{Closes, Ends, Step, Tunnel};
+use crate::upstream::cluster::Pick;
+
+/// A tunnel end: the client's stream, or the connection to the target.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Side {
+    Stream(usize),
+    Conn(ConnId),
+}
+
+struct H2Ends<'a> {
+    wire: &'a mut Wire,
+    codec: &'a mut ServerCodec,
+}
+
+impl Ends for H2Ends<'_> {
+    type End = Side;
+
+    fn write(&mut self, end: Side, data: Bytes) {
+        match end {
+            Side::Stream(key) => self.codec.send_data(key, data),
+            Side::Conn(conn) => self.wire.write(conn, data),
+        }
+    }
+
+    fn queued(&self, end: Side) -> usize {
+        match end {
+            Side::Stream(key) => self.codec.queued(key),
+            Side::Conn(conn) => self.wire.queued(conn),
+        }
+    }
+
+    fn shutdown(&mut self, end: Side) {
+        match end {
+            Side::Stream(key) => self.codec.send_end(key),
+            Side::Conn(conn) => self.wire.shutdown(conn),
+        }
+    }
+
+    fn pause_read(&mut self, end: Side) {
+        match end {
+            Side::Stream(key) => self.codec.pause(key),
+            Side::Conn(conn) => self.wire.pause_read(conn),
+        }
+    }
+
+    fn resume_read(&mut self, end: Side) {
+        match end {
+            Side::Stream(key) => self.codec.resume(key),
+            Side::Conn(conn) => self.wire.resume_read(conn),
+        }
+    }
+}
+
+impl H2Conn {
+    /// Runs `f` on the tunnel under `key` with its ends at hand.
+    fn with_tunnel<T>(
+        &mut self,
+        ctx: &mut Ctx,
+        key: usize,
+        f: impl FnOnce(&mut Tunnel<Side>, &mut H2Ends<'_>, &Shared) -> T,
+    ) -> Option<T> {
+        let Some(Some(Entry { exchange: Exchange::Tunnel(tunnel), .. })) = self.exchanges.get_mut(key) else {
+            return None;
+        };
+        let mut ends = H2Ends { wire: &mut ctx.wire, codec: &mut self.codec };
+        Some(f(tunnel, &mut ends, &ctx.shared))
+    }
+
+    pub(super) fn on_connect(
+        &mut self,
+        ctx: &mut Ctx,
+        now: Instant,
+        key: usize,
+        decision: Decision,
+        end: bool,
+    ) -> Closes {
+        if decision.counts_upgrade() {
+            let stats = &ctx.shared.http[self.listener];
+            stats.downstream_cx_upgrades_total.inc();
+            stats.downstream_cx_upgrades_active.inc();
+            self.insert(key, Exchange::Answered, true);
+        }
+        match decision {
+            Decision::Tunnel { cluster, pick: Pick::Addr(addr) } => {
+                self.open_tunnel(ctx, now, key, cluster, addr, Vec::new(), end)
+            }
+            Decision::Tunnel { cluster, pick: Pick::Resolve { host, port } } => {
+                let (query, resolve) = ctx.clusters.resolve_for(self.id, cluster, host);
+                ctx.wire.push(resolve);
+                let deadline = now + ctx.clusters.connect_timeout(cluster);
+                self.insert(
+                    key,
+                    Exchange::Resolving { query, cluster, port, early: Vec::new(), fin: end, deadline },
+                    true,
+                );
+                Vec::new()
+            }
+            Decision::Refused => {
+                ctx.shared.http[self.listener].downstream_rq_ws_on_non_ws_route.inc();
+                self.reply(ctx, now, key, &local_reply::text(403, ""))
+            }
+            Decision::Reply(status, text) => self.reply(ctx, now, key, &local_reply::text(status, &text)),
+            Decision::Tunnel { pick: Pick::NoHost, .. } | Decision::Forward(..) => {
+                unreachable!("a CONNECT with no host is answered 503 when decided")
+            }
+        }
+    }
+
+    /// The answer to a CONNECT target's resolution.
+    pub(crate) fn on_resolved(
+        &mut self,
+        ctx: &mut Ctx,
+        now: Instant,
+        query: QueryId,
+        addrs: Vec<IpAddr>,
+    ) -> Closes {
+        let found = self.exchanges.iter().position(|e| {
+            matches!(e, Some(Entry { exchange: Exchange::Resolving { query: q, .. }, .. }) if *q == query)
+        });
+        let Some(key) = found else { return Vec::new() };
+        let Some(Entry { exchange: Exchange::Resolving { cluster, port, early, fin, .. }, .. }) =
+            self.exchanges[key].as_mut().map(|e| {
+                let exchange = std::mem::replace(&mut e.exchange, Exchange::Answered);
+                Entry { exchange, upgraded: e.upgraded }
+            })
+        else {
+            unreachable!("found above")
+        };
+        let mut closes = match addrs.first() {
+            Some(ip) => self.open_tunnel(ctx, now, key, cluster, SocketAddr::new(*ip, port), early, fin),
+            None => {
+                ctx.shared.clusters[cluster].upstream_cx_none_healthy.inc();
+                self.reply(ctx, now, key, &local_reply::text(503, local_reply::NO_HEALTHY_UPSTREAM))
+            }
+        };
+        closes.extend(self.drive(ctx, now));
+        self.maybe_retire(ctx, now, key);
+        self.rearm(ctx);
+        closes
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn open_tunnel(
+        &mut self,
+        ctx: &mut Ctx,
+        now: Instant,
+        key: usize,
+        cluster: usize,
+        addr: SocketAddr,
+        early: Vec<Bytes>,
+        fin: bool,
+    ) -> Closes {
+        if !ctx.shared.breakers[cluster].connections.try_acquire() {
+            ctx.shared.clusters[cluster].upstream_cx_overflow.inc();
+            return self.reply(ctx, now, key, &local_reply::overloaded());
+        }
+        let idle = super::hcm_of(&ctx.config, self.listener).stream_idle_timeout;
+        let up = ctx.connect(self.id, cluster, addr);
+        self.tunnels.insert(up, key);
+        let deadline = now + ctx.clusters.connect_timeout(cluster);
+        let limits = (self.buffer_limit, ctx.clusters.buffer_limit(cluster));
+        let stats = &ctx.shared.clusters[cluster];
+        let tunnel =
+            Tunnel::connect(now, (Side::Stream(key), Side::Conn(up)), cluster, deadline, limits, idle, stats);
+        self.insert(key, Exchange::Tunnel(tunnel), true);
+        self.with_tunnel(ctx, key, |tunnel, ends, shared| {
+            let stats = &shared.clusters[cluster];
+            for data in early {
+                tunnel.down_data(ends, stats, now, data);
+            }
+            if fin {
+                let _ = tunnel.down_read_closed(ends);
+            }
+        });
+        Vec::new()
+    }
+
+    pub(super) fn tunnel_data(&mut self, ctx: &mut Ctx, now: Instant, key: usize, data: Bytes) -> Closes {
+        self.with_tunnel(ctx, key, |tunnel, ends, shared| {
+            tunnel.down_data(ends, &shared.clusters[tunnel.cluster], now, data);
+        });
+        Vec::new()
+    }
+
+    /// The client's END_STREAM: a FIN to the target (Envoy C7).
+    pub(super) fn tunnel_fin(&mut self, ctx: &mut Ctx, now: Instant, key: usize) -> Closes {
+        match self.with_tunnel(ctx, key, |tunnel, ends, _| tunnel.down_read_closed(ends)) {
+            Some(Step::Done) => self.end_tunnel(ctx, now, key),
+            _ => Vec::new(),
+        }
+    }
+
+    pub(super) fn tunnel_sent(&mut self, ctx: &mut Ctx, now: Instant, key: usize) -> Closes {
+        self.with_tunnel(ctx, key, |tunnel, ends, _| tunnel.flushed(ends, now, Side::Stream(key)));
+        Vec::new()
+    }
+
+    pub(super) fn tunnel_timer(&mut self, ctx: &mut Ctx, now: Instant, key: usize) -> Closes {
+        let Some(Exchange::Tunnel(tunnel)) = self.entry(key) else { return Vec::new() };
+        let cluster = tunnel.cluster;
+        if tunnel.connect_expired(now) {
+            ctx.shared.clusters[cluster].upstream_cx_connect_timeout.inc();
+            ctx.shared.clusters[cluster].upstream_cx_connect_fail.inc();
+            return self.tunnel_failed(ctx, now, key, local_reply::CONNECT_TIMEOUT);
+        }
+        if tunnel.idle_expired(now) {
+            ctx.shared.http[self.listener].downstream_rq_idle_timeout.inc();
+            let closes = self.take_tunnel(ctx, key, false, Close::Flush);
+            self.reset(ctx, key, Reason::CANCEL);
+            return closes;
+        }
+        Vec::new()
+    }
+
+    /// An event on a terminated CONNECT's connection to its target.
+    pub(crate) fn on_upstream(
+        &mut self,
+        ctx: &mut Ctx,
+        now: Instant,
+        conn: ConnId,
+        event: ConnEvent,
+    ) -> Closes {
+        let Some(&key) = self.tunnels.get(&conn) else { return Vec::new() };
+        let mut closes = match event {
+            ConnEvent::Connected => {
+                let date = ctx.clock.date(now);
+                let server = super::hcm_of(&ctx.config, self.listener).server_name.clone();
+                ctx.shared.http[self.listener].response(200);
+                let head = super::down::local_response(&local_reply::connect_established(), &date, &server);
+                self.codec.send_head(key, head, false);
+                self.with_tunnel(ctx, key, |tunnel, ends, shared| {
+                    tunnel.connected(ends, &shared.clusters[tunnel.cluster], now);
+                });
+                Vec::new()
+            }
+            ConnEvent::ConnectFailed => {
+                if let Some(Exchange::Tunnel(tunnel)) = self.entry(key) {
+                    ctx.shared.clusters[tunnel.cluster].upstream_cx_connect_fail.inc();
+                }
+                self.tunnel_failed(ctx, now, key, local_reply::CONNECT_FAILURE)
+            }
+            ConnEvent::Data(data) => {
+                self.with_tunnel(ctx, key, |tunnel, ends, shared| {
+                    tunnel.up_data(ends, &shared.clusters[tunnel.cluster], now, data);
+                });
+                Vec::new()
+            }
+            // The target's FIN: END_STREAM to the client, which may still send (Envoy C7).
+            ConnEvent::ReadClosed => {
+                match self.with_tunnel(ctx, key, |tunnel, ends, _| tunnel.up_read_closed(ends)) {
+                    Some(Step::Done) => self.end_tunnel(ctx, now, key),
+                    _ => Vec::new(),
+                }
+            }
+            // The target reset: the stream is reset too (Envoy C7).
+            ConnEvent::Closed => {
+                let closes = self.take_tunnel(ctx, key, true, Close::Abort);
+                self.reset(ctx, key, Reason::CONNECT_ERROR);
+                closes
+            }
+            ConnEvent::Flushed => {
+                self.with_tunnel(ctx, key, |tunnel, ends, _| tunnel.flushed(ends, now, Side::Conn(conn)));
+                Vec::new()
+            }
+        };
+        closes.extend(self.drive(ctx, now));
+        self.maybe_retire(ctx, now, key);
+        self.rearm(ctx);
+        closes
+    }
+
+    /// Both directions finished: the target's connection closes once flushed, and the stream
+    /// goes once its END_STREAM has.
+    fn end_tunnel(&mut self, ctx: &mut Ctx, _now: Instant, key: usize) -> Closes {
+        self.take_tunnel(ctx, key, false, Close::Flush)
+    }
+
+    /// The target could not be reached: the CONNECT is answered 503.
+    fn tunnel_failed(&mut self, ctx: &mut Ctx, now: Instant, key: usize, body: &str) -> Closes {
+        let mut closes = self.take_tunnel(ctx, key, false, Close::Abort);
+        closes.extend(self.reply(ctx, now, key, &local_reply::text(503, body)));
+        closes
+    }
+
+    /// Takes the tunnel out of its stream (which stays until its response has left) and
+    /// settles its connection, closed as `close` says.
+    fn take_tunnel(&mut self, ctx: &mut Ctx, key: usize, remote: bool, close: Close) -> Closes {
+        let Some(entry) = self.exchanges.get_mut(key).and_then(Option::as_mut) else { return Vec::new() };
+        let Exchange::Tunnel(tunnel) = std::mem::replace(&mut entry.exchange, Exchange::Answered) else {
+            return Vec::new();
+        };
+        let Side::Conn(up) = tunnel.upstream else { unreachable!("the upstream end is a connection") };
+        self.tunnels.remove(&up);
+        retire_connect_tunnel(ctx, &tunnel, remote);
+        vec![(up, close)]
+    }
+
+    /// A tunnel whose stream has gone (reset by the client, or the connection closed).
+    pub(super) fn drop_tunnel(&mut self, ctx: &mut Ctx, tunnel: Tunnel<Side>, _remote: bool) -> Closes {
+        let Side::Conn(up) = tunnel.upstream else { unreachable!("the upstream end is a connection") };
+        self.tunnels.remove(&up);
+        retire_connect_tunnel(ctx, &tunnel, false);
+        vec![(up, Close::Abort)]
+    }
+}

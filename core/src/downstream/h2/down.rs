@@ -1,0 +1,175 @@
+//! One HTTP/2 stream as the router's [`Stream`](crate::downstream::router::Stream) sees its
+//! client, and the translations between HTTP/2 messages and the heads the proxy works with.
+
+use std::net::SocketAddr;
+
+use bytes::Bytes;
+use http::header::{HeaderName, HeaderValue};
+
+use crate::codec::h2::ServerCodec;
+use crate::codec::http1::{BodyKind, Headers, Method, RequestHead, ResponseHead, Version};
+use crate::codec::LocalReply;
+use crate::downstream::client::Downstream;
+use crate::downstream::ctx::Ctx;
+use crate::downstream::headers::{forwarded_response_fields, ResponseContext};
+use crate::io::ConnId;
+
+pub(super) struct H2Down<'a> {
+    pub(super) codec: &'a mut ServerCodec,
+    pub(super) key: usize,
+    pub(super) conn: ConnId,
+    pub(super) listener: usize,
+    pub(super) peer: SocketAddr,
+    pub(super) buffer_limit: usize,
+}
+
+impl Downstream for H2Down<'_> {
+    fn conn(&self) -> ConnId {
+        self.conn
+    }
+
+    fn listener(&self) -> usize {
+        self.listener
+    }
+
+    fn peer(&self) -> SocketAddr {
+        self.peer
+    }
+
+    fn buffer_limit(&self) -> usize {
+        self.buffer_limit
+    }
+
+    fn pause(&mut self, _: &mut Ctx) {
+        self.codec.pause(self.key);
+    }
+
+    fn resume(&mut self, _: &mut Ctx) {
+        self.codec.resume(self.key);
+    }
+
+    fn backlog(&self, _: &Ctx) -> usize {
+        self.codec.queued(self.key)
+    }
+
+    /// HTTP/2 clients are not sent a `100` (h2 has no informational-response call for a stream
+    /// whose head is pending); they send the body after their own short wait.
+    fn send_continue(&mut self, _: &mut Ctx) {}
+
+    fn send_head(&mut self, ctx: &mut Ctx, head: ResponseHead, body: BodyKind, cx: &ResponseContext<'_>) {
+        ctx.shared.http[self.listener].response(head.status);
+        self.codec.send_head(self.key, response(&head, cx), body == BodyKind::Empty);
+    }
+
+    /// Counted as wire bytes when h2 writes them.
+    fn send_data(&mut self, _: &mut Ctx, data: Bytes) {
+        self.codec.send_data(self.key, data);
+    }
+
+    fn send_end(&mut self, _: &mut Ctx) {
+        self.codec.send_end(self.key);
+    }
+
+    fn switch(&mut self, _: &mut Ctx, _: ResponseHead, _: &ResponseContext<'_>) {
+        unreachable!("an HTTP/2 stream does not ask the router for an HTTP/1.1 upgrade")
+    }
+}
+
+/// Why an HTTP/2 request cannot be forwarded as HTTP/1.1.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum BadRequest {
+    /// A `content-length` that is not a number.
+    Length,
+}
+
+/// The request as an HTTP/1.1 head: `:authority` becomes `host`, `:path` the target (for
+/// CONNECT the authority is), cookies are joined as HTTP/1.1 wants them in one field; and how
+/// its body goes upstream (chunked when HTTP/2 framing gave no length).
+pub(super) fn request_head(
+    parts: &http::request::Parts,
+    end: bool,
+) -> Result<(RequestHead, BodyKind), BadRequest> {
+    let authority = parts.uri.authority().map(|a| a.as_str()).unwrap_or_default();
+    let method = Method::from_token(parts.method.as_str());
+    let target = if method == Method::Connect {
+        Bytes::copy_from_slice(authority.as_bytes())
+    } else {
+        Bytes::copy_from_slice(parts.uri.path_and_query().map_or("/", |p| p.as_str()).as_bytes())
+    };
+    let mut headers = Headers::new();
+    if !authority.is_empty() && !parts.headers.contains_key(http::header::HOST) {
+        headers.append("host", authority.as_bytes());
+    }
+    let mut cookies: Vec<&[u8]> = Vec::new();
+    for (name, value) in &parts.headers {
+        if name == http::header::COOKIE {
+            cookies.push(value.as_bytes());
+        } else {
+            headers.append(name.as_str(), value.as_bytes());
+        }
+    }
+    if !cookies.is_empty() {
+        headers.append("cookie", &cookies.join(&b"; "[..]));
+    }
+    let body = match headers.get("content-length") {
+        _ if end => BodyKind::Empty,
+        Some(length) => {
+            let length =
+                std::str::from_utf8(length).ok().and_then(|l| l.parse().ok()).ok_or(BadRequest::Length)?;
+            if length == 0 {
+                BodyKind::Empty
+            } else {
+                BodyKind::Length(length)
+            }
+        }
+        None => BodyKind::Chunked,
+    };
+    Ok((RequestHead { method, target, version: Version::Http11, headers }, body))
+}
+
+/// The client's response for an upstream's, rewritten as for HTTP/1.1 clients but with no
+/// connection-level fields (HTTP/2 forbids them).
+fn response(head: &ResponseHead, cx: &ResponseContext<'_>) -> http::Response<()> {
+    let mut response = http::Response::new(());
+    *response.status_mut() = http::StatusCode::from_u16(head.status).unwrap_or(http::StatusCode::BAD_GATEWAY);
+    let fields = response.headers_mut();
+    forwarded_response_fields(head, false, |name, value| {
+        if let (Ok(name), Ok(value)) = (HeaderName::from_bytes(name), HeaderValue::from_bytes(value)) {
+            fields.append(name, value);
+        }
+    });
+    fields.insert("x-envoy-upstream-service-time", HeaderValue::from(cx.service_time_ms as u64));
+    if let Ok(server) = HeaderValue::from_str(cx.server_name) {
+        fields.insert(http::header::SERVER, server);
+    }
+    response
+}
+
+/// A reply of the proxy's own as an HTTP/2 response head; its body goes as data.
+pub(super) fn local_response(reply: &LocalReply<'_>, date: &[u8], server: &str) -> http::Response<()> {
+    let mut response = http::Response::new(());
+    *response.status_mut() =
+        http::StatusCode::from_u16(reply.status).unwrap_or(http::StatusCode::INTERNAL_SERVER_ERROR);
+    let fields = response.headers_mut();
+    if reply.sized {
+        fields.insert(http::header::CONTENT_LENGTH, HeaderValue::from(reply.body.len()));
+    }
+    if let Some(content_type) = reply.content_type {
+        if let Ok(value) = HeaderValue::from_str(content_type) {
+            fields.insert(http::header::CONTENT_TYPE, value);
+        }
+    }
+    if let Ok(date) = HeaderValue::from_bytes(date) {
+        fields.insert(http::header::DATE, date);
+    }
+    if let Ok(server) = HeaderValue::from_str(server) {
+        fields.insert(http::header::SERVER, server);
+    }
+    for (name, value) in reply.extra {
+        if let (Ok(name), Ok(value)) = (HeaderName::from_bytes(name.as_bytes()), HeaderValue::from_str(value))
+        {
+            fields.append(name, value);
+        }
+    }
+    response
+}

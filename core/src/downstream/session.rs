@@ -1,0 +1,173 @@
+//! A downstream HTTP connection, whichever protocol it speaks: the one object the proxy keeps
+//! for it. With `codec_type: AUTO` the protocol is decided by the connection's first bytes, as
+//! Envoy decides it: the HTTP/2 connection preface means prior-knowledge HTTP/2 (h2c), anything
+//! else HTTP/1.1. A connection counts as one or the other only once its bytes said which.
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::Instant;
+
+use bytes::{Bytes, BytesMut};
+use smallvec::SmallVec;
+
+use crate::config::{CodecType, NetworkFilter};
+use crate::downstream::conn::HttpConn;
+use crate::downstream::ctx::Ctx;
+use crate::downstream::h2::H2Conn;
+use crate::io::{ConnId, QueryId};
+use crate::shared::Shared;
+use crate::stats::Gauge;
+use crate::transport::ConnEvent;
+use crate::tunnel::Closes;
+use crate::upstream::pool::PoolEvent;
+
+/// What every HTTP/2 connection starts with (RFC 9113 §3.4).
+const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+pub(crate) enum Session {
+    /// HTTP/1.1, or not yet known (`AUTO` before the first bytes), with what was read so far
+    /// while those bytes could still be the preface.
+    Http1 {
+        conn: HttpConn,
+        sniffed: Option<BytesMut>,
+    },
+    Http2(H2Conn),
+}
+
+impl Session {
+    pub(crate) fn new(
+        ctx: &mut Ctx,
+        now: Instant,
+        id: ConnId,
+        listener: usize,
+        peer: SocketAddr,
+        local: SocketAddr,
+    ) -> (Session, Closes) {
+        let stats = &ctx.shared.http[listener];
+        stats.downstream_cx_total.inc();
+        stats.downstream_cx_active.inc();
+        ctx.shared.listeners[listener].downstream_cx_total.inc();
+        ctx.shared.listeners[listener].downstream_cx_active.inc();
+        let NetworkFilter::HttpConnectionManager(hcm) = &ctx.config.listeners[listener].filter;
+        match hcm.codec_type {
+            CodecType::Http2 => {
+                let (conn, closes) = H2Conn::new(ctx, now, (id, listener), peer, local, Bytes::new());
+                (Session::Http2(conn), closes)
+            }
+            CodecType::Http1 => {
+                let mut conn = HttpConn::new(ctx, now, id, listener, peer, local);
+                conn.count_http1(ctx);
+                (Session::Http1 { conn, sniffed: None }, Vec::new())
+            }
+            CodecType::Auto => {
+                let conn = HttpConn::new(ctx, now, id, listener, peer, local);
+                (Session::Http1 { conn, sniffed: Some(BytesMut::new()) }, Vec::new())
+            }
+        }
+    }
+
+    pub(crate) fn on_downstream(&mut self, ctx: &mut Ctx, now: Instant, event: ConnEvent) -> Closes {
+        match self {
+            Session::Http1 { conn, sniffed: sniffed @ Some(_) } => {
+                let ConnEvent::Data(data) = event else { return conn.on_downstream(ctx, now, event) };
+                let buffer = sniffed.as_mut().expect("matched above");
+                let first = if buffer.is_empty() {
+                    data
+                } else {
+                    buffer.extend_from_slice(&data);
+                    buffer.split().freeze()
+                };
+                let n = first.len().min(PREFACE.len());
+                if first[..n] != PREFACE[..n] {
+                    *sniffed = None;
+                    conn.count_http1(ctx);
+                    return conn.on_downstream(ctx, now, ConnEvent::Data(first));
+                }
+                if n < PREFACE.len() {
+                    // Could still be the preface: wait for more.
+                    sniffed.as_mut().expect("matched above").extend_from_slice(&first);
+                    return Vec::new();
+                }
+                let (id, listener, peer, local) = conn.identity();
+                ctx.shared.http[listener].downstream_cx_rx_bytes_total.add(first.len() as u64);
+                let (h2, closes) = H2Conn::new(ctx, now, (id, listener), peer, local, first);
+                *self = Session::Http2(h2);
+                closes
+            }
+            Session::Http1 { conn, .. } => conn.on_downstream(ctx, now, event),
+            Session::Http2(conn) => conn.on_downstream(ctx, now, event),
+        }
+    }
+
+    /// An event on a connection to a CONNECT target or an upgraded upstream.
+    pub(crate) fn on_upstream(
+        &mut self,
+        ctx: &mut Ctx,
+        now: Instant,
+        up: ConnId,
+        event: ConnEvent,
+    ) -> Closes {
+        match self {
+            Session::Http1 { conn, .. } => conn.on_upstream(ctx, now, event),
+            Session::Http2(conn) => conn.on_upstream(ctx, now, up, event),
+        }
+    }
+
+    pub(crate) fn on_pool(&mut self, ctx: &mut Ctx, now: Instant, stream: u32, event: PoolEvent) -> Closes {
+        match self {
+            Session::Http1 { conn, .. } => conn.on_pool(ctx, now, stream, event),
+            Session::Http2(conn) => conn.on_pool(ctx, now, stream, event),
+        }
+    }
+
+    pub(crate) fn on_resolved(
+        &mut self,
+        ctx: &mut Ctx,
+        now: Instant,
+        query: QueryId,
+        addrs: Vec<IpAddr>,
+    ) -> Closes {
+        match self {
+            Session::Http1 { conn, .. } => conn.on_resolved(ctx, now, query, addrs),
+            Session::Http2(conn) => conn.on_resolved(ctx, now, query, addrs),
+        }
+    }
+
+    pub(crate) fn on_timer(&mut self, ctx: &mut Ctx, now: Instant) -> Closes {
+        match self {
+            Session::Http1 { conn, .. } => conn.on_timer(ctx, now),
+            Session::Http2(conn) => conn.on_timer(ctx, now),
+        }
+    }
+
+    /// Shutting down: an HTTP/2 connection sends GOAWAY (an HTTP/1.1 one closes after its
+    /// response, which says `connection: close`).
+    pub(crate) fn drain(&mut self, ctx: &mut Ctx, now: Instant) -> Closes {
+        match self {
+            Session::Http1 { .. } => Vec::new(),
+            Session::Http2(conn) => conn.drain(ctx, now),
+        }
+    }
+
+    pub(crate) fn is_idle(&self) -> bool {
+        match self {
+            Session::Http1 { conn, sniffed } => {
+                conn.is_idle() && sniffed.as_ref().is_none_or(|s| s.is_empty())
+            }
+            Session::Http2(conn) => conn.is_idle(),
+        }
+    }
+
+    pub(crate) fn socket_gauges(&self, shared: &Shared) -> SmallVec<[Gauge; 3]> {
+        match self {
+            Session::Http1 { conn, .. } => conn.socket_gauges(shared),
+            Session::Http2(conn) => conn.socket_gauges(shared),
+        }
+    }
+
+    pub(crate) fn finish(self, ctx: &mut Ctx, now: Instant) -> Closes {
+        match self {
+            Session::Http1 { conn, .. } => conn.finish(ctx, now),
+            Session::Http2(conn) => conn.finish(ctx, now),
+        }
+    }
+}

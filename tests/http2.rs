@@ -1,0 +1,186 @@
+//! HTTP/2 downstream end to end (issue 8): both binaries, real sockets, the `h2` crate as an
+//! independent client, a hyper origin and raw echo targets, byte-exact.
+
+mod peers;
+mod support;
+
+use std::net::{Shutdown, SocketAddr, TcpListener};
+use std::thread;
+
+use bytes::Bytes;
+use peers::{runtime, Origin, IO_TIMEOUT};
+use support::{Burrow, DRIVERS};
+
+/// An echo target on loopback: echoes each connection until EOF, then half-closes back.
+fn echo_server() -> SocketAddr {
+    use std::io::{Read, Write};
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { return };
+            thread::spawn(move || {
+                stream.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+                let mut buf = vec![0u8; 64 * 1024];
+                while let Ok(n @ 1..) = stream.read(&mut buf) {
+                    if stream.write_all(&buf[..n]).is_err() {
+                        return;
+                    }
+                }
+                let _ = stream.shutdown(Shutdown::Write);
+            });
+        }
+    });
+    addr
+}
+
+/// `configs/terminate_http2_connect.yaml` on fresh ports: (config, listener, admin port).
+fn config(echo: SocketAddr, web: SocketAddr) -> (String, SocketAddr, u16) {
+    let (listen, admin) = peers::ports();
+    let text = support::config("terminate_http2_connect.yaml")
+        .replace("port_value: 9903", &format!("port_value: {admin}"))
+        .replace("port_value: 10002", &format!("port_value: {listen}"))
+        .replace("port_value: 19001", &format!("port_value: {}", echo.port()))
+        .replace("port_value: 8080", &format!("port_value: {}", web.port()));
+    (text, SocketAddr::from(([127, 0, 0, 1], listen)), admin)
+}
+
+type Client = h2::client::SendRequest<Bytes>;
+
+/// A prior-knowledge h2c connection to `addr`.
+async fn connect(addr: SocketAddr) -> Client {
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (client, connection) = h2::client::handshake(tcp).await.unwrap();
+    tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    client
+}
+
+/// Reads a response body to its end: the bytes, and whether it ended with END_STREAM (not a
+/// reset).
+async fn read_body(mut body: h2::RecvStream) -> (Vec<u8>, bool) {
+    let mut out = Vec::new();
+    while let Some(chunk) = body.data().await {
+        match chunk {
+            Ok(chunk) => {
+                let _ = body.flow_control().release_capacity(chunk.len());
+                out.extend_from_slice(&chunk);
+            }
+            Err(_) => return (out, false),
+        }
+    }
+    (out, true)
+}
+
+/// Opens a CONNECT stream to `authority`: its status, and the stream's two halves.
+async fn open_connect(client: &mut Client, authority: &str) -> (u16, h2::SendStream<Bytes>, h2::RecvStream) {
+    let request = http::Request::builder().method("CONNECT").uri(authority).body(()).unwrap();
+    let mut ready = client.clone().ready().await.unwrap();
+    let (response, send) = ready.send_request(request, false).unwrap();
+    let response = tokio::time::timeout(IO_TIMEOUT, response).await.expect("a response in time").unwrap();
+    let status = response.status().as_u16();
+    (status, send, response.into_body())
+}
+
+/// Distinct bytes for tunnel `n`.
+fn pattern(n: u8, len: usize) -> Vec<u8> {
+    (0..len).map(|i| (i as u8).wrapping_mul(31).wrapping_add(n)).collect()
+}
+
+#[test]
+fn eight_connect_streams_on_one_connection_each_echo_256k_and_end_with_end_stream() {
+    let echo = echo_server();
+    let origin = Origin::start();
+    for driver in DRIVERS {
+        let (text, listen, admin) = config(echo, origin.addr);
+        let burrow = Burrow::start(driver, &text, admin);
+        runtime().block_on(async {
+            let client = connect(listen).await;
+            let mut tunnels = Vec::new();
+            for n in 0..8u8 {
+                let mut client = client.clone();
+                tunnels.push(tokio::spawn(async move {
+                    let (status, mut send, body) = open_connect(&mut client, "echo.test:443").await;
+                    assert_eq!(status, 200, "tunnel {n}");
+                    let payload = pattern(n, 256 * 1024);
+                    send.send_data(Bytes::from(payload.clone()), true).unwrap();
+                    let (echoed, ended) =
+                        tokio::time::timeout(IO_TIMEOUT, read_body(body)).await.expect("echo in time");
+                    assert!(
+                        echoed == payload,
+                        "tunnel {n}: {} bytes back, not the 256 KiB sent",
+                        echoed.len()
+                    );
+                    assert!(ended, "tunnel {n} ends with END_STREAM, not a reset");
+                }));
+            }
+            for tunnel in tunnels {
+                tunnel.await.unwrap();
+            }
+        });
+        assert_eq!(burrow.stat("http.ingress_http.downstream_cx_http2_total"), 1, "{driver}");
+        assert_eq!(burrow.stat("http.ingress_http.downstream_cx_http1_total"), 0, "{driver}");
+        assert_eq!(burrow.stat("http.ingress_http.downstream_cx_upgrades_total"), 8, "{driver}");
+        assert_eq!(burrow.stat("cluster.echo_service.upstream_cx_total"), 8, "{driver}");
+        burrow.wait_stat("http.ingress_http.downstream_rq_active", |v| v == 0);
+    }
+}
+
+#[test]
+fn an_unrouted_authority_gets_404_and_the_connection_goes_on() {
+    let echo = echo_server();
+    let origin = Origin::start();
+    for driver in DRIVERS {
+        let (text, listen, admin) = config(echo, origin.addr);
+        let burrow = Burrow::start(driver, &text, admin);
+        runtime().block_on(async {
+            let mut client = connect(listen).await;
+            let (status, _, body) = open_connect(&mut client, "nowhere.test:443").await;
+            assert_eq!(status, 404, "{driver}");
+            assert!(read_body(body).await.1, "the 404 ends its stream cleanly");
+            let (status, mut send, body) = open_connect(&mut client, "echo.test:443").await;
+            assert_eq!(status, 200, "{driver}: the same connection tunnels after the 404");
+            send.send_data(Bytes::from_static(b"still here"), true).unwrap();
+            assert_eq!(read_body(body).await, (b"still here".to_vec(), true));
+        });
+        assert_eq!(burrow.stat("http.ingress_http.downstream_rq_4xx"), 1, "{driver}");
+    }
+}
+
+#[test]
+fn requests_over_h2c_reach_an_http1_origin_and_come_back_whole() {
+    let echo = echo_server();
+    let origin = Origin::start();
+    for driver in DRIVERS {
+        let (text, listen, admin) = config(echo, origin.addr);
+        let burrow = Burrow::start(driver, &text, admin);
+        runtime().block_on(async {
+            let client = connect(listen).await;
+            let mut ready = client.ready().await.unwrap();
+            let get = http::Request::builder().uri("http://web.test/hello?x=1").body(()).unwrap();
+            let (response, _) = ready.send_request(get, true).unwrap();
+            let response = response.await.unwrap();
+            assert_eq!(response.status(), 200);
+            assert_eq!(response.headers()["server"], "envoy");
+            assert!(response.headers().get("connection").is_none());
+            assert_eq!(read_body(response.into_body()).await, (b"GET /hello?x=1".to_vec(), true));
+
+            // A body with no content-length goes upstream chunked and comes back whole.
+            let body = pattern(7, 300 * 1024);
+            let post = http::Request::builder().method("POST").uri("http://web.test/echo").body(()).unwrap();
+            let mut ready = ready.ready().await.unwrap();
+            let (response, mut send) = ready.send_request(post, false).unwrap();
+            send.send_data(Bytes::from(body.clone()), true).unwrap();
+            let response = response.await.unwrap();
+            assert_eq!(response.status(), 200);
+            let (echoed, ended) = read_body(response.into_body()).await;
+            assert!(ended && echoed == body, "{} bytes back", echoed.len());
+        });
+        let seen = origin.wait_seen(2);
+        let get = &seen[seen.len() - 2];
+        assert_eq!((get.method.as_str(), get.uri.as_str()), ("GET", "/hello?x=1"));
+        assert_eq!(get.header("host").as_deref(), Some("web.test"));
+        assert_eq!(burrow.stat("http.ingress_http.downstream_rq_http2_total"), 2, "{driver}");
+    }
+}
