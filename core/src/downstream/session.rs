@@ -23,6 +23,9 @@ use crate::upstream::pool::PoolEvent;
 /// What every HTTP/2 connection starts with (RFC 9113 §3.4).
 const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
+/// The session itself lives in a box in the proxy's slot; an HTTP/2 connection (h2's state is
+/// kilobytes) has a box of its own, so that HTTP/1.1 connections stay small.
+#[allow(clippy::large_enum_variant)]
 pub(crate) enum Session {
     /// HTTP/1.1, or not yet known (`AUTO` before the first bytes), with what was read so far
     /// while those bytes could still be the preface.
@@ -30,7 +33,7 @@ pub(crate) enum Session {
         conn: HttpConn,
         sniffed: Option<BytesMut>,
     },
-    Http2(H2Conn),
+    Http2(Box<H2Conn>),
 }
 
 impl Session {
@@ -51,7 +54,7 @@ impl Session {
         match hcm.codec_type {
             CodecType::Http2 => {
                 let (conn, closes) = H2Conn::new(ctx, now, (id, listener), peer, local, Bytes::new());
-                (Session::Http2(conn), closes)
+                (Session::Http2(Box::new(conn)), closes)
             }
             CodecType::Http1 => {
                 let mut conn = HttpConn::new(ctx, now, id, listener, peer, local);
@@ -90,7 +93,7 @@ impl Session {
                 let (id, listener, peer, local) = conn.identity();
                 ctx.shared.http[listener].downstream_cx_rx_bytes_total.add(first.len() as u64);
                 let (h2, closes) = H2Conn::new(ctx, now, (id, listener), peer, local, first);
-                *self = Session::Http2(h2);
+                *self = Session::Http2(Box::new(h2));
                 closes
             }
             Session::Http1 { conn, .. } => conn.on_downstream(ctx, now, event),
@@ -167,7 +170,7 @@ impl Session {
     pub(crate) fn finish(self, ctx: &mut Ctx, now: Instant) -> Closes {
         match self {
             Session::Http1 { conn, .. } => conn.finish(ctx, now),
-            Session::Http2(conn) => conn.finish(ctx, now),
+            Session::Http2(conn) => (*conn).finish(ctx, now),
         }
     }
 }
