@@ -49,12 +49,14 @@ type Client = h2::client::SendRequest<Bytes>;
 
 /// A prior-knowledge h2c connection to `addr`.
 async fn connect(addr: SocketAddr) -> Client {
+    connect_watched(addr).await.0
+}
+
+/// [`connect`], and how the connection ended.
+async fn connect_watched(addr: SocketAddr) -> (Client, tokio::task::JoinHandle<Result<(), h2::Error>>) {
     let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
     let (client, connection) = h2::client::handshake(tcp).await.unwrap();
-    tokio::spawn(async move {
-        let _ = connection.await;
-    });
-    client
+    (client, tokio::spawn(connection))
 }
 
 /// Reads a response body to its end: the bytes, and whether it ended with END_STREAM (not a
@@ -182,5 +184,85 @@ fn requests_over_h2c_reach_an_http1_origin_and_come_back_whole() {
         assert_eq!((get.method.as_str(), get.uri.as_str()), ("GET", "/hello?x=1"));
         assert_eq!(get.header("host").as_deref(), Some("web.test"));
         assert_eq!(burrow.stat("http.ingress_http.downstream_rq_http2_total"), 2, "{driver}");
+    }
+}
+
+#[test]
+fn a_rapid_reset_client_is_cut_off_while_a_client_beside_it_sees_no_error() {
+    let echo = echo_server();
+    let origin = Origin::start();
+    for driver in DRIVERS {
+        let (text, listen, admin) = config(echo, origin.addr);
+        let burrow = Burrow::start(driver, &text, admin);
+        runtime().block_on(async {
+            let attacker = tokio::spawn(async move {
+                let (mut client, connection) = connect_watched(listen).await;
+                for _ in 0..20_000u32 {
+                    let request = http::Request::builder().uri("http://web.test/slow").body(()).unwrap();
+                    let Ok(ready) = client.ready().await else { break };
+                    client = ready;
+                    let Ok((_, mut send)) = client.send_request(request, true) else { break };
+                    send.send_reset(h2::Reason::CANCEL);
+                }
+                connection.await.unwrap()
+            });
+            let normal = tokio::spawn(async move {
+                let mut client = connect(listen).await;
+                for n in 0..50 {
+                    let request =
+                        http::Request::builder().uri(format!("http://web.test/n{n}")).body(()).unwrap();
+                    client = client.ready().await.expect("the normal client's connection stays up");
+                    let (response, _) = client.send_request(request, true).unwrap();
+                    let response = response.await.expect("the normal client gets its answers");
+                    assert_eq!(response.status(), 200);
+                    assert_eq!(
+                        read_body(response.into_body()).await,
+                        (format!("GET /n{n}").into_bytes(), true)
+                    );
+                }
+            });
+            let ended = tokio::time::timeout(IO_TIMEOUT, attacker).await.expect("cut off in time").unwrap();
+            let error = ended.expect_err("the attacker's connection ends in an error");
+            // The GOAWAY is written before the close, but the attacker's unread streams make
+            // the kernel reset the socket, which may reach it first.
+            let cut = error.reason() == Some(h2::Reason::ENHANCE_YOUR_CALM) || error.is_io();
+            assert!(cut, "{driver}: {error}");
+            tokio::time::timeout(IO_TIMEOUT, normal).await.expect("answered in time").unwrap();
+        });
+        // h2's own limit on streams reset before they are taken usually fires first here.
+        assert_eq!(burrow.stat("http.ingress_http.http2.goaway_sent"), 1, "{driver}");
+        let streams = burrow.stat("http.ingress_http.downstream_rq_http2_total");
+        assert!(streams < 20_000 + 50, "{driver}: {streams} streams taken from the attacker and the client");
+    }
+}
+
+#[test]
+fn a_client_resetting_streams_after_they_went_upstream_is_cut_off_too() {
+    let echo = echo_server();
+    let origin = Origin::start();
+    for driver in DRIVERS {
+        let (text, listen, admin) = config(echo, origin.addr);
+        let burrow = Burrow::start(driver, &text, admin);
+        runtime().block_on(async {
+            let (mut client, connection) = connect_watched(listen).await;
+            for _ in 0..1_000 {
+                let request = http::Request::builder()
+                    .uri("http://web.test/slow")
+                    .header("x-delay-ms", "2000")
+                    .body(())
+                    .unwrap();
+                let Ok(ready) = client.ready().await else { break };
+                client = ready;
+                let Ok((_, mut send)) = client.send_request(request, true) else { break };
+                // Late enough that the proxy has taken the stream and asked the origin.
+                tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+                send.send_reset(h2::Reason::CANCEL);
+            }
+            let ended = tokio::time::timeout(IO_TIMEOUT, connection).await.expect("cut off in time").unwrap();
+            assert!(ended.is_err(), "{driver}: the connection ends in an error");
+        });
+        assert_eq!(burrow.stat("http.ingress_http.downstream_rq_too_many_premature_resets"), 1, "{driver}");
+        let streams = burrow.stat("http.ingress_http.downstream_rq_http2_total");
+        assert!((100..1_000).contains(&streams), "{driver}: {streams} streams taken before the cut");
     }
 }

@@ -96,6 +96,7 @@ stat_struct!(
         downstream_rq_4xx,
         downstream_rq_5xx,
         downstream_rq_ws_on_non_ws_route,
+        downstream_rq_too_many_premature_resets,
         downstream_rq_completed,
         downstream_rq_idle_timeout,
         downstream_rq_header_timeout,

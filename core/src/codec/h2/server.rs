@@ -341,6 +341,13 @@ impl ServerCodec {
         self.wakers.put(flag);
     }
 
+    /// GOAWAY with an error: the connection ends now.
+    pub(crate) fn abrupt_shutdown(&mut self, reason: Reason) {
+        if let State::Open(connection) = &mut self.state {
+            connection.abrupt_shutdown(reason);
+        }
+    }
+
     /// GOAWAY: no new streams; the connection ends when the open ones have.
     pub(crate) fn graceful_shutdown(&mut self) {
         if let State::Open(connection) = &mut self.state {
@@ -403,5 +410,118 @@ impl Stream {
                 return sent;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::pin::Pin;
+    use std::task::{Context, Poll, Waker};
+
+    use bytes::Bytes;
+    use h2::client::{Connection, SendRequest};
+
+    use super::*;
+
+    /// An h2 client and the codec, joined by two pipes; everything is polled by hand.
+    struct Rig {
+        client: SendRequest<Bytes>,
+        connection: Connection<Pipe, Bytes>,
+        client_io: Pipe,
+        server: ServerCodec,
+        events: Vec<(usize, String)>,
+    }
+
+    fn settings() -> Settings {
+        Settings {
+            max_concurrent_streams: 100,
+            initial_stream_window_size: 65535,
+            initial_connection_window_size: 1 << 20,
+            max_header_list_size: 1 << 16,
+            extended_connect: false,
+        }
+    }
+
+    impl Rig {
+        fn new() -> Rig {
+            let client_io = Pipe::default();
+            client_io.set_room(usize::MAX);
+            let mut server = ServerCodec::new(settings());
+            let mut handshake = Box::pin(h2::client::handshake(client_io.clone()));
+            let mut cx = Context::from_waker(Waker::noop());
+            for _ in 0..10 {
+                if let Poll::Ready(out) = handshake.as_mut().poll(&mut cx) {
+                    let (client, connection) = out.unwrap();
+                    let mut rig = Rig { client, connection, client_io, server, events: Vec::new() };
+                    rig.pump();
+                    return rig;
+                }
+                Self::exchange(&client_io, &mut server, &mut Vec::new());
+            }
+            panic!("no handshake");
+        }
+
+        fn exchange(client_io: &Pipe, server: &mut ServerCodec, events: &mut Vec<(usize, String)>) {
+            if let Some(out) = client_io.take_output() {
+                server.read(out);
+            }
+            server.set_room(usize::MAX);
+            while let Some(polled) = server.poll() {
+                if let Polled::Stream(key, event) = polled {
+                    let text = match event {
+                        ServerEvent::Head(parts, end) => format!("head {} end={end}", parts.uri.path()),
+                        ServerEvent::Data(data) => format!("data {}", String::from_utf8_lossy(&data)),
+                        ServerEvent::End => "end".to_string(),
+                        ServerEvent::Reset(reason) => format!("reset {reason:?}"),
+                        ServerEvent::Sent => "sent".to_string(),
+                    };
+                    events.push((key, text));
+                }
+            }
+            if let Some(out) = server.take_output() {
+                client_io.feed(out);
+            }
+        }
+
+        fn pump(&mut self) {
+            for _ in 0..4 {
+                let _ = Pin::new(&mut self.connection).poll(&mut Context::from_waker(Waker::noop()));
+                Self::exchange(&self.client_io, &mut self.server, &mut self.events);
+            }
+        }
+
+        fn request(&mut self, path: &str, end: bool) -> h2::SendStream<Bytes> {
+            let request = http::Request::builder().uri(format!("http://h{path}")).body(()).unwrap();
+            let (_, send) = self.client.send_request(request, end).unwrap();
+            self.pump();
+            send
+        }
+    }
+
+    #[test]
+    fn a_request_its_body_and_a_reset_after_it_was_taken_are_events() {
+        let mut rig = Rig::new();
+        let mut send = rig.request("/a", false);
+        send.send_data(Bytes::from_static(b"xy"), false).unwrap();
+        rig.pump();
+        send.send_reset(Reason::CANCEL);
+        rig.pump();
+        assert_eq!(
+            rig.events,
+            [
+                (0, "head /a end=false".to_string()),
+                (0, "data xy".to_string()),
+                (0, "reset CANCEL".to_string())
+            ]
+        );
+    }
+
+    #[test]
+    fn a_reset_of_a_bodiless_request_waiting_for_its_answer_is_an_event() {
+        let mut rig = Rig::new();
+        let mut send = rig.request("/b", true);
+        send.send_reset(Reason::CANCEL);
+        rig.pump();
+        assert_eq!(rig.events, [(0, "head /b end=true".to_string()), (0, "reset CANCEL".to_string())]);
     }
 }

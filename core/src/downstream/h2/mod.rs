@@ -52,6 +52,10 @@ pub(crate) struct H2Conn {
     closing: bool,
     /// GOAWAY went out: no new streams, and the connection closes when the last one ends.
     draining: bool,
+    /// Streams the client opened, and how many of those it reset before their response was
+    /// done (a rapid-reset attack makes them nearly all of them).
+    opened: u32,
+    premature_resets: u32,
     /// When the connection last had no streams (for its idle timeout).
     idle_since: Instant,
     armed: Option<Instant>,
@@ -122,6 +126,8 @@ impl H2Conn {
             tunnels: FxHashMap::default(),
             closing: false,
             draining: false,
+            opened: 0,
+            premature_resets: 0,
             idle_since: now,
             armed: None,
         };
@@ -232,7 +238,12 @@ impl H2Conn {
             ServerEvent::Reset(reason) => {
                 tracing::debug!(?reason, "downstream stream reset");
                 ctx.shared.http2[self.listener].rx_reset.inc();
-                self.reset_by_client(ctx, now, key)
+                if !matches!(self.entry(key), Some(Exchange::Answered) | None) {
+                    self.premature_resets += 1;
+                }
+                let closes = self.reset_by_client(ctx, now, key);
+                self.check_resets(ctx);
+                closes
             }
             ServerEvent::Sent => self.on_sent(ctx, now, key),
         };
@@ -264,6 +275,7 @@ impl H2Conn {
         stats.downstream_rq_total.inc();
         stats.downstream_rq_http2_total.inc();
         stats.downstream_rq_active.inc();
+        self.opened += 1;
         ctx.shared.http2[self.listener].streams_active.inc();
         self.insert(key, Exchange::Answered, false);
         let Ok((head, body)) = request_head(&parts, end) else {
@@ -413,6 +425,24 @@ impl H2Conn {
             }
             Exchange::Tunnel(tunnel) => self.drop_tunnel(ctx, tunnel, true),
             Exchange::Resolving { .. } | Exchange::Answered => Vec::new(),
+        }
+    }
+
+    /// Rapid reset (CVE-2023-44487): a client that resets most of the streams it opens, before
+    /// their answers, makes the proxy work for nothing. Past a floor, when half its streams
+    /// ended that way, it gets GOAWAY (ENHANCE_YOUR_CALM) and its connection ends; other
+    /// connections never notice.
+    fn check_resets(&mut self, ctx: &mut Ctx) {
+        const FLOOR: u32 = 100;
+        if self.premature_resets >= FLOOR && self.premature_resets * 2 >= self.opened && !self.closing {
+            tracing::warn!(
+                opened = self.opened,
+                reset = self.premature_resets,
+                "downstream HTTP/2 client resets most of its streams early; closing its connection"
+            );
+            ctx.shared.http[self.listener].downstream_rq_too_many_premature_resets.inc();
+            ctx.shared.http2[self.listener].goaway_sent.inc();
+            self.codec.abrupt_shutdown(Reason::ENHANCE_YOUR_CALM);
         }
     }
 
