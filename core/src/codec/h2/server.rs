@@ -524,4 +524,32 @@ mod tests {
         rig.pump();
         assert_eq!(rig.events, [(0, "head /b end=true".to_string()), (0, "reset CANCEL".to_string())]);
     }
+
+    proptest::proptest! {
+        /// However the client's bytes are split into reads, the codec makes the same events
+        /// of them.
+        #[test]
+        fn events_do_not_depend_on_read_splits(cuts in proptest::collection::vec(1usize..64, 1..40)) {
+            let mut rig = Rig::new();
+            let request = http::Request::builder().uri("http://h/split").body(()).unwrap();
+            let (_, mut send) = rig.client.send_request(request, false).unwrap();
+            send.send_data(Bytes::from_static(b"hello, world"), true).unwrap();
+            let _ = Pin::new(&mut rig.connection).poll(&mut Context::from_waker(Waker::noop()));
+            let bytes = rig.client_io.take_output().expect("the client wrote its request");
+            let mut at = 0;
+            for cut in cuts.iter().cycle() {
+                if at == bytes.len() {
+                    break;
+                }
+                let end = (at + cut).min(bytes.len());
+                rig.server.read(bytes.slice(at..end));
+                at = end;
+                Rig::exchange(&rig.client_io, &mut rig.server, &mut rig.events);
+            }
+            let body: String = rig.events.iter().filter_map(|(_, e)| e.strip_prefix("data ")).collect();
+            proptest::prop_assert_eq!(&rig.events[0].1, "head /split end=false");
+            proptest::prop_assert_eq!(body, "hello, world");
+            proptest::prop_assert_eq!(&rig.events.last().unwrap().1, "end");
+        }
+    }
 }
