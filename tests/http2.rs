@@ -266,3 +266,103 @@ fn a_client_resetting_streams_after_they_went_upstream_is_cut_off_too() {
         assert!((100..1_000).contains(&streams), "{driver}: {streams} streams taken before the cut");
     }
 }
+
+/// A masked WebSocket text frame as a client sends it (RFC 6455 §5.2).
+fn client_frame(opcode: u8, payload: &[u8]) -> Vec<u8> {
+    assert!(payload.len() < 126);
+    let mask = [0x37, 0xfa, 0x21, 0x3d];
+    let mut frame = vec![0x80 | opcode, 0x80 | payload.len() as u8];
+    frame.extend_from_slice(&mask);
+    frame.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+    frame
+}
+
+/// An unmasked frame as a server sends it.
+fn server_frame(opcode: u8, payload: &[u8]) -> Vec<u8> {
+    let mut frame = vec![0x80 | opcode, payload.len() as u8];
+    frame.extend_from_slice(payload);
+    frame
+}
+
+/// Reads from `body` until `want` bytes came (or the stream ended).
+async fn read_exact(body: &mut h2::RecvStream, want: usize) -> Vec<u8> {
+    let mut out = Vec::new();
+    while out.len() < want {
+        let Some(Ok(chunk)) = body.data().await else { break };
+        let _ = body.flow_control().release_capacity(chunk.len());
+        out.extend_from_slice(&chunk);
+    }
+    out
+}
+
+#[test]
+fn three_websockets_over_extended_connect_reach_an_http1_origin_on_one_connection() {
+    let echo = echo_server();
+    let origin = Origin::start();
+    for driver in DRIVERS {
+        let (text, listen, admin) = config(echo, origin.addr);
+        let burrow = Burrow::start(driver, &text, admin);
+        let before = origin.seen().len();
+        runtime().block_on(async {
+            let client = connect(listen).await;
+            let mut sessions = Vec::new();
+            for n in 0..3u8 {
+                let client = client.clone();
+                sessions.push(tokio::spawn(async move {
+                    let mut request = http::Request::builder()
+                        .method("CONNECT")
+                        .uri(format!("http://web.test/chat/{n}"))
+                        .header("sec-websocket-version", "13")
+                        .body(())
+                        .unwrap();
+                    request.extensions_mut().insert(h2::ext::Protocol::from_static("websocket"));
+                    let mut ready = client.ready().await.unwrap();
+                    // The proxy's SETTINGS may still be on their way.
+                    let deadline = std::time::Instant::now() + IO_TIMEOUT;
+                    while !ready.is_extended_connect_protocol_enabled() {
+                        assert!(std::time::Instant::now() < deadline, "SETTINGS_ENABLE_CONNECT_PROTOCOL");
+                        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+                    }
+                    let (response, mut send) = ready.send_request(request, false).unwrap();
+                    let response =
+                        tokio::time::timeout(IO_TIMEOUT, response).await.expect("in time").unwrap();
+                    assert_eq!(response.status(), 200, "session {n}: the 101 comes back as 200");
+                    assert!(response.headers().contains_key("sec-websocket-accept"));
+                    assert!(response.headers().get("upgrade").is_none());
+                    let mut body = response.into_body();
+                    let message = format!("hello from {n}");
+                    send.send_data(Bytes::from(client_frame(1, message.as_bytes())), false).unwrap();
+                    let want = server_frame(1, message.as_bytes());
+                    assert_eq!(read_exact(&mut body, want.len()).await, want, "session {n}: echoed");
+                    // A clean close: the origin answers the close frame and closes, and the
+                    // stream ends with END_STREAM, not a reset.
+                    send.send_data(Bytes::from(client_frame(8, &[0x03, 0xe8])), false).unwrap();
+                    let close = server_frame(8, &[0x03, 0xe8]);
+                    assert_eq!(
+                        read_exact(&mut body, close.len()).await,
+                        close,
+                        "session {n}: close answered"
+                    );
+                    let (rest, ended) =
+                        tokio::time::timeout(IO_TIMEOUT, read_body(body)).await.expect("in time");
+                    assert!(rest.is_empty() && ended, "session {n}: END_STREAM after the close");
+                }));
+            }
+            for session in sessions {
+                session.await.unwrap();
+            }
+        });
+        let seen = origin.seen();
+        let handshakes: Vec<_> = seen[before..].iter().filter(|s| s.uri.starts_with("/chat/")).collect();
+        assert_eq!(handshakes.len(), 3, "{driver}");
+        for handshake in handshakes {
+            assert_eq!(handshake.method, "GET");
+            assert_eq!(handshake.header("upgrade").as_deref(), Some("websocket"));
+            let key = handshake.header("sec-websocket-key").expect("a key was added for the origin");
+            assert_eq!(key.len(), 24, "{key}");
+        }
+        assert_eq!(burrow.stat("http.ingress_http.downstream_cx_upgrades_total"), 3, "{driver}");
+        assert_eq!(burrow.stat("http.ingress_http.downstream_rq_1xx"), 3, "{driver}");
+        burrow.wait_stat("http.ingress_http.downstream_cx_upgrades_active", |v| v == 0);
+    }
+}

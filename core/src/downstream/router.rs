@@ -26,8 +26,9 @@ use crate::downstream::local_reply;
 use crate::downstream::route::RouteIndex;
 use crate::downstream::upgrade::upgrade_token;
 use crate::io::{ConnId, StreamRef};
+use crate::shared::ClusterStats;
 use crate::transport::Close;
-use crate::tunnel::Tunnel;
+use crate::tunnel::{Ends, Tunnel};
 use crate::upstream::pool::{Acquired, Failure, PoolEvent, PoolKey, Pools, Released};
 
 pub(crate) struct Stream {
@@ -134,8 +135,46 @@ pub(crate) enum End {
     Complete { close: bool },
     /// The connection ends with this close: the response was cut short, or the client left.
     Cut(Close),
-    /// A `101`: the connection is now this tunnel.
-    Upgraded(Tunnel),
+    /// A `101`: the connection opens the tunnel in the stream's place.
+    Upgraded(Switched),
+}
+
+/// What an upgrade's tunnel starts with once the `101` went down: the upstream connection
+/// (taken out of the pool), what the client sent before it, and what followed it upstream.
+pub(crate) struct Switched {
+    pub(crate) up: ConnId,
+    pub(crate) cluster: usize,
+    held: SmallVec<[Bytes; 1]>,
+    first: Bytes,
+    down_fin: bool,
+    limits: (usize, usize),
+    idle: Option<Duration>,
+}
+
+impl Switched {
+    /// The tunnel between `down` and the upstream connection (named `up` among `io`'s ends),
+    /// with what waited already on its way.
+    pub(crate) fn into_tunnel<E: Copy + Eq>(
+        self,
+        now: Instant,
+        (down, up): (E, E),
+        io: &mut impl Ends<End = E>,
+        stats: &ClusterStats,
+    ) -> Tunnel<E> {
+        let mut tunnel = Tunnel::open(now, (down, up), self.cluster, self.limits, self.idle);
+        for data in self.held {
+            tunnel.down_data(io, stats, now, data);
+        }
+        if self.down_fin {
+            let _ = tunnel.down_read_closed(io);
+        }
+        if !self.first.is_empty() {
+            // What the upstream sent right after its `101` is the tunnel's first bytes.
+            tunnel.up_data(io, stats, now, self.first);
+        }
+        tunnel.read_down_if_room(io);
+        tunnel
+    }
 }
 
 impl Ended {
@@ -554,21 +593,16 @@ impl Stream {
         let cx =
             ResponseContext { upgrade_request: true, server_name, service_time_ms: elapsed, close: false };
         client.switch(ctx, head, &cx);
-        let limits = (client.buffer_limit(), ctx.clusters.buffer_limit(cluster));
-        let mut tunnel = Tunnel::open(now, (down, up), cluster, limits, self.idle);
-        let stats = &ctx.shared.clusters[cluster];
-        for data in self.held.drain(..) {
-            tunnel.down_data(&mut ctx.wire, stats, now, data);
-        }
-        if self.down_fin {
-            let _ = tunnel.down_read_closed(&mut ctx.wire);
-        }
-        if !first.is_empty() {
-            // What the upstream sent right after its `101` is the tunnel's first bytes.
-            tunnel.up_data(&mut ctx.wire, stats, now, first);
-        }
-        tunnel.read_down_if_room(&mut ctx.wire);
-        Ended { end: End::Upgraded(tunnel), up: None }
+        let switched = Switched {
+            up,
+            cluster,
+            held: std::mem::take(&mut self.held),
+            first,
+            down_fin: self.down_fin,
+            limits: (client.buffer_limit(), ctx.clusters.buffer_limit(cluster)),
+            idle: self.idle,
+        };
+        Ended { end: End::Upgraded(switched), up: None }
     }
 
     fn on_response_end(

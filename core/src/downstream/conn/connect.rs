@@ -12,7 +12,7 @@ use crate::downstream::client::Downstream;
 use crate::downstream::ctx::Ctx;
 use crate::downstream::decide::{self, Decision};
 use crate::downstream::local_reply;
-use crate::io::QueryId;
+use crate::io::{ConnId, QueryId};
 use crate::transport::{Close, ConnEvent};
 use crate::tunnel::{Closes, Step, Tunnel};
 use crate::upstream::cluster::Pick;
@@ -166,7 +166,7 @@ impl HttpConn {
 
     pub(super) fn connect_failed(&mut self, ctx: &mut Ctx, now: Instant, body: &str) -> Closes {
         let Some(tunnel) = self.take_tunnel() else { return Vec::new() };
-        retire_connect_tunnel(ctx, &tunnel, false);
+        retire_tunnel(ctx, now, &tunnel, tunnel.upstream, false);
         let mut closes = self.reply(ctx, now, 503, body, true);
         closes.push((tunnel.upstream, Close::Abort));
         closes
@@ -177,12 +177,7 @@ impl HttpConn {
         let Some(tunnel) = self.take_tunnel() else { return Vec::new() };
         self.closing = true;
         let remote = matches!(ended_by, TunnelEnd::UpstreamClosed | TunnelEnd::UpstreamReset);
-        if tunnel.pooled {
-            let up = tunnel.upstream;
-            ctx.with_pool(tunnel.cluster, now, |pools: &mut Pools, cx| pools.closed(up, remote, cx));
-        } else {
-            retire_connect_tunnel(ctx, &tunnel, remote);
-        }
+        retire_tunnel(ctx, now, &tunnel, tunnel.upstream, remote);
         let (down, up) = match ended_by {
             // A reset reaches the other end as a reset, after what was already sent to it.
             TunnelEnd::DownstreamReset => (Close::Abort, Close::FlushThenReset),
@@ -205,8 +200,18 @@ impl HttpConn {
     }
 }
 
+/// Settles a tunnel's upstream connection `up`: an upgraded one is the pool's to count, a
+/// terminated CONNECT's is settled here.
+pub(crate) fn retire_tunnel<E>(ctx: &mut Ctx, now: Instant, tunnel: &Tunnel<E>, up: ConnId, remote: bool) {
+    if tunnel.pooled {
+        ctx.with_pool(tunnel.cluster, now, |pools: &mut Pools, cx| pools.closed(up, remote, cx));
+    } else {
+        retire_connect_tunnel(ctx, tunnel, remote);
+    }
+}
+
 /// Settles a terminated CONNECT's upstream connection: gauges, counters and its breaker unit.
-pub(crate) fn retire_connect_tunnel<E>(ctx: &Ctx, tunnel: &Tunnel<E>, remote: bool) {
+fn retire_connect_tunnel<E>(ctx: &Ctx, tunnel: &Tunnel<E>, remote: bool) {
     let stats = &ctx.shared.clusters[tunnel.cluster];
     stats.upstream_cx_active.dec();
     stats.upstream_cx_destroy.inc();

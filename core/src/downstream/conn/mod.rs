@@ -25,13 +25,13 @@ use crate::stats::Gauge;
 use crate::timers::Timer;
 use crate::transport::{Close, ConnEvent};
 use crate::tunnel::{Closes, Step, Tunnel};
-use crate::upstream::pool::{PoolEvent, Pools};
+use crate::upstream::pool::PoolEvent;
 use slab::Slab;
 use smallvec::{smallvec, SmallVec};
 
 mod connect;
 
-pub(crate) use connect::retire_connect_tunnel;
+pub(crate) use connect::retire_tunnel;
 
 use connect::TunnelEnd;
 
@@ -293,7 +293,12 @@ impl HttpConn {
                 closes.extend(self.close(kind));
                 closes.extend(ended.up);
             }
-            End::Upgraded(tunnel) => self.streams[key] = Exchange::Tunnel(tunnel),
+            End::Upgraded(switched) => {
+                let (down, up) = (self.client.id, switched.up);
+                let stats = &ctx.shared.clusters[switched.cluster];
+                let tunnel = switched.into_tunnel(now, (down, up), &mut ctx.wire, stats);
+                self.streams[key] = Exchange::Tunnel(tunnel);
+            }
         }
         closes
     }
@@ -546,13 +551,8 @@ impl HttpConn {
         ctx.shared.listeners[self.client.listener].downstream_cx_active.dec();
         let exchange = self.current().map(|key| self.streams.remove(key));
         let up = match exchange {
-            Some(Exchange::Tunnel(tunnel)) if tunnel.pooled => {
-                let up = tunnel.upstream;
-                ctx.with_pool(tunnel.cluster, now, |pools: &mut Pools, cx| pools.closed(up, false, cx));
-                Some(up)
-            }
             Some(Exchange::Tunnel(tunnel)) => {
-                retire_connect_tunnel(ctx, &tunnel, false);
+                retire_tunnel(ctx, now, &tunnel, tunnel.upstream, false);
                 Some(tunnel.upstream)
             }
             Some(Exchange::Forwarding(mut stream)) => stream.abandon(ctx, now),

@@ -10,7 +10,7 @@ use h2::Reason;
 
 use super::{Entry, Exchange, H2Conn};
 use crate::codec::h2::ServerCodec;
-use crate::downstream::conn::retire_connect_tunnel;
+use crate::downstream::conn::retire_tunnel;
 use crate::downstream::ctx::Ctx;
 use crate::downstream::decide::Decision;
 use crate::downstream::local_reply;
@@ -27,9 +27,9 @@ pub(crate) enum Side {
     Conn(ConnId),
 }
 
-struct H2Ends<'a> {
-    wire: &'a mut Wire,
-    codec: &'a mut ServerCodec,
+pub(super) struct H2Ends<'a> {
+    pub(super) wire: &'a mut Wire,
+    pub(super) codec: &'a mut ServerCodec,
 }
 
 impl Ends for H2Ends<'_> {
@@ -95,10 +95,7 @@ impl H2Conn {
         end: bool,
     ) -> Closes {
         if decision.counts_upgrade() {
-            let stats = &ctx.shared.http[self.listener];
-            stats.downstream_cx_upgrades_total.inc();
-            stats.downstream_cx_upgrades_active.inc();
-            self.insert(key, Exchange::Answered, true);
+            self.count_upgrade(ctx, key);
         }
         match decision {
             Decision::Tunnel { cluster, pick: Pick::Addr(addr) } => {
@@ -111,7 +108,6 @@ impl H2Conn {
                 self.insert(
                     key,
                     Exchange::Resolving { query, cluster, port, early: Vec::new(), fin: end, deadline },
-                    true,
                 );
                 Vec::new()
             }
@@ -182,7 +178,7 @@ impl H2Conn {
         let stats = &ctx.shared.clusters[cluster];
         let tunnel =
             Tunnel::connect(now, (Side::Stream(key), Side::Conn(up)), cluster, deadline, limits, idle, stats);
-        self.insert(key, Exchange::Tunnel(tunnel), true);
+        self.insert(key, Exchange::Tunnel(tunnel));
         self.with_tunnel(ctx, key, |tunnel, ends, shared| {
             let stats = &shared.clusters[cluster];
             for data in early {
@@ -205,7 +201,7 @@ impl H2Conn {
     /// The client's END_STREAM: a FIN to the target (Envoy C7).
     pub(super) fn tunnel_fin(&mut self, ctx: &mut Ctx, now: Instant, key: usize) -> Closes {
         match self.with_tunnel(ctx, key, |tunnel, ends, _| tunnel.down_read_closed(ends)) {
-            Some(Step::Done) => self.end_tunnel(ctx, now, key),
+            Some(Step::Done) => self.end_tunnel(ctx, now, key, false),
             _ => Vec::new(),
         }
     }
@@ -225,7 +221,7 @@ impl H2Conn {
         }
         if tunnel.idle_expired(now) {
             ctx.shared.http[self.listener].downstream_rq_idle_timeout.inc();
-            let closes = self.take_tunnel(ctx, key, false, Close::Flush);
+            let closes = self.take_tunnel(ctx, now, key, false, Close::Flush);
             self.reset(ctx, key, Reason::CANCEL);
             return closes;
         }
@@ -268,13 +264,13 @@ impl H2Conn {
             // The target's FIN: END_STREAM to the client, which may still send (Envoy C7).
             ConnEvent::ReadClosed => {
                 match self.with_tunnel(ctx, key, |tunnel, ends, _| tunnel.up_read_closed(ends)) {
-                    Some(Step::Done) => self.end_tunnel(ctx, now, key),
+                    Some(Step::Done) => self.end_tunnel(ctx, now, key, true),
                     _ => Vec::new(),
                 }
             }
             // The target reset: the stream is reset too (Envoy C7).
             ConnEvent::Closed => {
-                let closes = self.take_tunnel(ctx, key, true, Close::Abort);
+                let closes = self.take_tunnel(ctx, now, key, true, Close::Abort);
                 self.reset(ctx, key, Reason::CONNECT_ERROR);
                 closes
             }
@@ -291,35 +287,38 @@ impl H2Conn {
 
     /// Both directions finished: the target's connection closes once flushed, and the stream
     /// goes once its END_STREAM has.
-    fn end_tunnel(&mut self, ctx: &mut Ctx, _now: Instant, key: usize) -> Closes {
-        self.take_tunnel(ctx, key, false, Close::Flush)
+    fn end_tunnel(&mut self, ctx: &mut Ctx, now: Instant, key: usize, remote: bool) -> Closes {
+        // An upgrade's origin that closes ends the stream cleanly (Envoy resets it with
+        // CONNECT_ERROR); a terminated CONNECT has sent its END_STREAM already.
+        self.codec.send_end(key);
+        self.take_tunnel(ctx, now, key, remote, Close::Flush)
     }
 
     /// The target could not be reached: the CONNECT is answered 503.
     fn tunnel_failed(&mut self, ctx: &mut Ctx, now: Instant, key: usize, body: &str) -> Closes {
-        let mut closes = self.take_tunnel(ctx, key, false, Close::Abort);
+        let mut closes = self.take_tunnel(ctx, now, key, false, Close::Abort);
         closes.extend(self.reply(ctx, now, key, &local_reply::text(503, body)));
         closes
     }
 
     /// Takes the tunnel out of its stream (which stays until its response has left) and
     /// settles its connection, closed as `close` says.
-    fn take_tunnel(&mut self, ctx: &mut Ctx, key: usize, remote: bool, close: Close) -> Closes {
+    fn take_tunnel(&mut self, ctx: &mut Ctx, now: Instant, key: usize, remote: bool, close: Close) -> Closes {
         let Some(entry) = self.exchanges.get_mut(key).and_then(Option::as_mut) else { return Vec::new() };
         let Exchange::Tunnel(tunnel) = std::mem::replace(&mut entry.exchange, Exchange::Answered) else {
             return Vec::new();
         };
         let Side::Conn(up) = tunnel.upstream else { unreachable!("the upstream end is a connection") };
         self.tunnels.remove(&up);
-        retire_connect_tunnel(ctx, &tunnel, remote);
+        retire_tunnel(ctx, now, &tunnel, up, remote);
         vec![(up, close)]
     }
 
     /// A tunnel whose stream has gone (reset by the client, or the connection closed).
-    pub(super) fn drop_tunnel(&mut self, ctx: &mut Ctx, tunnel: Tunnel<Side>, _remote: bool) -> Closes {
+    pub(super) fn drop_tunnel(&mut self, ctx: &mut Ctx, now: Instant, tunnel: Tunnel<Side>) -> Closes {
         let Side::Conn(up) = tunnel.upstream else { unreachable!("the upstream end is a connection") };
         self.tunnels.remove(&up);
-        retire_connect_tunnel(ctx, &tunnel, false);
+        retire_tunnel(ctx, now, &tunnel, up, false);
         vec![(up, Close::Abort)]
     }
 }

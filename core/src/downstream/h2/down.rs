@@ -70,8 +70,13 @@ impl Downstream for H2Down<'_> {
         self.codec.send_end(self.key);
     }
 
-    fn switch(&mut self, _: &mut Ctx, _: ResponseHead, _: &ResponseContext<'_>) {
-        unreachable!("an HTTP/2 stream does not ask the router for an HTTP/1.1 upgrade")
+    /// The origin's `101` becomes the `200` that accepts an extended CONNECT (RFC 8441); it
+    /// counts as the `101` it was, as Envoy counts it.
+    fn switch(&mut self, ctx: &mut Ctx, head: ResponseHead, cx: &ResponseContext<'_>) {
+        ctx.shared.http[self.listener].response(head.status);
+        let mut accepted = response(&head, cx);
+        *accepted.status_mut() = http::StatusCode::OK;
+        self.codec.send_head(self.key, accepted, false);
     }
 }
 
@@ -127,6 +132,40 @@ pub(super) fn request_head(
     Ok((RequestHead { method, target, version: Version::Http11, headers }, body))
 }
 
+/// An extended CONNECT (RFC 8441) as the HTTP/1.1 upgrade it stands for: `GET` of its path
+/// with `connection: upgrade` and `upgrade: <protocol>`. RFC 8441 clients send no
+/// `sec-websocket-key`, and strict origins refuse a handshake without one, so a WebSocket
+/// request gets one made of `random` (a client's own is passed on).
+pub(super) fn upgrade_request(
+    mut head: RequestHead,
+    parts: &http::request::Parts,
+    protocol: &str,
+    random: u128,
+) -> RequestHead {
+    head.method = Method::Get;
+    head.target = Bytes::copy_from_slice(parts.uri.path_and_query().map_or("/", |p| p.as_str()).as_bytes());
+    head.headers.remove("content-length");
+    head.headers.append("connection", b"upgrade");
+    head.headers.append("upgrade", protocol.as_bytes());
+    if protocol.eq_ignore_ascii_case("websocket") && head.headers.get("sec-websocket-key").is_none() {
+        head.headers.append("sec-websocket-key", &base64_16(random.to_be_bytes()));
+    }
+    head
+}
+
+/// Base64 of 16 bytes (a WebSocket key), with its padding.
+fn base64_16(bytes: [u8; 16]) -> [u8; 24] {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = [b'='; 24];
+    for (i, chunk) in bytes.chunks(3).enumerate() {
+        let n = chunk.iter().enumerate().fold(0u32, |n, (j, &b)| n | u32::from(b) << (16 - 8 * j));
+        for k in 0..=chunk.len() {
+            out[i * 4 + k] = ALPHABET[(n >> (18 - 6 * k) & 63) as usize];
+        }
+    }
+    out
+}
+
 /// The client's response for an upstream's, rewritten as for HTTP/1.1 clients but with no
 /// connection-level fields (HTTP/2 forbids them).
 fn response(head: &ResponseHead, cx: &ResponseContext<'_>) -> http::Response<()> {
@@ -172,4 +211,36 @@ pub(super) fn local_response(reply: &LocalReply<'_>, date: &[u8], server: &str) 
         }
     }
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn websocket_keys_are_base64_of_sixteen_bytes() {
+        assert_eq!(&base64_16([0; 16]), b"AAAAAAAAAAAAAAAAAAAAAA==");
+        // RFC 6455's example key is the base64 of "the sample nonce".
+        assert_eq!(&base64_16(*b"the sample nonce"), b"dGhlIHNhbXBsZSBub25jZQ==");
+    }
+
+    #[test]
+    fn an_extended_connect_becomes_a_get_upgrade_with_a_key() {
+        let request = http::Request::builder()
+            .method("CONNECT")
+            .uri("http://ws.test/chat?room=1")
+            .header("sec-websocket-version", "13")
+            .body(())
+            .unwrap();
+        let parts = request.into_parts().0;
+        let (head, _) = request_head(&parts, false).unwrap();
+        let head = upgrade_request(head, &parts, "websocket", 0);
+        assert_eq!(head.method, Method::Get);
+        assert_eq!(&head.target[..], b"/chat?room=1");
+        assert_eq!(head.headers.get("host"), Some(&b"ws.test"[..]));
+        assert_eq!(head.headers.get("upgrade"), Some(&b"websocket"[..]));
+        assert!(head.headers.contains_token("connection", "upgrade"));
+        assert_eq!(head.headers.get("sec-websocket-key"), Some(&b"AAAAAAAAAAAAAAAAAAAAAA=="[..]));
+        assert_eq!(head.headers.get("sec-websocket-version"), Some(&b"13"[..]));
+    }
 }

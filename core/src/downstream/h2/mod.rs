@@ -33,7 +33,7 @@ mod connect;
 mod down;
 
 use connect::Side;
-use down::{local_response, request_head, H2Down};
+use down::{local_response, request_head, upgrade_request, H2Down};
 
 pub(crate) struct H2Conn {
     id: ConnId,
@@ -255,11 +255,15 @@ impl H2Conn {
         self.exchanges.get_mut(key).and_then(Option::as_mut).map(|e| &mut e.exchange)
     }
 
-    fn insert(&mut self, key: usize, exchange: Exchange, upgraded: bool) {
+    /// Sets the stream's exchange (a stream counted as an upgrade stays counted).
+    fn insert(&mut self, key: usize, exchange: Exchange) {
         if self.exchanges.len() <= key {
             self.exchanges.resize_with(key + 1, || None);
         }
-        self.exchanges[key] = Some(Entry { exchange, upgraded });
+        match &mut self.exchanges[key] {
+            Some(entry) => entry.exchange = exchange,
+            slot => *slot = Some(Entry { exchange, upgraded: false }),
+        }
     }
 
     /// A request head opens a stream: counted, decided, and answered, forwarded or tunnelled.
@@ -277,7 +281,7 @@ impl H2Conn {
         stats.downstream_rq_active.inc();
         self.opened += 1;
         ctx.shared.http2[self.listener].streams_active.inc();
-        self.insert(key, Exchange::Answered, false);
+        self.insert(key, Exchange::Answered);
         let Ok((head, body)) = request_head(&parts, end) else {
             return self.reply(ctx, now, key, &local_reply::text(400, "Bad Request"));
         };
@@ -290,31 +294,55 @@ impl H2Conn {
             let decision = decide::connect(ctx, hcm, self.local, &head.target, &head);
             return self.on_connect(ctx, now, key, decision, end);
         }
-        if head.method == Method::Connect || head.headers.get("host").is_none_or(<[u8]>::is_empty) {
-            // Extended CONNECT for another protocol (WebSocket over HTTP/2) is not proxied
-            // yet; a request with no authority cannot be routed.
-            let status = if head.method == Method::Connect { 501 } else { 400 };
-            return self.reply(ctx, now, key, &local_reply::text(status, ""));
+        // Extended CONNECT for another protocol (WebSocket over HTTP/2) is that protocol's
+        // HTTP/1.1 upgrade.
+        let (head, upgrade) = match protocol {
+            Some(protocol) if head.method == Method::Connect => {
+                (upgrade_request(head, &parts, &protocol, ctx.random()), Some(protocol))
+            }
+            _ => (head, None),
+        };
+        if head.headers.get("host").is_none_or(<[u8]>::is_empty) {
+            return self.reply(ctx, now, key, &local_reply::text(400, ""));
         }
-        let (index, addr) = match decide::request(ctx, hcm, self.local, &head, None) {
+        let decision = decide::request(ctx, hcm, self.local, &head, upgrade.as_deref().map(str::as_bytes));
+        if upgrade.is_some() && decision.counts_upgrade() {
+            self.count_upgrade(ctx, key);
+        }
+        let (index, addr) = match decision {
             Decision::Forward(index, addr) => (index, addr),
+            Decision::Refused => {
+                ctx.shared.http[self.listener].downstream_rq_ws_on_non_ws_route.inc();
+                return self.reply(ctx, now, key, &local_reply::text(403, ""));
+            }
             Decision::Reply(status, text) => {
                 return self.reply(ctx, now, key, &local_reply::text(status, &text))
             }
-            Decision::Refused | Decision::Tunnel { .. } => unreachable!("no upgrade was asked for"),
+            Decision::Tunnel { .. } => unreachable!("only a CONNECT is tunnelled"),
         };
         let id = StreamRef { conn: self.id, stream: self.codec.stream_id(key) };
         let mut down = self.down(key);
-        let mut stream = Stream::start(&mut down, ctx, now, id, head, body, index, addr, false, true);
+        let mut stream =
+            Stream::start(&mut down, ctx, now, id, head, body, index, addr, upgrade.is_some(), true);
         let mut ended = stream.go(&mut down, ctx, now);
         if ended.is_none() && body == BodyKind::Empty {
             ended = stream.body_end(&mut down, ctx, now);
         }
         self.forwarded.insert(id.stream, key);
-        self.insert(key, Exchange::Forwarding(stream), false);
+        self.insert(key, Exchange::Forwarding(stream));
         match ended {
             Some(ended) => self.stream_ended(ctx, now, key, ended),
             None => Vec::new(),
+        }
+    }
+
+    /// The stream asked for an upgrade (CONNECT, or extended CONNECT) the table allowed.
+    fn count_upgrade(&mut self, ctx: &Ctx, key: usize) {
+        let stats = &ctx.shared.http[self.listener];
+        stats.downstream_cx_upgrades_total.inc();
+        stats.downstream_cx_upgrades_active.inc();
+        if let Some(entry) = self.exchanges.get_mut(key).and_then(Option::as_mut) {
+            entry.upgraded = true;
         }
     }
 
@@ -363,9 +391,16 @@ impl H2Conn {
         let mut closes: Closes = ended.up.into_iter().collect();
         match ended.end {
             End::Reply { reply, .. } => closes.extend(self.reply(ctx, now, key, &reply)),
-            End::Complete { .. } => self.insert(key, Exchange::Answered, false),
+            End::Complete { .. } => self.insert(key, Exchange::Answered),
             End::Cut(_) => self.reset(ctx, key, Reason::INTERNAL_ERROR),
-            End::Upgraded(_) => unreachable!("an HTTP/2 stream does not ask for an HTTP/1.1 upgrade"),
+            End::Upgraded(switched) => {
+                let up = switched.up;
+                self.tunnels.insert(up, key);
+                let mut ends = connect::H2Ends { wire: &mut ctx.wire, codec: &mut self.codec };
+                let stats = &ctx.shared.clusters[switched.cluster];
+                let tunnel = switched.into_tunnel(now, (Side::Stream(key), Side::Conn(up)), &mut ends, stats);
+                self.insert(key, Exchange::Tunnel(tunnel));
+            }
         }
         closes
     }
@@ -423,7 +458,7 @@ impl H2Conn {
                 self.forwarded.remove(&stream.id.stream);
                 stream.abandon(ctx, now).map(|up| (up, Close::Abort)).into_iter().collect()
             }
-            Exchange::Tunnel(tunnel) => self.drop_tunnel(ctx, tunnel, true),
+            Exchange::Tunnel(tunnel) => self.drop_tunnel(ctx, now, tunnel),
             Exchange::Resolving { .. } | Exchange::Answered => Vec::new(),
         }
     }
@@ -450,7 +485,7 @@ impl H2Conn {
     fn reset(&mut self, ctx: &mut Ctx, key: usize, reason: Reason) {
         ctx.shared.http2[self.listener].tx_reset.inc();
         self.codec.reset(key, reason);
-        self.insert(key, Exchange::Answered, self.exchanges[key].as_ref().is_some_and(|e| e.upgraded));
+        self.insert(key, Exchange::Answered);
     }
 
     /// Answers a stream with a reply of the proxy's own.
@@ -464,8 +499,7 @@ impl H2Conn {
             self.codec.send_data(key, body);
             self.codec.send_end(key);
         }
-        let upgraded = self.exchanges.get(key).and_then(Option::as_ref).is_some_and(|e| e.upgraded);
-        self.insert(key, Exchange::Answered, upgraded);
+        self.insert(key, Exchange::Answered);
         Vec::new()
     }
 
@@ -538,7 +572,7 @@ impl H2Conn {
                 Exchange::Forwarding(mut stream) => {
                     closes.extend(stream.abandon(ctx, now).map(|up| (up, Close::Abort)));
                 }
-                Exchange::Tunnel(tunnel) => closes.extend(self.drop_tunnel(ctx, tunnel, false)),
+                Exchange::Tunnel(tunnel) => closes.extend(self.drop_tunnel(ctx, now, tunnel)),
                 Exchange::Resolving { .. } | Exchange::Answered => {}
             }
         }
