@@ -12,6 +12,10 @@ use bytes::Bytes;
 use crate::check::Checker;
 use crate::vnet::{Executed, VConn, VirtualNet};
 
+mod h2;
+
+pub use h2::{h2_downstream, h2_downstream_stats, H2_DOWNSTREAM_CONFIG};
+
 /// Runs `target` on every file of a corpus or regressions directory (dot-files skipped),
 /// printing each path; returns how many ran. The fuzz-corpus tests of burrow-core share it.
 pub fn replay_dir(dir: &std::path::Path, mut target: impl FnMut(&[u8])) -> usize {
