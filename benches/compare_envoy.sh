@@ -21,7 +21,11 @@
 #   4. one tunnel, one direction, for TPUT_SECS: bytes/s against raw loopback to the same sink
 #      (the mean of runs just before and just after it);
 #   5. H1 proxy: wrk -t2 -cWRK_CONNS to bench_origin (after a 2 s warm-up); req/s and the proxy's
-#      CPU (utime+stime of all its threads) per request.
+#      CPU (utime+stime of all its threads) per request;
+#   6. h2c proxy: h2load -c16 -m32 for WRK_SECS to bench_origin through the HTTP/2 listener;
+#      req/s and CPU per request;
+#   7. one HTTP/2 CONNECT stream, one direction, for TPUT_SECS: bytes/s and CPU per GiB;
+#   8. RSS per idle HTTP/2 CONNECT stream: IDLE_TUNNELS streams on one connection.
 # The machine is small and shared: compare the ratios within one run, not absolute figures
 # across runs; the load average is printed before and after. Everything runs on the same cores (client, proxy, origin/sink).
 set -euo pipefail
@@ -56,6 +60,8 @@ CONFIG="$ROOT/benches/configs/compare.yaml"
 H1_PORT=28100
 CONNECT_PORT=28101
 ADMIN_PORT=28102
+H2_PORT=28103
+H2_CONNECT_PORT=28104
 ORIGIN_PORT=28180
 SINK="127.0.0.1:28190"
 HZ=$(getconf CLK_TCK)
@@ -83,6 +89,7 @@ die() { log "compare_envoy: $*"; exit 1; }
 # --- Tools and binaries --------------------------------------------------------------------
 
 command -v wrk >/dev/null || die "wrk not found (apt-get install wrk)"
+command -v h2load >/dev/null || die "h2load not found (apt-get install nghttp2-client)"
 command -v curl >/dev/null || die "curl not found"
 if [ -z "${ENVOY:-}" ]; then
     # The pip package's `envoy` is a Python launcher that execs the real binary; run the binary.
@@ -108,7 +115,7 @@ if [ "$(ulimit -n)" -lt "$need_fds" ]; then
     ulimit -n "$need_fds" 2>/dev/null || die "ulimit -n $(ulimit -n) < $need_fds (IDLE_TUNNELS)"
 fi
 
-for port in $H1_PORT $CONNECT_PORT $ADMIN_PORT $ORIGIN_PORT 28190 28191 28192 28193; do
+for port in $H1_PORT $CONNECT_PORT $ADMIN_PORT $H2_PORT $H2_CONNECT_PORT $ORIGIN_PORT 28190 28191 28192 28193; do
     if ss -Hltn "sport = :$port" 2>/dev/null | grep -q .; then
         die "port $port is already in use"
     fi
@@ -148,6 +155,18 @@ run_wrk() {
     WRK_CPU_US=$((c1 - c0))
 }
 
+# h2load -c16 -m32 against a port; sets H2_RPS, H2_REQS, H2_ERRS, H2_CPU_US (of pid $2).
+run_h2load() {
+    local port=$1 pid=$2 secs=${3:-$WRK_SECS} out c0 c1
+    c0=$(cpu_us "$pid")
+    out=$(timeout $((secs + 30)) h2load -c16 -m32 -t2 -D "$secs" "http://127.0.0.1:$port/" 2>&1)
+    c1=$(cpu_us "$pid")
+    H2_RPS=$(awk '/^finished in/ { gsub(",", "", $4); printf "%.0f", $4 }' <<<"$out")
+    H2_REQS=$(awk '/^requests:/ { print $8 }' <<<"$out")
+    H2_ERRS=$(awk '/^requests:/ && ($10 + $12 + $14) > 0 { printf "%s failed, %s errored, %s timeout; ", $10, $12, $14 }' <<<"$out")
+    H2_CPU_US=$((c1 - c0))
+}
+
 declare -A R  # R[proxy.figure]
 
 start_proxy() {
@@ -162,7 +181,8 @@ start_proxy() {
     local i
     for i in $(seq 100); do
         if curl -sf -o /dev/null "http://127.0.0.1:$ADMIN_PORT/ready" \
-            && port_open $H1_PORT && port_open $CONNECT_PORT; then
+            && port_open $H1_PORT && port_open $CONNECT_PORT && port_open $H2_PORT \
+            && port_open $H2_CONNECT_PORT; then
             return 0
         fi
         kill -0 "$PROXY_PID" 2>/dev/null || die "$name exited at start-up"
@@ -254,6 +274,25 @@ bench_proxy() {
     keep max "$p.rps" "$WRK_RPS"
     keep min "$p.rq_cpu" "$(calc "%.1f" "$WRK_CPU_US / ($WRK_REQS > 0 ? $WRK_REQS : 1)")"
     R[$p.wrk_errs]="${R[$p.wrk_errs]:-}$WRK_ERRS"
+
+    run_h2load $H2_PORT "$PROXY_PID" 2  # warm-up
+    run_h2load $H2_PORT "$PROXY_PID"
+    log "h2load: $H2_RPS req/s, $H2_REQS requests, proxy CPU ${H2_CPU_US} us ${H2_ERRS}"
+    keep max "$p.h2_rps" "$H2_RPS"
+    keep min "$p.h2_rq_cpu" "$(calc "%.1f" "$H2_CPU_US / (${H2_REQS:-0} > 0 ? ${H2_REQS:-1} : 1)")"
+    R[$p.h2_errs]="${R[$p.h2_errs]:-}$H2_ERRS"
+
+    line=$(timeout $((TPUT_SECS + 30)) "$TUNNEL" throughput --h2 1 --proxy "127.0.0.1:$H2_CONNECT_PORT" \
+        --sink "$SINK" --pid "$PROXY_PID" --warmup $WARMUP --secs "$TPUT_SECS")
+    log "h2 tunnel: $line"
+    keep max "$p.h2_tput" "$(field "$line" bytes_per_s)"
+    keep min "$p.h2_tput_cpu" "$(field "$line" proxy_cpu_ms_per_gib)"
+    sleep 0.5
+
+    line=$(timeout 60 "$TUNNEL" idle --h2 1 --proxy "127.0.0.1:$H2_CONNECT_PORT" --sink "$SINK" \
+        --pid "$PROXY_PID" --count "$IDLE_TUNNELS")
+    log "$line"
+    keep min "$p.h2_per_stream" "$(field "$line" bytes_per_tunnel)"
     stop_proxy
 }
 
@@ -317,10 +356,16 @@ line "tunnel % of raw loopback" "%.0f%%" tput_pct 1
 line "tunnel CPU ms/GiB" "%.0f" tput_cpu
 line "tunnel set-ups/s" "%.0f" setups
 line "set-up CPU us" "%.1f" setup_cpu
+line "h2c proxy req/s" "%.0f" h2_rps
+line "h2c proxy CPU us/req" "%.1f" h2_rq_cpu
+line "H2 CONNECT tunnel GB/s" "%.2f" h2_tput 1e9
+line "H2 tunnel CPU ms/GiB" "%.0f" h2_tput_cpu
+line "RSS per idle H2 stream KB" "%.1f" h2_per_stream 1000
 line "idle RSS MiB" "%.1f" idle_rss 1024
 line "RSS per idle tunnel KB" "%.1f" per_tunnel 1000
 for p in "${LIST[@]}"; do
     if [ -n "$(v "$p.wrk_errs")" ]; then echo "$p wrk: $(v "$p.wrk_errs")"; fi
+    if [ -n "$(v "$p.h2_errs")" ]; then echo "$p h2load: $(v "$p.h2_errs")"; fi
     if [ -n "$(v "$p.setup_failed")" ] && [ "$(v "$p.setup_failed")" != 0 ]; then
         echo "$p failed set-ups: $(v "$p.setup_failed")"
     fi

@@ -9,6 +9,9 @@
 //! bench_tunnel idle        --proxy ADDR   --pid PID   [--count K] [--settle S]
 //! ```
 //!
+//! With `--h2 1`, `throughput` and `idle` tunnel over HTTP/2 instead: one prior-knowledge h2c
+//! connection to the proxy, each tunnel a CONNECT stream on it (the `h2` crate's client).
+//!
 //! - `throughput`: one tunnel, one direction: a writer thread pushes 256 KiB writes, the sink
 //!   thread reads and counts; bytes/s is what the sink received in the measured window (after
 //!   the warm-up). Without `--proxy`: the raw loopback baseline to the same sink.
@@ -41,12 +44,13 @@ struct Opts {
     count: usize,
     settle: f64,
     pid: Option<u32>,
+    h2: bool,
 }
 
 fn usage() -> ! {
     eprintln!(
         "usage: bench_tunnel throughput|setups|idle [--proxy ADDR] [--sink ADDR] [--sink-ports N] \
-         [--sources N] [--warmup S] [--secs S] [--conns N] [--count K] [--settle S] [--pid PID]"
+         [--sources N] [--warmup S] [--secs S] [--conns N] [--count K] [--settle S] [--pid PID] [--h2 1]"
     );
     std::process::exit(2)
 }
@@ -66,6 +70,7 @@ fn parse_opts() -> Opts {
         count: 1000,
         settle: 1.0,
         pid: None,
+        h2: false,
     };
     while let Some(flag) = args.next() {
         let value = args.next().unwrap_or_else(|| usage());
@@ -80,6 +85,7 @@ fn parse_opts() -> Opts {
             "--count" => o.count = num(&flag, &value),
             "--settle" => o.settle = num(&flag, &value),
             "--pid" => o.pid = Some(num(&flag, &value)),
+            "--h2" => o.h2 = num::<u8>(&flag, &value) != 0,
             _ => usage(),
         }
     }
@@ -204,17 +210,37 @@ fn throughput(o: &Opts) {
             }
         });
     }
-    let mut stream = open_blocking(o);
     let stop = Arc::new(AtomicBool::new(false));
     let stop_w = stop.clone();
-    std::thread::spawn(move || {
-        let buf = vec![0x5au8; CHUNK];
-        while !stop_w.load(Ordering::Relaxed) {
-            if stream.write_all(&buf).is_err() {
-                return;
+    if o.h2 {
+        let (proxy, target) = (o.proxy.unwrap_or_else(|| usage()), o.sink);
+        std::thread::spawn(move || {
+            runtime(1).block_on(async move {
+                let client = h2_client(proxy).await;
+                let (mut send, _recv) = h2_tunnel(client, target).await.expect("an HTTP/2 CONNECT tunnel");
+                let buf = bytes::Bytes::from(vec![0x5au8; CHUNK]);
+                while !stop_w.load(Ordering::Relaxed) {
+                    send.reserve_capacity(CHUNK);
+                    let Some(Ok(room)) = std::future::poll_fn(|cx| send.poll_capacity(cx)).await else {
+                        return;
+                    };
+                    if send.send_data(buf.slice(..room.min(CHUNK)), false).is_err() {
+                        return;
+                    }
+                }
+            });
+        });
+    } else {
+        let mut stream = open_blocking(o);
+        std::thread::spawn(move || {
+            let buf = vec![0x5au8; CHUNK];
+            while !stop_w.load(Ordering::Relaxed) {
+                if stream.write_all(&buf).is_err() {
+                    return;
+                }
             }
-        }
-    });
+        });
+    }
     std::thread::sleep(Duration::from_secs_f64(o.warmup));
     let (b0, t0, c0) = (received.load(Ordering::Relaxed), Instant::now(), o.pid.and_then(cpu_us));
     std::thread::sleep(Duration::from_secs_f64(o.secs));
@@ -328,6 +354,35 @@ async fn open_tunnel(
     }
 }
 
+/// A prior-knowledge h2c connection to the proxy.
+async fn h2_client(proxy: SocketAddr) -> h2::client::SendRequest<bytes::Bytes> {
+    let tcp = tokio::net::TcpStream::connect(proxy).await.expect("connect to the proxy");
+    tcp.set_nodelay(true).expect("nodelay");
+    let (client, connection) = h2::client::Builder::new()
+        .initial_window_size(1 << 20)
+        .initial_connection_window_size(1 << 24)
+        .handshake(tcp)
+        .await
+        .expect("HTTP/2 handshake");
+    tokio::spawn(connection);
+    client
+}
+
+/// A CONNECT stream to `target` on `client`, once answered 2xx.
+async fn h2_tunnel(
+    client: h2::client::SendRequest<bytes::Bytes>,
+    target: SocketAddr,
+) -> Result<(h2::SendStream<bytes::Bytes>, h2::RecvStream), String> {
+    let request = http::Request::builder().method("CONNECT").uri(target.to_string()).body(()).unwrap();
+    let mut client = client.ready().await.map_err(|e| e.to_string())?;
+    let (response, send) = client.send_request(request, false).map_err(|e| e.to_string())?;
+    let response = response.await.map_err(|e| e.to_string())?;
+    if !response.status().is_success() {
+        return Err(format!("CONNECT refused: {}", response.status()));
+    }
+    Ok((send, response.into_body()))
+}
+
 fn setups(o: &Opts) {
     let proxy = o.proxy.unwrap_or_else(|| usage());
     let rt = runtime(2);
@@ -405,6 +460,28 @@ fn idle(o: &Opts) {
         let accepted = Arc::new(AtomicU64::new(0));
         bind_sinks(o, accepted.clone()).await;
         let rss0 = rss_kib(pid).expect("proxy's VmRSS");
+        if o.h2 {
+            // One connection, `count` CONNECT streams on it.
+            let client = h2_client(proxy).await;
+            let mut streams = Vec::with_capacity(o.count);
+            for _ in 0..o.count {
+                streams.push(h2_tunnel(client.clone(), o.sink).await.expect("an idle HTTP/2 tunnel"));
+            }
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while accepted.load(Ordering::Relaxed) < o.count as u64 && Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            tokio::time::sleep(Duration::from_secs_f64(o.settle)).await;
+            let rss1 = rss_kib(pid).expect("proxy's VmRSS");
+            println!(
+                "RESULT mode=idle h2=1 tunnels={} sink_accepted={} rss_before_kib={rss0} rss_after_kib={rss1} \
+                 bytes_per_tunnel={:.0}",
+                streams.len(),
+                accepted.load(Ordering::Relaxed),
+                (rss1 as f64 - rss0 as f64) * 1024.0 / streams.len() as f64
+            );
+            return;
+        }
         let permits = Arc::new(tokio::sync::Semaphore::new(64));
         let mut tasks = Vec::with_capacity(o.count);
         for i in 0..o.count {
