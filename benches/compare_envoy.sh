@@ -22,10 +22,11 @@
 #      (the mean of runs just before and just after it);
 #   5. H1 proxy: wrk -t2 -cWRK_CONNS to bench_origin (after a 2 s warm-up); req/s and the proxy's
 #      CPU (utime+stime of all its threads) per request;
-#   6. h2c proxy: h2load -c16 -m32 for WRK_SECS to bench_origin through the HTTP/2 listener;
+#   then, on a fresh start of the proxy:
+#   6. RSS per idle HTTP/2 CONNECT stream: IDLE_TUNNELS streams on one connection;
+#   7. h2c proxy: h2load -c16 -m32 for WRK_SECS to bench_origin through the HTTP/2 listener;
 #      req/s and CPU per request;
-#   7. one HTTP/2 CONNECT stream, one direction, for TPUT_SECS: bytes/s and CPU per GiB;
-#   8. RSS per idle HTTP/2 CONNECT stream: IDLE_TUNNELS streams on one connection.
+#   8. one HTTP/2 CONNECT stream, one direction, for TPUT_SECS: bytes/s and CPU per GiB.
 # The machine is small and shared: compare the ratios within one run, not absolute figures
 # across runs; the load average is printed before and after. Everything runs on the same cores (client, proxy, origin/sink).
 set -euo pipefail
@@ -275,6 +276,16 @@ bench_proxy() {
     keep min "$p.rq_cpu" "$(calc "%.1f" "$WRK_CPU_US / ($WRK_REQS > 0 ? $WRK_REQS : 1)")"
     R[$p.wrk_errs]="${R[$p.wrk_errs]:-}$WRK_ERRS"
 
+    # HTTP/2 on a fresh proxy: memory per idle stream first, before anything else grew it.
+    stop_proxy
+    start_proxy "$p"
+    sleep 1
+    line=$(timeout 60 "$TUNNEL" idle --h2 1 --proxy "127.0.0.1:$H2_CONNECT_PORT" --sink "$SINK" \
+        --pid "$PROXY_PID" --count "$IDLE_TUNNELS")
+    log "$line"
+    keep min "$p.h2_per_stream" "$(field "$line" bytes_per_tunnel)"
+    sleep 0.5
+
     run_h2load $H2_PORT "$PROXY_PID" 2  # warm-up
     run_h2load $H2_PORT "$PROXY_PID"
     log "h2load: $H2_RPS req/s, $H2_REQS requests, proxy CPU ${H2_CPU_US} us ${H2_ERRS}"
@@ -287,12 +298,6 @@ bench_proxy() {
     log "h2 tunnel: $line"
     keep max "$p.h2_tput" "$(field "$line" bytes_per_s)"
     keep min "$p.h2_tput_cpu" "$(field "$line" proxy_cpu_ms_per_gib)"
-    sleep 0.5
-
-    line=$(timeout 60 "$TUNNEL" idle --h2 1 --proxy "127.0.0.1:$H2_CONNECT_PORT" --sink "$SINK" \
-        --pid "$PROXY_PID" --count "$IDLE_TUNNELS")
-    log "$line"
-    keep min "$p.h2_per_stream" "$(field "$line" bytes_per_tunnel)"
     stop_proxy
 }
 

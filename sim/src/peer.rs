@@ -107,6 +107,12 @@ pub trait Peer {
     fn done(&self) -> bool;
     /// Whether this is a client (the run waits for clients).
     fn is_client(&self) -> bool;
+    /// A multiplexed client (HTTP/2): how many requests it may have in flight at once on its
+    /// one connection. The proxy may write to it before any request (its SETTINGS). `None`:
+    /// one request at a time, answered only once its head has arrived.
+    fn streams(&self) -> Option<u64> {
+        None
+    }
     /// One line on where the peer stands, for failure reports.
     fn describe(&self) -> String;
     /// The tunnel a client opens (CONNECT clients), for [`Cx::tunnel_hint`].

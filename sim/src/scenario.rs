@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 
 use crate::ledger::Ledger;
 use crate::peers::{
-    BodyPlan, ConnectClient, ConnectPlan, EchoMode, EchoTarget, Ending, HttpClient, HttpOrigin, HttpPlan,
-    OriginProfile, ReqPlan,
+    BodyPlan, ConnectClient, ConnectPlan, EchoMode, EchoTarget, Ending, H2ConnectClient, H2ConnectPlan,
+    H2TunnelPlan, HttpClient, HttpOrigin, HttpPlan, OriginProfile, ReqPlan,
 };
 use crate::report::{Notes, Tally};
 use crate::rng::Rng;
@@ -24,6 +24,8 @@ pub enum Suite {
     Http1,
     /// HTTP/1.1 upgrades (101 then a tunnel, or a refusal).
     Upgrade,
+    /// CONNECT over HTTP/2, several tunnels on each client connection, terminated into TCP.
+    H2Connect,
 }
 
 impl Suite {
@@ -32,11 +34,12 @@ impl Suite {
             Suite::Connect => "connect",
             Suite::Http1 => "http1",
             Suite::Upgrade => "upgrade",
+            Suite::H2Connect => "h2_connect",
         }
     }
 
     pub fn parse(s: &str) -> Option<Suite> {
-        [Suite::Connect, Suite::Http1, Suite::Upgrade].into_iter().find(|x| x.name() == s)
+        [Suite::Connect, Suite::Http1, Suite::Upgrade, Suite::H2Connect].into_iter().find(|x| x.name() == s)
     }
 }
 
@@ -257,7 +260,9 @@ pub fn build(s: &Scenario, keep_trace: bool, base: Instant) -> World {
     let calm = r.chance(150);
     let mut net = if calm { NetProfile::calm() } else { faulty_net(&mut r) };
     let mut world = match s.suite {
-        Suite::Connect => build_connect(s, &root, &mut r, calm, &mut net, keep_trace, base),
+        Suite::Connect | Suite::H2Connect => {
+            build_connect(s, &root, &mut r, calm, &mut net, keep_trace, base)
+        }
         Suite::Http1 | Suite::Upgrade => build_http(s, &root, &mut r, calm, &mut net, keep_trace, base),
     };
     world.ledger = Ledger { calm, ..Ledger::default() };
@@ -290,7 +295,14 @@ fn build_connect(
     let up_limit = buffer_limit(r);
     let idle = timeout(r, calm, (500, 20_000));
     let stream_idle = effective(idle, 300);
+    let h2 = s.suite == Suite::H2Connect;
     let mut hcm = String::from("          upgrade_configs: [{ upgrade_type: CONNECT }]\n");
+    if h2 {
+        // AUTO: the clients' preface picks HTTP/2. The windows are small so that flow control
+        // and paused streams are reached with the simulator's payload sizes.
+        hcm.push_str("          codec_type: AUTO\n");
+        hcm.push_str("          http2_protocol_options: { allow_connect: true, initial_stream_window_size: 65535, initial_connection_window_size: 131072 }\n");
+    }
     if let Some(idle) = idle {
         let _ = writeln!(hcm, "          stream_idle_timeout: {}", secs(idle));
     }
@@ -410,6 +422,10 @@ fn build_connect(
     let good = ["10.9.0.1:443", "10.9.0.2:8443", "echo1.sim:443", "echo2.sim:443", "ECHO1.sim:8443"];
     let bad = ["nx.sim:443", "black.sim:443", "slow.sim:443", "10.9.0.9:443", "10.9.0.8:443", "[::1]:1"];
     let client_faults = if calm { 0 } else { *r.pick(&[0, 50, 150]) };
+    if h2 {
+        add_h2_clients(s, root, &mut world, &good, &bad, calm, banner, client_faults);
+        return world;
+    }
     for c in 0..s.clients {
         let mut cr = root.fork(0xc11e_0000 + u64::from(c));
         let id = (u64::from(c) + 1) << 40 | (s.seed & 0xffff) << 24;
@@ -469,6 +485,44 @@ fn build_connect(
         world.add_client(at, 0, Box::new(ConnectClient::new(plan, cr.fork(7))));
     }
     world
+}
+
+/// HTTP/2 clients for the CONNECT suite: each opens one to four tunnels on its connection, to
+/// the cluster or (original destination) to an authority, and ends each with END_STREAM or
+/// a reset.
+#[allow(clippy::too_many_arguments)]
+fn add_h2_clients(
+    s: &Scenario,
+    root: &Rng,
+    world: &mut World,
+    good: &[&str],
+    bad: &[&str],
+    calm: bool,
+    banner: bool,
+    client_faults: u32,
+) {
+    for c in 0..s.clients {
+        let mut cr = root.fork(0x4232_0000 + u64::from(c));
+        let tunnels = (0..cr.range(1, 4))
+            .map(|n| {
+                let id = (u64::from(c) + 1) << 40 | (n + 1) << 32 | (s.seed & 0xffff) << 16;
+                let odst = cr.chance(400);
+                let authority = match odst {
+                    true if !calm && cr.chance(300) => cr.pick(bad).to_string(),
+                    true => cr.pick(good).to_string(),
+                    false => "target.sim:443".to_string(),
+                };
+                let payload = cr.size(s.scale as usize * 2560) as u64;
+                let total = crate::peers::HEADER + payload;
+                let ending =
+                    if cr.chance(client_faults) { Ending::Reset(cr.range(0, total)) } else { Ending::Fin };
+                H2TunnelPlan { id, authority, odst, payload, ending }
+            })
+            .collect();
+        let plan = H2ConnectPlan { tunnels, banner, calm };
+        let at = Duration::from_micros(cr.range(0, 2_000_000));
+        world.add_client(at, 0, Box::new(H2ConnectClient::new(plan)));
+    }
 }
 
 fn build_http(

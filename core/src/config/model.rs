@@ -56,9 +56,10 @@ pub struct Http2Options {
     /// bound on what one connection can hold).
     pub max_concurrent_streams: u32,
     /// Request body bytes a stream may have in flight before the proxy reads them (Envoy's
-    /// default is 256 MiB; burrow's 256 KiB, so that a paused stream holds little).
+    /// default is 256 MiB; burrow's 1 MiB, what an HTTP/1.1 connection may hold by default,
+    /// so that a paused stream holds no more).
     pub initial_stream_window_size: u32,
-    /// The same across the connection's streams (Envoy 256 MiB; burrow 4 MiB).
+    /// The same across the connection's streams (Envoy 256 MiB; burrow 16 MiB).
     pub initial_connection_window_size: u32,
     /// CONNECT and extended CONNECT (RFC 8441) are accepted.
     pub allow_connect: bool,
@@ -68,8 +69,8 @@ impl Default for Http2Options {
     fn default() -> Http2Options {
         Http2Options {
             max_concurrent_streams: 1024,
-            initial_stream_window_size: 256 * 1024,
-            initial_connection_window_size: 4 * 1024 * 1024,
+            initial_stream_window_size: 1024 * 1024,
+            initial_connection_window_size: 16 * 1024 * 1024,
             allow_connect: false,
         }
     }

@@ -12,7 +12,10 @@ mod server;
 use std::collections::VecDeque;
 use std::time::Duration;
 
-pub use client::{BodyPlan, ConnectClient, ConnectPlan, Ending, HttpClient, HttpPlan, ReqPlan};
+pub use client::{
+    BodyPlan, ConnectClient, ConnectPlan, Ending, H2ConnectClient, H2ConnectPlan, H2TunnelPlan, HttpClient,
+    HttpPlan, ReqPlan,
+};
 pub use server::{EchoMode, EchoTarget, HttpOrigin, OriginProfile};
 
 use crate::peer::Cx;

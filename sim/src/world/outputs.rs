@@ -40,11 +40,16 @@ impl World {
             Executed::Write { key, conn, data } => {
                 let delay = self.delay();
                 let link = &self.links[key];
+                let multiplexed = link
+                    .peer
+                    .and_then(|p| self.peers[p].peer.as_ref())
+                    .is_some_and(|p| p.streams().is_some());
                 // Nothing goes to a client before its first request head is complete (later
                 // heads are judged precisely by the client, offset by offset), except the
                 // stream idle timeout's 408 to a head that stalled: the client checks that the
                 // stall really outlasted the timeout.
                 if matches!(link.side, Side::Down { .. })
+                    && !multiplexed
                     && link.head_ends.first().is_some_and(|end| link.delivered < *end)
                     && !data.starts_with(b"HTTP/1.1 408 ")
                 {

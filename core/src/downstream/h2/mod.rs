@@ -179,7 +179,17 @@ impl H2Conn {
                 ctx.shared.http[self.listener].downstream_cx_destroy_remote.inc();
                 self.close(Close::Abort)
             }
-            ConnEvent::Flushed => self.drive(ctx, now),
+            ConnEvent::Flushed => {
+                // The socket drained: the tunnels' bytes are moving to a slow reader, which
+                // is activity, not idleness (their streams' queues move only when h2 has
+                // written what it holds).
+                for key in 0..self.exchanges.len() {
+                    if matches!(self.entry(key), Some(Exchange::Tunnel(_))) {
+                        self.tunnel_sent(ctx, now, key);
+                    }
+                }
+                self.drive(ctx, now)
+            }
             ConnEvent::Connected | ConnEvent::ConnectFailed => Vec::new(),
         };
         self.rearm(ctx);
