@@ -366,3 +366,60 @@ fn three_websockets_over_extended_connect_reach_an_http1_origin_on_one_connectio
         burrow.wait_stat("http.ingress_http.downstream_cx_upgrades_active", |v| v == 0);
     }
 }
+
+/// `configs/proxy_connect.yaml` on fresh ports, passing CONNECTs on to `next`: (config, listener,
+/// admin port).
+fn proxy_mode_config(next: SocketAddr) -> (String, SocketAddr, u16) {
+    let (listen, admin) = peers::ports();
+    let text = support::config("proxy_connect.yaml")
+        .replace("port_value: 9904", &format!("port_value: {admin}"))
+        .replace("port_value: 10003", &format!("port_value: {listen}"))
+        .replace("port_value: 10002", &format!("port_value: {}", next.port()));
+    (text, SocketAddr::from(([127, 0, 0, 1], listen)), admin)
+}
+
+#[test]
+fn connect_proxy_mode_carries_tunnels_through_a_second_burrow_that_terminates_them() {
+    use std::io::{Read, Write};
+    let echo = echo_server();
+    let origin = Origin::start();
+    for driver in DRIVERS {
+        let (text, terminator, admin) = config(echo, origin.addr);
+        let second = Burrow::start(driver, &text, admin);
+        let (text, first_listen, admin) = proxy_mode_config(terminator);
+        let first = Burrow::start(driver, &text, admin);
+
+        // An HTTP/1.1 client: CONNECT, the 200 relayed from the terminator, then the echo.
+        let mut tcp = std::net::TcpStream::connect(first_listen).unwrap();
+        tcp.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+        tcp.write_all(b"CONNECT echo.test:443 HTTP/1.1\r\nhost: echo.test:443\r\n\r\nearly ").unwrap();
+        let mut head = Vec::new();
+        let mut byte = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") {
+            assert_eq!(tcp.read(&mut byte).unwrap(), 1, "{driver}: the answer ended early: {head:?}");
+            head.push(byte[0]);
+        }
+        let head = String::from_utf8(head).unwrap();
+        assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{driver}: {head}");
+        tcp.write_all(b"and late").unwrap();
+        tcp.shutdown(Shutdown::Write).unwrap();
+        let mut echoed = Vec::new();
+        tcp.read_to_end(&mut echoed).unwrap();
+        assert_eq!(echoed, b"early and late", "{driver}");
+
+        // An HTTP/2 client: the same through a CONNECT stream.
+        runtime().block_on(async {
+            let mut client = connect(first_listen).await;
+            let (status, mut send, body) = open_connect(&mut client, "echo.test:443").await;
+            assert_eq!(status, 200, "{driver}");
+            let payload = pattern(3, 100 * 1024);
+            send.send_data(Bytes::from(payload.clone()), true).unwrap();
+            let (got, _) = tokio::time::timeout(IO_TIMEOUT, read_body(body)).await.expect("echo in time");
+            assert!(got == payload, "{driver}: {} bytes back", got.len());
+        });
+        assert_eq!(first.stat("http.ingress_http.downstream_cx_upgrades_total"), 2, "{driver}");
+        assert_eq!(first.stat("cluster.next_proxy.upstream_rq_total"), 2, "{driver}");
+        assert_eq!(second.stat("http.ingress_http.downstream_cx_upgrades_total"), 2, "{driver}");
+        assert_eq!(second.stat("cluster.echo_service.upstream_cx_total"), 2, "{driver}");
+    }
+}

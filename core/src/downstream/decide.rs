@@ -17,7 +17,8 @@ pub(crate) enum Decision {
     /// The proxy answers itself (no route, a direct response, no host).
     Reply(u16, String),
     Forward(RouteIndex, SocketAddr),
-    /// A CONNECT to terminate: a tunnel to the cluster's host.
+    /// A CONNECT to terminate: a tunnel to the cluster's host (an address, or a name to
+    /// resolve first).
     Tunnel {
         cluster: usize,
         pick: Pick,
@@ -79,7 +80,8 @@ pub(crate) fn request(
     }
 }
 
-/// A CONNECT to `authority` (routed on it, not on `host`, Envoy C2).
+/// A CONNECT to `authority` (routed on it, not on `host`, Envoy C2): terminated into a tunnel
+/// of the proxy's own, or forwarded to the route's upstream.
 pub(crate) fn connect(
     ctx: &mut Ctx,
     hcm: &HttpConnectionManager,
@@ -89,32 +91,33 @@ pub(crate) fn connect(
 ) -> Decision {
     let header = |name: &str| head.headers.get(name);
     let request = RouteRequest { method: "CONNECT", authority, path: None, header: &header };
-    let route = route::select(&hcm.route_config, &request);
-    let target = route.and_then(|r| r.action.target());
+    let index = route::select_index(&hcm.route_config, &request);
+    let target = index.and_then(|i| i.get(&hcm.route_config).action.target());
     if !upgrade_allowed(hcm, target.map(|t| t.upgrade_configs.as_slice()), b"CONNECT") {
         return Decision::Refused;
     }
-    let Some(target) = target else {
+    let (Some(index), Some(target)) = (index, target) else {
         return Decision::Reply(404, String::new());
     };
+    // With `connect_config` the proxy terminates the CONNECT; without it (proxy mode, Envoy
+    // C3) the CONNECT goes on to the route's upstream as a request.
     let terminate = target
         .upgrade_configs
         .iter()
         .any(|u| u.upgrade_type.eq_ignore_ascii_case("CONNECT") && u.enabled && u.connect_config.is_some());
-    if !terminate {
-        tracing::warn!("CONNECT proxy mode (a CONNECT route without connect_config) is not implemented yet");
-        return Decision::Reply(501, "burrow: CONNECT proxy mode is not implemented yet".to_string());
-    }
     let cluster = target.cluster;
     let original = ctx.clusters.original_dst_header(cluster).map(|name| match name {
         ":authority" | "host" => authority,
         name => head.headers.get(name).unwrap_or_default(),
     });
     match ctx.clusters.pick(cluster, original, local) {
-        Pick::NoHost => {
+        Pick::Addr(addr) if !terminate => Decision::Forward(index, addr),
+        pick @ (Pick::Addr(_) | Pick::Resolve { .. }) if terminate => Decision::Tunnel { cluster, pick },
+        // No host; or, for a proxied CONNECT, a name to resolve (Envoy's original destination
+        // takes IP literals only for proxied requests).
+        _ => {
             ctx.shared.clusters[cluster].upstream_cx_none_healthy.inc();
             Decision::Reply(503, local_reply::NO_HEALTHY_UPSTREAM.to_string())
         }
-        pick => Decision::Tunnel { cluster, pick },
     }
 }

@@ -27,11 +27,6 @@ impl RouteRequest<'_> {
     }
 }
 
-/// The route for a request, if any.
-pub(crate) fn select<'c>(config: &'c RouteConfig, request: &RouteRequest<'_>) -> Option<&'c Route> {
-    select_index(config, request).map(|at| at.get(config))
-}
-
 /// Where a selected route sits in its route config, so a stream can find it again later.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct RouteIndex {
@@ -45,7 +40,7 @@ impl RouteIndex {
     }
 }
 
-/// [`select`], as an index.
+/// The route for a request, if any, as where it sits in its config.
 pub(crate) fn select_index(config: &RouteConfig, request: &RouteRequest<'_>) -> Option<RouteIndex> {
     let vhost = virtual_host(config, request.authority)?;
     let route = config.virtual_hosts[vhost].routes.iter().position(|route| matches(route, request))?;
@@ -161,6 +156,10 @@ mod tests {
 
     fn vhost(domains: &[&str], routes: Vec<Route>) -> VirtualHost {
         VirtualHost { name: "v".into(), domains: domains.iter().map(|d| d.to_string()).collect(), routes }
+    }
+
+    fn select<'c>(config: &'c RouteConfig, request: &RouteRequest<'_>) -> Option<&'c Route> {
+        select_index(config, request).map(|at| at.get(config))
     }
 
     fn cluster_of(route: Option<&Route>) -> Option<usize> {

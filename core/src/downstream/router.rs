@@ -552,7 +552,9 @@ impl Stream {
         if !self.upstream_keep_alive {
             ctx.shared.clusters[cluster].upstream_cx_close_notify.inc();
         }
-        if self.upgrade && status == 101 {
+        // A `101`, or a 2xx to a proxied CONNECT: the stream becomes a tunnel.
+        let tunnel = status == 101 || self.method.is_connect() && (200..300).contains(&status);
+        if self.upgrade && tunnel {
             return Some(self.switch_protocols(client, ctx, now, head, elapsed));
         }
         // The route timeout covers the response head; the stream idle timeout the rest.

@@ -11,7 +11,8 @@ use crate::codec::http1::{self, BodyDecoder, BodyKind, Decoded, Method, Response
 #[derive(Debug)]
 pub(crate) enum UpEvent {
     /// A final response head (1xx interim responses other than 101 are dropped). After a
-    /// `101` (kind `Tunnel`) the connection is a raw pipe: what follows is `Data`.
+    /// `101`, or a 2xx to a CONNECT (kind `Tunnel`), the connection is a raw pipe: what
+    /// follows is `Data`.
     Head(Box<ResponseHead>, BodyKind),
     /// A piece of the response body (never framing bytes), or of the pipe after a `101`.
     Data(Bytes),
@@ -122,7 +123,11 @@ impl ResponseReader {
                     if (100..200).contains(&head.status) && head.status != 101 {
                         continue;
                     }
-                    let kind = if head.status == 101 {
+                    // A `101`, or a 2xx to a CONNECT (the content-length and transfer-encoding
+                    // of which mean nothing, RFC 9110 §9.3.6): the connection is a pipe now.
+                    let tunnel =
+                        head.status == 101 || method.is_connect() && (200..300).contains(&head.status);
+                    let kind = if tunnel {
                         self.state = ReadState::Upgraded;
                         BodyKind::Tunnel
                     } else {
@@ -261,6 +266,19 @@ mod tests {
         );
         assert_eq!(events, ["head 101 Tunnel", "data first", "data more"]);
         assert!(!reader.is_idle());
+    }
+
+    #[test]
+    fn a_2xx_to_a_connect_is_a_pipe_whatever_its_framing_fields_say() {
+        let mut reader = ResponseReader::default();
+        reader.expect(Method::Connect);
+        reader.read(Bytes::from_static(b"HTTP/1.1 202 Accepted\r\ncontent-length: 3\r\n\r\nfirst bytes"));
+        assert!(matches!(reader.poll(), Some(UpEvent::Head(head, BodyKind::Tunnel)) if head.status == 202));
+        assert_eq!(reader.take_unread(), Bytes::from_static(b"first bytes"));
+        let mut refused = ResponseReader::default();
+        refused.expect(Method::Connect);
+        refused.read(Bytes::from_static(b"HTTP/1.1 403 Forbidden\r\ncontent-length: 0\r\n\r\n"));
+        assert!(matches!(refused.poll(), Some(UpEvent::Head(_, BodyKind::Empty))));
     }
 
     #[test]

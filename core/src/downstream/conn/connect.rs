@@ -7,12 +7,13 @@ use std::time::Instant;
 use bytes::Bytes;
 
 use super::{Exchange, HttpConn};
-use crate::codec::http1::RequestHead;
+use crate::codec::http1::{BodyKind, RequestHead};
 use crate::downstream::client::Downstream;
 use crate::downstream::ctx::Ctx;
 use crate::downstream::decide::{self, Decision};
 use crate::downstream::local_reply;
-use crate::io::{ConnId, QueryId};
+use crate::downstream::router::Stream;
+use crate::io::{ConnId, QueryId, StreamRef};
 use crate::transport::{Close, ConnEvent};
 use crate::tunnel::{Closes, Step, Tunnel};
 use crate::upstream::cluster::Pick;
@@ -65,10 +66,10 @@ impl HttpConn {
         closes
     }
 
-    pub(super) fn on_connect(&mut self, ctx: &mut Ctx, now: Instant, head: &RequestHead) -> Closes {
+    pub(super) fn on_connect(&mut self, ctx: &mut Ctx, now: Instant, id: u32, head: RequestHead) -> Closes {
         let config = ctx.config.clone();
         let hcm = self.client.hcm(&config);
-        let decision = decide::connect(ctx, hcm, self.local, &head.target, head);
+        let decision = decide::connect(ctx, hcm, self.local, &head.target, &head);
         if decision.counts_upgrade() {
             self.count_upgrade(ctx);
         }
@@ -79,7 +80,25 @@ impl HttpConn {
                 return self.reply(ctx, now, 403, "", true);
             }
             Decision::Reply(status, text) => return self.reply(ctx, now, status, &text, true),
-            Decision::Forward(..) => unreachable!("a CONNECT is tunnelled or answered"),
+            Decision::Forward(index, addr) => {
+                // Proxy mode: the CONNECT goes upstream, and a 2xx there makes the tunnel.
+                self.client.codec.set_body(BodyKind::Tunnel);
+                let id = StreamRef { conn: self.client.id, stream: id };
+                let stream = Stream::start(
+                    &mut self.client,
+                    ctx,
+                    now,
+                    id,
+                    head,
+                    BodyKind::Tunnel,
+                    index,
+                    addr,
+                    true,
+                    false,
+                );
+                self.open(Exchange::Forwarding(stream));
+                return Vec::new();
+            }
         };
         // Bytes that came with the head belong to the tunnel.
         let early: Vec<Bytes> =

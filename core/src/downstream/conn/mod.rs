@@ -412,7 +412,7 @@ impl HttpConn {
             Err(error) => return self.protocol_error(ctx, now, error),
         };
         if head.method == Method::Connect {
-            self.on_connect(ctx, now, &head)
+            self.on_connect(ctx, now, id, head)
         } else {
             self.on_request(ctx, now, id, head, body)
         }

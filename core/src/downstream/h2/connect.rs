@@ -10,6 +10,7 @@ use h2::Reason;
 
 use super::{Entry, Exchange, H2Conn};
 use crate::codec::h2::ServerCodec;
+use crate::codec::http1::{BodyKind, RequestHead};
 use crate::downstream::conn::retire_tunnel;
 use crate::downstream::ctx::Ctx;
 use crate::downstream::decide::Decision;
@@ -91,6 +92,7 @@ impl H2Conn {
         ctx: &mut Ctx,
         now: Instant,
         key: usize,
+        head: RequestHead,
         decision: Decision,
         end: bool,
     ) -> Closes {
@@ -116,7 +118,11 @@ impl H2Conn {
                 self.reply(ctx, now, key, &local_reply::text(403, ""))
             }
             Decision::Reply(status, text) => self.reply(ctx, now, key, &local_reply::text(status, &text)),
-            Decision::Tunnel { pick: Pick::NoHost, .. } | Decision::Forward(..) => {
+            // Proxy mode: the CONNECT goes upstream, and a 2xx there makes the tunnel.
+            Decision::Forward(index, addr) => {
+                self.forward(ctx, now, key, head, BodyKind::Tunnel, (index, addr), true)
+            }
+            Decision::Tunnel { pick: Pick::NoHost, .. } => {
                 unreachable!("a CONNECT with no host is answered 503 when decided")
             }
         }

@@ -71,11 +71,13 @@ impl Downstream for H2Down<'_> {
     }
 
     /// The origin's `101` becomes the `200` that accepts an extended CONNECT (RFC 8441); it
-    /// counts as the `101` it was, as Envoy counts it.
+    /// counts as the `101` it was, as Envoy counts it. A proxied CONNECT's 2xx goes as it is.
     fn switch(&mut self, ctx: &mut Ctx, head: ResponseHead, cx: &ResponseContext<'_>) {
         ctx.shared.http[self.listener].response(head.status);
         let mut accepted = response(&head, cx);
-        *accepted.status_mut() = http::StatusCode::OK;
+        if head.status == 101 {
+            *accepted.status_mut() = http::StatusCode::OK;
+        }
         self.codec.send_head(self.key, accepted, false);
     }
 }
@@ -153,6 +155,11 @@ pub(super) fn upgrade_request(
     head
 }
 
+/// An HTTP token (RFC 9110 §5.6.2), as an `upgrade` protocol must be.
+pub(super) fn is_token(text: &str) -> bool {
+    !text.is_empty() && text.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+}
+
 /// Base64 of 16 bytes (a WebSocket key), with its padding.
 fn base64_16(bytes: [u8; 16]) -> [u8; 24] {
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
@@ -216,6 +223,12 @@ pub(super) fn local_response(reply: &LocalReply<'_>, date: &[u8], server: &str) 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_tokens_are_protocols() {
+        assert!(is_token("websocket") && is_token("connect-udp") && is_token("x~1"));
+        assert!(!is_token("") && !is_token("web socket") && !is_token("a\r\nb") && !is_token("a\0"));
+    }
 
     #[test]
     fn websocket_keys_are_base64_of_sixteen_bytes() {

@@ -14,12 +14,13 @@ use rustc_hash::FxHashMap;
 use smallvec::{smallvec, SmallVec};
 
 use crate::codec::h2::{Polled, ServerCodec, ServerEvent, Settings};
-use crate::codec::http1::{BodyKind, Method};
+use crate::codec::http1::{BodyKind, Method, RequestHead};
 use crate::codec::LocalReply;
 use crate::config::{Config, HttpConnectionManager, NetworkFilter};
 use crate::downstream::ctx::Ctx;
 use crate::downstream::decide::{self, Decision};
 use crate::downstream::local_reply;
+use crate::downstream::route::RouteIndex;
 use crate::downstream::router::{End, Ended, Stream};
 use crate::io::{ConnId, QueryId, StreamRef};
 use crate::shared::Shared;
@@ -33,7 +34,7 @@ mod connect;
 mod down;
 
 use connect::Side;
-use down::{local_response, request_head, upgrade_request, H2Down};
+use down::{is_token, local_response, request_head, upgrade_request, H2Down};
 
 pub(crate) struct H2Conn {
     id: ConnId,
@@ -302,11 +303,16 @@ impl H2Conn {
         if head.method == Method::Connect && bytestream {
             // A CONNECT, or an extended CONNECT for a byte stream (Envoy C11).
             let decision = decide::connect(ctx, hcm, self.local, &head.target, &head);
-            return self.on_connect(ctx, now, key, decision, end);
+            return self.on_connect(ctx, now, key, head, decision, end);
         }
         // Extended CONNECT for another protocol (WebSocket over HTTP/2) is that protocol's
         // HTTP/1.1 upgrade.
         let (head, upgrade) = match protocol {
+            // h2 takes `:protocol` as any text; it becomes an `upgrade` field, so it must be a
+            // token (found by fuzzing: a CR LF in it would have split the upstream head).
+            Some(protocol) if !is_token(&protocol) => {
+                return self.reply(ctx, now, key, &local_reply::text(400, ""));
+            }
             Some(protocol) if head.method == Method::Connect => {
                 (upgrade_request(head, &parts, &protocol, ctx.random()), Some(protocol))
             }
@@ -330,10 +336,25 @@ impl H2Conn {
             }
             Decision::Tunnel { .. } => unreachable!("only a CONNECT is tunnelled"),
         };
+        self.forward(ctx, now, key, head, body, (index, addr), upgrade.is_some())
+    }
+
+    /// Forwards the stream's request along `route` to `addr`; an upgrade (or a proxied CONNECT)
+    /// becomes a tunnel once the upstream agrees.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn forward(
+        &mut self,
+        ctx: &mut Ctx,
+        now: Instant,
+        key: usize,
+        head: RequestHead,
+        body: BodyKind,
+        (index, addr): (RouteIndex, SocketAddr),
+        upgrade: bool,
+    ) -> Closes {
         let id = StreamRef { conn: self.id, stream: self.codec.stream_id(key) };
         let mut down = self.down(key);
-        let mut stream =
-            Stream::start(&mut down, ctx, now, id, head, body, index, addr, upgrade.is_some(), true);
+        let mut stream = Stream::start(&mut down, ctx, now, id, head, body, index, addr, upgrade, true);
         let mut ended = stream.go(&mut down, ctx, now);
         if ended.is_none() && body == BodyKind::Empty {
             ended = stream.body_end(&mut down, ctx, now);
