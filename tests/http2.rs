@@ -423,3 +423,45 @@ fn connect_proxy_mode_carries_tunnels_through_a_second_burrow_that_terminates_th
         assert_eq!(second.stat("cluster.echo_service.upstream_cx_total"), 2, "{driver}");
     }
 }
+
+#[test]
+fn sigterm_sends_goaway_and_lets_open_streams_finish_before_exiting() {
+    let echo = echo_server();
+    let origin = Origin::start();
+    for driver in DRIVERS {
+        let (text, listen, admin) = config(echo, origin.addr);
+        let mut burrow = Burrow::start_with_drain(driver, &text, admin, 30);
+        runtime().block_on(async {
+            let (mut client, connection) = connect_watched(listen).await;
+            let (status, mut send, mut body) = open_connect(&mut client, "echo.test:443").await;
+            assert_eq!(status, 200, "{driver}");
+            burrow.signal(libc::SIGTERM);
+            tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+            // GOAWAY: no new stream is taken...
+            let refused = match client.clone().ready().await {
+                Err(_) => true,
+                Ok(mut ready) => {
+                    let request =
+                        http::Request::builder().method("CONNECT").uri("echo.test:443").body(()).unwrap();
+                    match ready.send_request(request, false) {
+                        Err(_) => true,
+                        Ok((response, _)) => {
+                            tokio::time::timeout(IO_TIMEOUT, response).await.expect("in time").is_err()
+                        }
+                    }
+                }
+            };
+            assert!(refused, "{driver}: a new stream was taken after GOAWAY");
+            // ...while the open one goes on to its end.
+            send.send_data(Bytes::from_static(b"after the goaway"), true).unwrap();
+            let got = read_exact(&mut body, 16).await;
+            assert_eq!(got, b"after the goaway", "{driver}");
+            let (rest, ended) = tokio::time::timeout(IO_TIMEOUT, read_body(body)).await.expect("in time");
+            assert!(rest.is_empty() && ended, "{driver}: the open stream ends with END_STREAM");
+            let _ = tokio::time::timeout(IO_TIMEOUT, connection).await.expect("the connection closes");
+        });
+        let status =
+            burrow.wait_exit(std::time::Duration::from_secs(10)).expect("exit once the stream ended");
+        assert!(status.success(), "{driver}: {status}");
+    }
+}
