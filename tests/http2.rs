@@ -465,3 +465,28 @@ fn sigterm_sends_goaway_and_lets_open_streams_finish_before_exiting() {
         assert!(status.success(), "{driver}: {status}");
     }
 }
+
+#[test]
+fn a_post_on_an_allow_post_route_is_terminated_into_tcp_and_not_counted_as_an_upgrade() {
+    let echo = echo_server();
+    let origin = Origin::start();
+    for driver in DRIVERS {
+        let (text, listen, admin) = config(echo, origin.addr);
+        let burrow = Burrow::start(driver, &text, admin);
+        runtime().block_on(async {
+            let client = connect(listen).await;
+            let mut ready = client.ready().await.unwrap();
+            let post = http::Request::builder().method("POST").uri("http://tunnel.test/").body(()).unwrap();
+            let (response, mut send) = ready.send_request(post, false).unwrap();
+            let response = tokio::time::timeout(IO_TIMEOUT, response).await.expect("in time").unwrap();
+            assert_eq!(response.status(), 200, "{driver}");
+            let payload = pattern(9, 64 * 1024);
+            send.send_data(Bytes::from(payload.clone()), true).unwrap();
+            let (got, ended) =
+                tokio::time::timeout(IO_TIMEOUT, read_body(response.into_body())).await.expect("in time");
+            assert!(got == payload && ended, "{driver}: {} bytes back", got.len());
+        });
+        assert_eq!(burrow.stat("cluster.echo_service.upstream_cx_total"), 1, "{driver}");
+        assert_eq!(burrow.stat("http.ingress_http.downstream_cx_upgrades_total"), 0, "{driver}");
+    }
+}

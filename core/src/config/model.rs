@@ -275,10 +275,14 @@ pub struct RouteUpgradeConfig {
     pub connect_config: Option<ConnectConfig>,
 }
 
-/// A route upgrade's `connect_config`: its presence means "terminate". `allow_post: true` and
-/// `proxy_protocol_config` are not supported yet.
+/// A route upgrade's `connect_config`: its presence means "terminate". `proxy_protocol_config`
+/// is not supported yet.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct ConnectConfig {}
+pub struct ConnectConfig {
+    /// A POST on the route is terminated too, as if it were a CONNECT (Envoy C8; HTTP/2
+    /// clients, whose POST body is the tunnel's bytes).
+    pub allow_post: bool,
+}
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct Cluster {

@@ -191,26 +191,19 @@ fn route_target(
                 format!("Non-CONNECT upgrade type {} has ConnectConfig", u.upgrade_type),
             );
         }
-        if let Some(c) = &u.connect_config {
-            if !u.upgrade_type.eq_ignore_ascii_case("CONNECT") {
-                return not_supported(
-                    at(&upath, "connect_config"),
-                    "terminating CONNECT-UDP",
-                    "burrow terminates CONNECT into TCP only",
-                );
-            }
-            if c.allow_post == Some(true) {
-                return not_supported(
-                    at(&upath, "connect_config.allow_post"),
-                    "",
-                    "burrow terminates CONNECT requests only, not POST",
-                );
-            }
+        if u.connect_config.is_some() && !u.upgrade_type.eq_ignore_ascii_case("CONNECT") {
+            return not_supported(
+                at(&upath, "connect_config"),
+                "terminating CONNECT-UDP",
+                "burrow terminates CONNECT into TCP only",
+            );
         }
         upgrade_configs.push(RouteUpgradeConfig {
             upgrade_type: u.upgrade_type,
             enabled: u.enabled.unwrap_or(true),
-            connect_config: u.connect_config.map(|_| ConnectConfig {}),
+            connect_config: u
+                .connect_config
+                .map(|c| ConnectConfig { allow_post: c.allow_post.unwrap_or(false) }),
         });
     }
 

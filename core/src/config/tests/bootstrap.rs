@@ -124,7 +124,7 @@ fn terminate_http1_connect() {
     let connect_upgrade = vec![RouteUpgradeConfig {
         upgrade_type: "CONNECT".into(),
         enabled: true,
-        connect_config: Some(ConnectConfig {}),
+        connect_config: Some(ConnectConfig::default()),
     }];
     assert_eq!(
         vh.routes[0],

@@ -58,7 +58,7 @@ fn hcm_options_and_cluster_protocols() {
     let RouteAction::Route(target) = &h.route_config.virtual_hosts[0].routes[0].action else {
         panic!("not a route action");
     };
-    assert_eq!(target.upgrade_configs[0].connect_config, Some(ConnectConfig {}));
+    assert_eq!(target.upgrade_configs[0].connect_config, Some(ConnectConfig::default()));
 
     let typed = &config.clusters[1];
     assert_eq!(typed.discovery, Discovery::StrictDns);

@@ -135,12 +135,15 @@ fn least_request_and_random_balancing_are_not_supported_yet() {
 }
 
 #[test]
-fn connect_udp_termination_and_allow_post_are_not_supported_yet() {
+fn connect_udp_termination_is_not_supported_yet() {
     let route = format!("{TYPED}.route_config.virtual_hosts[0].routes[0].route.upgrade_configs[0]");
-    refused_as_unsupported(
-        &with("", "                  upgrade_configs: [{upgrade_type: CONNECT, connect_config: {allow_post: true}}]", ""),
-        &format!("{route}.connect_config.allow_post"),
-    );
+    let config = parse(&with(
+        "",
+        "                  upgrade_configs: [{upgrade_type: CONNECT, connect_config: {allow_post: true}}]",
+        "",
+    ));
+    let target = hcm_of(&config).route_config.virtual_hosts[0].routes[0].action.target().cloned().unwrap();
+    assert!(target.upgrade_configs[0].connect_config.as_ref().is_some_and(|c| c.allow_post));
     refused_as_unsupported(
         &with("", "                  upgrade_configs: [{upgrade_type: CONNECT-UDP, connect_config: {}}]", ""),
         &format!("{route}.connect_config"),

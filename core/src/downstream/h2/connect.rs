@@ -162,7 +162,7 @@ impl H2Conn {
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn open_tunnel(
+    pub(super) fn open_tunnel(
         &mut self,
         ctx: &mut Ctx,
         now: Instant,

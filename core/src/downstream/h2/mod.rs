@@ -16,7 +16,7 @@ use smallvec::{smallvec, SmallVec};
 use crate::codec::h2::{Polled, ServerCodec, ServerEvent, Settings};
 use crate::codec::http1::{BodyKind, Method, RequestHead};
 use crate::codec::LocalReply;
-use crate::config::{Config, HttpConnectionManager, NetworkFilter};
+use crate::config::{Config, HttpConnectionManager, NetworkFilter, Route};
 use crate::downstream::ctx::Ctx;
 use crate::downstream::decide::{self, Decision};
 use crate::downstream::local_reply;
@@ -94,6 +94,17 @@ fn settings(hcm: &HttpConnectionManager) -> Settings {
         max_header_list_size: hcm.max_request_headers_kb * 1024,
         extended_connect: options.allow_connect,
     }
+}
+
+/// The route terminates a POST as a CONNECT (`connect_config.allow_post`).
+fn allows_post(route: &Route) -> bool {
+    route.action.target().is_some_and(|t| {
+        t.upgrade_configs.iter().any(|u| {
+            u.enabled
+                && u.upgrade_type.eq_ignore_ascii_case("CONNECT")
+                && u.connect_config.as_ref().is_some_and(|c| c.allow_post)
+        })
+    })
 }
 
 fn hcm_of(config: &Config, listener: usize) -> &HttpConnectionManager {
@@ -336,6 +347,12 @@ impl H2Conn {
             }
             Decision::Tunnel { .. } => unreachable!("only a CONNECT is tunnelled"),
         };
+        if head.method == Method::Post && upgrade.is_none() && allows_post(index.get(&hcm.route_config)) {
+            // `connect_config.allow_post` (Envoy C8): the POST is terminated as a CONNECT would
+            // be, its body the tunnel's bytes; it is not counted as an upgrade.
+            let cluster = index.get(&hcm.route_config).action.target().map_or(0, |t| t.cluster);
+            return self.open_tunnel(ctx, now, key, cluster, addr, Vec::new(), end);
+        }
         self.forward(ctx, now, key, head, body, (index, addr), upgrade.is_some())
     }
 
