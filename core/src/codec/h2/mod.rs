@@ -13,6 +13,7 @@
 
 mod pipe;
 mod server;
+mod stream;
 mod wake;
 
 pub(crate) use server::{Polled, ServerCodec, ServerEvent, Settings};

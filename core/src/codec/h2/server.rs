@@ -1,18 +1,17 @@
 //! The server side of an HTTP/2 connection: requests in, responses out, per stream.
 
-use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 
 use bytes::Bytes;
 use h2::server::{Connection, Handshake, SendResponse};
-use h2::{Reason, RecvStream, SendStream};
+use h2::{Reason, RecvStream};
 use slab::Slab;
 
 use super::pipe::Pipe;
-use super::wake::{Flag, Wakers};
+use super::stream::{Io, Sending, StreamIo};
+use super::wake::Wakers;
 
 /// The connection's HTTP/2 settings, from `http2_protocol_options`.
 #[derive(Clone, Copy, Debug)]
@@ -66,26 +65,7 @@ pub(crate) struct ServerCodec {
 struct Stream {
     /// The stream's id on the wire (unique on the connection, never reused).
     id: u32,
-    flag: Arc<Flag>,
-    waker: Waker,
-    /// The request body, until its end or a reset.
-    recv: Option<RecvStream>,
-    /// Request body capacity is held back (the stream's window closes).
-    paused: bool,
-    /// Request body bytes taken and not yet given back to the window.
-    unreleased: usize,
-    send: Sending,
-    /// Response bytes h2 has no capacity for yet.
-    queue: VecDeque<Bytes>,
-    queued: usize,
-    /// END_STREAM goes out after the queue.
-    end: bool,
-}
-
-enum Sending {
-    Head(SendResponse<Bytes>),
-    Body(SendStream<Bytes>),
-    Done,
+    io: StreamIo,
 }
 
 impl ServerCodec {
@@ -196,86 +176,43 @@ impl ServerCodec {
         let id = respond.stream_id().as_u32();
         let entry = self.streams.vacant_entry();
         let key = entry.key();
-        let (flag, waker) = self.wakers.get(key);
-        entry.insert(Stream {
-            id,
-            flag,
-            waker,
-            recv: (!end).then_some(recv),
-            paused: false,
-            unreleased: 0,
-            send: Sending::Head(respond),
-            queue: VecDeque::new(),
-            queued: 0,
-            end: false,
-        });
+        let recv = (!end).then_some(recv);
+        entry
+            .insert(Stream { id, io: StreamIo::new(&mut self.wakers, key, recv, Sending::Respond(respond)) });
         Polled::Stream(key, ServerEvent::Head(parts, end))
     }
 
     fn poll_stream(&mut self, key: usize) -> Option<ServerEvent> {
         let stream = self.streams.get_mut(key)?;
-        stream.flag.clear();
-        let waker = stream.waker.clone();
-        let mut cx = Context::from_waker(&waker);
-        let reset = match &mut stream.send {
-            Sending::Head(respond) => respond.poll_reset(&mut cx),
-            Sending::Body(body) => body.poll_reset(&mut cx),
-            Sending::Done => Poll::Pending,
-        };
-        if let Poll::Ready(reset) = reset {
-            stream.give_back();
-            stream.recv = None;
-            stream.send = Sending::Done;
-            return Some(ServerEvent::Reset(reset.unwrap_or(Reason::CANCEL)));
-        }
-        let sent = stream.pump(&mut cx);
-        if !stream.paused {
-            stream.give_back();
-            if let Some(recv) = &mut stream.recv {
-                loop {
-                    match recv.poll_data(&mut cx) {
-                        Poll::Ready(Some(Ok(data))) if data.is_empty() => continue,
-                        Poll::Ready(Some(Ok(data))) => {
-                            stream.unreleased += data.len();
-                            return Some(ServerEvent::Data(data));
-                        }
-                        Poll::Ready(Some(Err(error))) => {
-                            stream.recv = None;
-                            return Some(ServerEvent::Reset(error.reason().unwrap_or(Reason::CANCEL)));
-                        }
-                        Poll::Ready(None) => {
-                            stream.recv = None;
-                            return Some(ServerEvent::End);
-                        }
-                        Poll::Pending => break,
-                    }
-                }
-            }
-        }
-        sent.then_some(ServerEvent::Sent)
+        stream.io.clear();
+        let waker = stream.io.waker.clone();
+        Some(match stream.io.poll(&mut Context::from_waker(&waker))? {
+            Io::Data(data) => ServerEvent::Data(data),
+            Io::End => ServerEvent::End,
+            Io::Reset(reason) => ServerEvent::Reset(reason),
+            Io::Sent => ServerEvent::Sent,
+        })
     }
 
     /// Stops giving the stream's request body window back: the client stops sending on it.
     pub(crate) fn pause(&mut self, key: usize) {
         if let Some(stream) = self.streams.get_mut(key) {
-            stream.paused = true;
+            stream.io.pause();
         }
     }
 
     /// Opens the stream's window again (and reads what waited).
     pub(crate) fn resume(&mut self, key: usize) {
         if let Some(stream) = self.streams.get_mut(key) {
-            if std::mem::take(&mut stream.paused) {
-                stream.waker.wake_by_ref();
-            }
+            stream.io.resume();
         }
     }
 
     /// The response head; with `end` it is the whole response.
     pub(crate) fn send_head(&mut self, key: usize, response: http::Response<()>, end: bool) {
         let Some(stream) = self.streams.get_mut(key) else { return };
-        let Sending::Head(respond) = &mut stream.send else { return };
-        stream.send = match respond.send_response(response, end) {
+        let Sending::Respond(respond) = &mut stream.io.send else { return };
+        stream.io.send = match respond.send_response(response, end) {
             Ok(body) if !end => Sending::Body(body),
             _ => Sending::Done,
         };
@@ -283,20 +220,15 @@ impl ServerCodec {
 
     /// A piece of the response body, sent as the stream's window allows.
     pub(crate) fn send_data(&mut self, key: usize, data: Bytes) {
-        let Some(stream) = self.streams.get_mut(key) else { return };
-        if data.is_empty() || matches!(stream.send, Sending::Done) {
-            return;
+        if let Some(stream) = self.streams.get_mut(key) {
+            stream.io.send_data(data);
         }
-        stream.queued += data.len();
-        stream.queue.push_back(data);
-        stream.waker.wake_by_ref();
     }
 
     /// The response is complete once what is queued has gone.
     pub(crate) fn send_end(&mut self, key: usize) {
         if let Some(stream) = self.streams.get_mut(key) {
-            stream.end = true;
-            stream.waker.wake_by_ref();
+            stream.io.send_end();
         }
     }
 
@@ -307,38 +239,26 @@ impl ServerCodec {
 
     /// Response bytes of the stream still waiting for h2's capacity.
     pub(crate) fn queued(&self, key: usize) -> usize {
-        self.streams.get(key).map_or(0, |s| s.queued)
+        self.streams.get(key).map_or(0, |s| s.io.queued())
     }
 
     /// Resets the stream (RST_STREAM with `reason`); nothing more is sent or read on it.
     pub(crate) fn reset(&mut self, key: usize, reason: Reason) {
-        let Some(stream) = self.streams.get_mut(key) else { return };
-        match std::mem::replace(&mut stream.send, Sending::Done) {
-            Sending::Head(mut respond) => respond.send_reset(reason),
-            Sending::Body(mut body) => body.send_reset(reason),
-            Sending::Done => {}
+        if let Some(stream) = self.streams.get_mut(key) {
+            stream.io.reset(reason);
         }
-        stream.give_back();
-        stream.recv = None;
-        stream.queue.clear();
-        stream.queued = 0;
     }
 
     /// The response has gone whole (or the stream was reset).
     pub(crate) fn response_done(&self, key: usize) -> bool {
-        self.streams.get(key).is_none_or(|s| matches!(s.send, Sending::Done))
+        self.streams.get(key).is_none_or(|s| s.io.send_done())
     }
 
     /// The manager is done with the stream. A request body still arriving is cancelled by h2.
     pub(crate) fn remove(&mut self, key: usize) {
-        if !self.streams.contains(key) {
-            return;
+        if self.streams.contains(key) {
+            self.streams.remove(key).io.retire(&mut self.wakers);
         }
-        let mut stream = self.streams.remove(key);
-        stream.give_back();
-        let Stream { flag, waker, .. } = stream;
-        drop(waker);
-        self.wakers.put(flag);
     }
 
     /// GOAWAY with an error: the connection ends now.
@@ -352,63 +272,6 @@ impl ServerCodec {
     pub(crate) fn graceful_shutdown(&mut self) {
         if let State::Open(connection) = &mut self.state {
             connection.graceful_shutdown();
-        }
-    }
-}
-
-impl Stream {
-    /// Gives the request body bytes taken back to the stream's and the connection's windows.
-    fn give_back(&mut self) {
-        if let Some(recv) = &mut self.recv {
-            if self.unreleased > 0 {
-                let _ = recv.flow_control().release_capacity(self.unreleased);
-            }
-        }
-        self.unreleased = 0;
-    }
-
-    /// Hands queued response bytes to h2 as far as its capacity goes; true if any went.
-    fn pump(&mut self, cx: &mut Context<'_>) -> bool {
-        let Sending::Body(body) = &mut self.send else { return false };
-        let mut sent = false;
-        loop {
-            if self.queue.is_empty() {
-                if self.end {
-                    let _ = body.send_data(Bytes::new(), true);
-                    self.send = Sending::Done;
-                    return true;
-                }
-                return sent;
-            }
-            body.reserve_capacity(self.queued);
-            let capacity = body.capacity();
-            if capacity == 0 {
-                match body.poll_capacity(cx) {
-                    Poll::Ready(Some(Ok(_))) => continue,
-                    Poll::Pending => return sent,
-                    Poll::Ready(None | Some(Err(_))) => {
-                        self.queue.clear();
-                        self.queued = 0;
-                        self.send = Sending::Done;
-                        return sent;
-                    }
-                }
-            }
-            let front = self.queue.front_mut().expect("not empty");
-            let piece = if front.len() <= capacity {
-                self.queue.pop_front().expect("not empty")
-            } else {
-                front.split_to(capacity)
-            };
-            self.queued -= piece.len();
-            let last = self.end && self.queue.is_empty();
-            sent = true;
-            if body.send_data(piece, last).is_err() || last {
-                self.queue.clear();
-                self.queued = 0;
-                self.send = Sending::Done;
-                return sent;
-            }
         }
     }
 }

@@ -1,0 +1,226 @@
+//! One HTTP/2 stream's two halves as both codecs drive them: what is read (with the window
+//! given back for each piece taken, unless the stream is paused) and what is sent (queued
+//! until h2 has capacity, so h2 never buffers more than a window).
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
+
+use bytes::Bytes;
+use h2::server::SendResponse;
+use h2::{Reason, RecvStream, SendStream};
+
+use super::wake::{Flag, Wakers};
+
+/// What a stream had for its codec when polled.
+#[derive(Debug)]
+pub(super) enum Io {
+    Data(Bytes),
+    /// The peer's END_STREAM (trailers are not forwarded).
+    End,
+    /// The peer reset the stream, or h2 did for an error on it.
+    Reset(Reason),
+    /// Queued bytes (or the END_STREAM) went to h2.
+    Sent,
+}
+
+pub(super) enum Sending {
+    /// A server's stream before its response head.
+    Respond(SendResponse<Bytes>),
+    Body(SendStream<Bytes>),
+    Done,
+}
+
+pub(super) struct StreamIo {
+    flag: Arc<Flag>,
+    pub(super) waker: Waker,
+    /// What the peer sends, until its end or a reset.
+    pub(super) recv: Option<RecvStream>,
+    /// Window is held back: the peer stops sending on this stream.
+    paused: bool,
+    /// Bytes taken and not yet given back to the window.
+    unreleased: usize,
+    pub(super) send: Sending,
+    /// Bytes h2 has no capacity for yet.
+    queue: VecDeque<Bytes>,
+    queued: usize,
+    /// END_STREAM goes out after the queue.
+    end: bool,
+}
+
+impl StreamIo {
+    /// A stream under `key`, polled first thing (its waker is born woken).
+    pub(super) fn new(wakers: &mut Wakers, key: usize, recv: Option<RecvStream>, send: Sending) -> StreamIo {
+        let (flag, waker) = wakers.get(key);
+        StreamIo {
+            flag,
+            waker,
+            recv,
+            paused: false,
+            unreleased: 0,
+            send,
+            queue: VecDeque::new(),
+            queued: 0,
+            end: false,
+        }
+    }
+
+    /// The stream is gone: its waker goes back for a later one.
+    pub(super) fn retire(mut self, wakers: &mut Wakers) {
+        self.give_back();
+        let StreamIo { flag, waker, .. } = self;
+        drop(waker);
+        wakers.put(flag);
+    }
+
+    /// About to be polled: a wake from now on files it again.
+    pub(super) fn clear(&self) {
+        self.flag.clear();
+    }
+
+    /// The next thing the stream has: a reset, bytes read, their end, or room freed.
+    pub(super) fn poll(&mut self, cx: &mut Context<'_>) -> Option<Io> {
+        let reset = match &mut self.send {
+            Sending::Respond(respond) => respond.poll_reset(cx),
+            Sending::Body(body) => body.poll_reset(cx),
+            Sending::Done => Poll::Pending,
+        };
+        if let Poll::Ready(reset) = reset {
+            self.give_back();
+            self.recv = None;
+            self.send = Sending::Done;
+            return Some(Io::Reset(reset.unwrap_or(Reason::CANCEL)));
+        }
+        let sent = self.pump(cx);
+        if !self.paused {
+            self.give_back();
+            if let Some(recv) = &mut self.recv {
+                loop {
+                    match recv.poll_data(cx) {
+                        Poll::Ready(Some(Ok(data))) if data.is_empty() => continue,
+                        Poll::Ready(Some(Ok(data))) => {
+                            self.unreleased += data.len();
+                            return Some(Io::Data(data));
+                        }
+                        Poll::Ready(Some(Err(error))) => {
+                            self.recv = None;
+                            return Some(Io::Reset(error.reason().unwrap_or(Reason::CANCEL)));
+                        }
+                        Poll::Ready(None) => {
+                            self.recv = None;
+                            return Some(Io::End);
+                        }
+                        Poll::Pending => break,
+                    }
+                }
+            }
+        }
+        sent.then_some(Io::Sent)
+    }
+
+    /// Stops giving the window back.
+    pub(super) fn pause(&mut self) {
+        self.paused = true;
+    }
+
+    /// Gives the window back again (and reads what waited).
+    pub(super) fn resume(&mut self) {
+        if std::mem::take(&mut self.paused) {
+            self.waker.wake_by_ref();
+        }
+    }
+
+    /// Bytes to send, as the window allows.
+    pub(super) fn send_data(&mut self, data: Bytes) {
+        if data.is_empty() || matches!(self.send, Sending::Done) {
+            return;
+        }
+        self.queued += data.len();
+        self.queue.push_back(data);
+        self.waker.wake_by_ref();
+    }
+
+    /// END_STREAM once what is queued has gone.
+    pub(super) fn send_end(&mut self) {
+        self.end = true;
+        self.waker.wake_by_ref();
+    }
+
+    /// Bytes waiting for h2's capacity.
+    pub(super) fn queued(&self) -> usize {
+        self.queued
+    }
+
+    /// Nothing more goes out on the stream (its end went, or it was reset).
+    pub(super) fn send_done(&self) -> bool {
+        matches!(self.send, Sending::Done)
+    }
+
+    /// RST_STREAM with `reason`; nothing more is sent or read.
+    pub(super) fn reset(&mut self, reason: Reason) {
+        match std::mem::replace(&mut self.send, Sending::Done) {
+            Sending::Respond(mut respond) => respond.send_reset(reason),
+            Sending::Body(mut body) => body.send_reset(reason),
+            Sending::Done => {}
+        }
+        self.give_back();
+        self.recv = None;
+        self.queue.clear();
+        self.queued = 0;
+    }
+
+    /// Gives the bytes taken back to the stream's and the connection's windows.
+    fn give_back(&mut self) {
+        if let Some(recv) = &mut self.recv {
+            if self.unreleased > 0 {
+                let _ = recv.flow_control().release_capacity(self.unreleased);
+            }
+        }
+        self.unreleased = 0;
+    }
+
+    /// Hands queued bytes to h2 as far as its capacity goes; true if any went.
+    fn pump(&mut self, cx: &mut Context<'_>) -> bool {
+        let Sending::Body(body) = &mut self.send else { return false };
+        let mut sent = false;
+        loop {
+            if self.queue.is_empty() {
+                if self.end {
+                    let _ = body.send_data(Bytes::new(), true);
+                    self.send = Sending::Done;
+                    return true;
+                }
+                return sent;
+            }
+            body.reserve_capacity(self.queued);
+            let capacity = body.capacity();
+            if capacity == 0 {
+                match body.poll_capacity(cx) {
+                    Poll::Ready(Some(Ok(_))) => continue,
+                    Poll::Pending => return sent,
+                    Poll::Ready(None | Some(Err(_))) => {
+                        self.queue.clear();
+                        self.queued = 0;
+                        self.send = Sending::Done;
+                        return sent;
+                    }
+                }
+            }
+            let front = self.queue.front_mut().expect("not empty");
+            let piece = if front.len() <= capacity {
+                self.queue.pop_front().expect("not empty")
+            } else {
+                front.split_to(capacity)
+            };
+            self.queued -= piece.len();
+            let last = self.end && self.queue.is_empty();
+            sent = true;
+            if body.send_data(piece, last).is_err() || last {
+                self.queue.clear();
+                self.queued = 0;
+                self.send = Sending::Done;
+                return sent;
+            }
+        }
+    }
+}
