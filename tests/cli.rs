@@ -81,13 +81,15 @@ fn validate_refuses_an_http3_codec() {
 }
 
 #[test]
-fn validate_refuses_cluster_http2_protocol_options() {
-    let config = support::config("default.yaml").replace(
-        "    lb_policy: CLUSTER_PROVIDED\n",
-        "    lb_policy: CLUSTER_PROVIDED\n    http2_protocol_options: {}\n",
+fn validate_refuses_cluster_http3_protocol_options() {
+    let typed = "    typed_extension_protocol_options:\n      envoy.extensions.upstreams.http.v3.HttpProtocolOptions:\n        \"@type\": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions\n        explicit_http_config: { http3_protocol_options: {} }\n";
+    let config = support::config("default.yaml")
+        .replace("    lb_policy: CLUSTER_PROVIDED\n", &format!("    lb_policy: CLUSTER_PROVIDED\n{typed}"));
+    assert!(config.contains("http3_protocol_options"));
+    validate_refuses_as_unsupported(
+        &config,
+        "static_resources.clusters[0].typed_extension_protocol_options[\"envoy.extensions.upstreams.http.v3.HttpProtocolOptions\"].explicit_http_config.http3_protocol_options",
     );
-    assert!(config.contains("http2_protocol_options"));
-    validate_refuses_as_unsupported(&config, "static_resources.clusters[0].http2_protocol_options");
 }
 
 #[test]

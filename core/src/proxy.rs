@@ -335,7 +335,7 @@ impl Proxy {
             self.with_http(now, waiter.conn, |http, ctx| http.on_pool(ctx, now, waiter.stream, event));
         } else if let PoolEvent::Bound(up) = event {
             // The request went away before its connection came: the connection goes back.
-            let closes = self.ctx.give_back(up, now);
+            let closes = self.ctx.give_back(up, waiter, now);
             self.apply(now, closes);
         }
     }
@@ -367,7 +367,7 @@ impl Proxy {
                 Owner::Pool { cluster } => Slot::Pooled { cluster },
             };
         }
-        for (id, kind) in closes {
+        for (id, kind) in closes.into_iter().chain(std::mem::take(&mut self.ctx.closing)) {
             self.release(now, id, kind);
         }
         for (waiter, event) in std::mem::take(&mut self.ctx.deferred) {
@@ -401,8 +401,7 @@ impl Proxy {
             Slot::Pooled { .. } => {
                 if let Some(cluster) = self.ctx.pools.cluster_of(conn) {
                     let failed = self.ctx.with_pool(cluster, now, |p, cx| p.closed(conn, false, cx));
-                    debug_assert!(failed.is_none() || close == Close::Abort);
-                    if let Some(waiter) = failed {
+                    for waiter in failed {
                         self.ctx.defer(waiter, PoolEvent::UpstreamGone);
                     }
                 }

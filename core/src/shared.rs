@@ -119,6 +119,7 @@ stat_struct!(
     counters {
         upstream_cx_total,
         upstream_cx_http1_total,
+        upstream_cx_http2_total,
         upstream_cx_connect_fail,
         upstream_cx_connect_timeout,
         upstream_cx_none_healthy,
@@ -143,6 +144,7 @@ stat_struct!(
         upstream_rq_active_overflow,
         upstream_rq_cancelled,
         upstream_rq_timeout,
+        upstream_rq_retry,
         upstream_rq_1xx,
         upstream_rq_2xx,
         upstream_rq_3xx,

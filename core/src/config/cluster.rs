@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use super::address::{host_address, Host};
 use super::fields::{at, decode, err, not_supported, split_typed, Result, DEFAULT_BUFFER_LIMIT};
+use super::hcm::http2_options;
 use super::model::*;
 use super::raw;
 
@@ -14,10 +15,10 @@ pub const HTTP_PROTOCOL_OPTIONS_TYPE_URL: &str =
 /// The `typed_extension_protocol_options` key for [`HTTP_PROTOCOL_OPTIONS_TYPE_URL`].
 pub const HTTP_PROTOCOL_OPTIONS_NAME: &str = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions";
 
-/// What burrow does instead of the HTTP/2 and HTTP/3 upstream options it refuses.
-const UPSTREAM_HTTP1_ONLY: &str = "burrow speaks HTTP/1.1 to upstreams only";
-const EXPLICIT_HTTP1_ONLY: &str =
-    "burrow speaks HTTP/1.1 to upstreams only: use explicit_http_config with http_protocol_options";
+/// What burrow does instead of the upstream protocol options it refuses.
+const NO_HTTP3: &str = "burrow speaks HTTP/1.1 and HTTP/2 to upstreams; HTTP/3 comes later";
+const EXPLICIT_ONLY: &str = "burrow needs the upstream protocol chosen: use explicit_http_config with \
+     http_protocol_options or http2_protocol_options (ALPN selection comes with TLS)";
 const ROUND_ROBIN_ONLY: &str = "burrow balances hosts with ROUND_ROBIN only";
 
 pub(super) fn cluster(c: raw::Cluster, path: &str) -> Result<Cluster> {
@@ -179,7 +180,8 @@ pub(super) fn cluster(c: raw::Cluster, path: &str) -> Result<Cluster> {
     }
 
     // Upstream protocol options: the typed HttpProtocolOptions, or the deprecated cluster-level
-    // fields. HTTP/1.1 is the only upstream protocol so far.
+    // fields.
+    let mut protocol = UpstreamProtocol::Http1;
     let mut common = None;
     let mut common_path = at(path, "common_http_protocol_options");
     let typed = c.typed_extension_protocol_options.unwrap_or_default();
@@ -200,23 +202,31 @@ pub(super) fn cluster(c: raw::Cluster, path: &str) -> Result<Cluster> {
         }
         let hpo: raw::HttpProtocolOptions = decode(&body, &kpath)?;
         if hpo.auto_config.is_some() {
-            return not_supported(at(&kpath, "auto_config"), "", EXPLICIT_HTTP1_ONLY);
+            return not_supported(at(&kpath, "auto_config"), "", EXPLICIT_ONLY);
         }
         if hpo.use_downstream_protocol_config.is_some() {
-            return not_supported(at(&kpath, "use_downstream_protocol_config"), "", EXPLICIT_HTTP1_ONLY);
+            return not_supported(at(&kpath, "use_downstream_protocol_config"), "", EXPLICIT_ONLY);
         }
         let Some(explicit) = hpo.explicit_http_config else {
-            return err(kpath, format!("missing explicit_http_config ({EXPLICIT_HTTP1_ONLY})"));
+            return err(kpath, format!("missing explicit_http_config ({EXPLICIT_ONLY})"));
         };
         let epath = at(&kpath, "explicit_http_config");
-        if explicit.http2_protocol_options.is_some() {
-            return not_supported(at(&epath, "http2_protocol_options"), "", UPSTREAM_HTTP1_ONLY);
-        }
         if explicit.http3_protocol_options.is_some() {
-            return not_supported(at(&epath, "http3_protocol_options"), "", UPSTREAM_HTTP1_ONLY);
+            return not_supported(at(&epath, "http3_protocol_options"), "", NO_HTTP3);
         }
-        if explicit.http_protocol_options.is_none() {
-            return err(epath, "missing http_protocol_options");
+        match (explicit.http_protocol_options, explicit.http2_protocol_options) {
+            (Some(_), None) => {}
+            (None, Some(h2)) => {
+                protocol =
+                    UpstreamProtocol::Http2(http2_options(Some(h2), &at(&epath, "http2_protocol_options"))?);
+            }
+            (None, None) => return err(epath, "missing http_protocol_options or http2_protocol_options"),
+            (Some(_), Some(_)) => {
+                return err(
+                    epath,
+                    "http_protocol_options and http2_protocol_options are alternatives (one of)",
+                );
+            }
         }
         if hpo.common_http_protocol_options.is_some() {
             common = hpo.common_http_protocol_options;
@@ -232,8 +242,14 @@ pub(super) fn cluster(c: raw::Cluster, path: &str) -> Result<Cluster> {
             ),
         )
     };
-    if c.http2_protocol_options.is_some() {
-        return not_supported(at(path, "http2_protocol_options"), "", UPSTREAM_HTTP1_ONLY);
+    if let Some(h2) = c.http2_protocol_options {
+        if has_typed {
+            return legacy_conflict("http2_protocol_options");
+        }
+        if c.http_protocol_options.is_some() {
+            return err(at(path, "http2_protocol_options"), "cannot be combined with http_protocol_options");
+        }
+        protocol = UpstreamProtocol::Http2(http2_options(Some(h2), &at(path, "http2_protocol_options"))?);
     }
     if c.http_protocol_options.is_some() && has_typed {
         return legacy_conflict("http_protocol_options");
@@ -275,7 +291,7 @@ pub(super) fn cluster(c: raw::Cluster, path: &str) -> Result<Cluster> {
         per_connection_buffer_limit_bytes: c
             .per_connection_buffer_limit_bytes
             .map_or(DEFAULT_BUFFER_LIMIT, |v| v.0),
-        protocol: UpstreamProtocol::Http1,
+        protocol,
         max_requests_per_connection,
         idle_timeout,
         circuit_breakers,

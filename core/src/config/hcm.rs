@@ -113,7 +113,7 @@ pub(super) fn hcm(
 }
 
 /// `http2_protocol_options`, with Envoy's ranges checked.
-fn http2_options(raw: Option<raw::Http2ProtocolOptions>, path: &str) -> Result<Http2Options> {
+pub(super) fn http2_options(raw: Option<raw::Http2ProtocolOptions>, path: &str) -> Result<Http2Options> {
     let mut options = Http2Options::default();
     let Some(raw) = raw else { return Ok(options) };
     const MAX: u32 = (1 << 31) - 1;

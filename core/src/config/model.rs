@@ -342,6 +342,9 @@ pub enum Endpoint {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum UpstreamProtocol {
     Http1,
+    /// Streams multiplexed on each connection, as many as the smaller of
+    /// `max_concurrent_streams` and the peer's SETTINGS allow.
+    Http2(Http2Options),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -537,8 +537,8 @@ pub struct Cluster {
     pub typed_extension_protocol_options: Option<Map<String, Value>>,
     /// Deprecated cluster-level protocol selection (HTTP/1.1).
     pub http_protocol_options: Option<UpstreamHttp1ProtocolOptions>,
-    /// Deprecated cluster-level protocol selection (HTTP/2): not supported yet.
-    pub http2_protocol_options: Option<Value>,
+    /// Deprecated cluster-level protocol selection (HTTP/2).
+    pub http2_protocol_options: Option<Http2ProtocolOptions>,
     pub max_requests_per_connection: Option<U32>,
     pub common_http_protocol_options: Option<UpstreamCommonHttpProtocolOptions>,
 }
@@ -647,8 +647,7 @@ pub struct HttpProtocolOptions {
 #[serde(deny_unknown_fields)]
 pub struct ExplicitHttpConfig {
     pub http_protocol_options: Option<UpstreamHttp1ProtocolOptions>,
-    /// Not supported yet; read so that the error can say so.
-    pub http2_protocol_options: Option<Value>,
+    pub http2_protocol_options: Option<Http2ProtocolOptions>,
     /// Not supported yet; read so that the error can say so.
     pub http3_protocol_options: Option<Value>,
 }

@@ -2,6 +2,8 @@
 //! own state. The proxy owns it and lends it to one connection at a time.
 
 use std::net::SocketAddr;
+
+use bytes::Bytes;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
@@ -31,6 +33,8 @@ pub(crate) struct Ctx {
     /// Pool events for other downstream connections, delivered when the running machine
     /// returns.
     pub(crate) deferred: Vec<(StreamRef, PoolEvent)>,
+    /// Pooled connections the pool is done with, closed when the running machine returns.
+    pub(crate) closing: Vec<(ConnId, Close)>,
     /// `upstream_rq_<code>` handles, made on first use of each code.
     pub(crate) status_counters: rustc_hash::FxHashMap<(usize, u16), Counter>,
     /// SplitMix64 state: request ids without an OS random source.
@@ -53,6 +57,8 @@ struct PoolWire<'a> {
     wire: &'a mut Wire,
     adopted: &'a mut Vec<(ConnId, Owner)>,
     timers: &'a mut Timers,
+    deferred: &'a mut Vec<(StreamRef, PoolEvent)>,
+    closing: &'a mut Vec<(ConnId, Close)>,
 }
 
 impl PoolIo for PoolWire<'_> {
@@ -65,6 +71,18 @@ impl PoolIo for PoolWire<'_> {
 
     fn timer(&mut self, conn: ConnId, at: Instant) {
         self.timers.set(at, Timer::Pool(conn));
+    }
+
+    fn write(&mut self, conn: ConnId, data: Bytes) {
+        self.wire.write(conn, data);
+    }
+
+    fn defer(&mut self, waiter: StreamRef, event: PoolEvent) {
+        self.deferred.push((waiter, event));
+    }
+
+    fn close(&mut self, conn: ConnId, close: Close) {
+        self.closing.push((conn, close));
     }
 }
 
@@ -89,6 +107,7 @@ impl Ctx {
             wire: Wire::default(),
             adopted: Vec::new(),
             deferred: Vec::new(),
+            closing: Vec::new(),
             status_counters: Default::default(),
             rng: seed,
             draining: true,
@@ -121,8 +140,8 @@ impl Ctx {
         now: Instant,
         f: impl FnOnce(&mut Pools, &mut PoolCtx<'_>) -> R,
     ) -> R {
-        let Ctx { shared, clusters, pools, wire, adopted, timers, .. } = self;
-        let mut io = PoolWire { wire, adopted, timers };
+        let Ctx { shared, clusters, pools, wire, adopted, timers, deferred, closing, .. } = self;
+        let mut io = PoolWire { wire, adopted, timers, deferred, closing };
         let mut cx = PoolCtx {
             breakers: &shared.breakers[cluster],
             stats: &shared.clusters[cluster],
@@ -133,12 +152,12 @@ impl Ctx {
         f(pools, &mut cx)
     }
 
-    /// A connection bound to a request that has gone: back to the pool, or to the next
-    /// request waiting for it.
-    pub(crate) fn give_back(&mut self, up: ConnId, now: Instant) -> Vec<(ConnId, Close)> {
+    /// A connection bound to `waiter`, a request that has gone: back to the pool, or to the
+    /// next request waiting for it.
+    pub(crate) fn give_back(&mut self, up: ConnId, waiter: StreamRef, now: Instant) -> Vec<(ConnId, Close)> {
         let Some(cluster) = self.pools.cluster_of(up) else { return Vec::new() };
         // Nothing was written on it yet, so it is as good as new.
-        match self.with_pool(cluster, now, |p, cx| p.release(up, true, cx)) {
+        match self.with_pool(cluster, now, |p, cx| p.release(up, waiter, true, cx)) {
             Released::Rebound { waiter } => {
                 self.defer(waiter, PoolEvent::Bound(up));
                 Vec::new()

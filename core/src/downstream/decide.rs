@@ -4,12 +4,20 @@
 use std::net::SocketAddr;
 
 use crate::codec::http1::RequestHead;
-use crate::config::{HttpConnectionManager, RouteAction};
+use crate::config::{HttpConnectionManager, RouteAction, UpstreamProtocol};
 use crate::downstream::ctx::Ctx;
 use crate::downstream::local_reply;
 use crate::downstream::route::{self, RouteIndex, RouteRequest};
 use crate::downstream::upgrade::upgrade_allowed;
 use crate::upstream::cluster::Pick;
+
+/// Why an upgrade or a proxied CONNECT to an HTTP/2 cluster is refused.
+const NO_H2_UPGRADES: &str = "burrow: upgrades and CONNECT to HTTP/2 upstreams are not supported yet";
+
+/// The cluster's upstream protocol is HTTP/1.1 (upgrades and proxied CONNECTs need it so far).
+fn speaks_http1(ctx: &Ctx, cluster: usize) -> bool {
+    ctx.config.clusters[cluster].protocol == UpstreamProtocol::Http1
+}
 
 pub(crate) enum Decision {
     /// 403: the upgrade (or CONNECT) it asks for is not enabled on its route.
@@ -69,6 +77,9 @@ pub(crate) fn request(
         RouteAction::Route(target) => target,
     };
     let cluster = target.cluster;
+    if upgrade.is_some() && !speaks_http1(ctx, cluster) {
+        return Decision::Reply(501, NO_H2_UPGRADES.to_string());
+    }
     let original = ctx.clusters.original_dst_header(cluster).and_then(|name| head.headers.get(name));
     match ctx.clusters.pick(cluster, original, local) {
         Pick::Addr(addr) => Decision::Forward(index, addr),
@@ -110,6 +121,9 @@ pub(crate) fn connect(
         ":authority" | "host" => authority,
         name => head.headers.get(name).unwrap_or_default(),
     });
+    if !terminate && !speaks_http1(ctx, cluster) {
+        return Decision::Reply(501, NO_H2_UPGRADES.to_string());
+    }
     match ctx.clusters.pick(cluster, original, local) {
         Pick::Addr(addr) if !terminate => Decision::Forward(index, addr),
         pick @ (Pick::Addr(_) | Pick::Resolve { .. }) if terminate => Decision::Tunnel { cluster, pick },

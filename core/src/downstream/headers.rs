@@ -6,7 +6,7 @@ use bytes::Bytes;
 use smallvec::SmallVec;
 
 use crate::codec::http1::server::DownFraming;
-use crate::codec::http1::{self, BodyKind, HeadWriter, Headers, RequestHead, ResponseHead};
+use crate::codec::http1::{self, BodyKind, HeadWriter, Headers, Method, RequestHead, ResponseHead};
 use crate::config::{HttpConnectionManager, RouteTarget};
 
 /// Fields that describe one hop's connection, never forwarded (RFC 9110 §7.6.1).
@@ -59,8 +59,97 @@ pub(crate) struct RequestContext<'a> {
     pub(crate) request_id: Option<&'a str>,
 }
 
-/// The request head as the upstream gets it, serialized.
+/// Where a rewritten request head goes: serialized for HTTP/1.1, or built as an HTTP/2 head.
+trait RequestSink {
+    fn request_line(&mut self, method: &Method, target: &[u8]);
+    fn field(&mut self, name: &[u8], value: &[u8]);
+    fn number_field(&mut self, name: &[u8], value: u64) {
+        self.field(name, value.to_string().as_bytes());
+    }
+}
+
+impl RequestSink for HeadWriter {
+    fn request_line(&mut self, method: &Method, target: &[u8]) {
+        HeadWriter::request_line(self, method, target);
+    }
+
+    fn field(&mut self, name: &[u8], value: &[u8]) {
+        HeadWriter::field(self, name, value);
+    }
+
+    fn number_field(&mut self, name: &[u8], value: u64) {
+        HeadWriter::number_field(self, name, value);
+    }
+}
+
+/// An HTTP/2 request head being built: `host` becomes `:authority`, and the fields HTTP/2
+/// forbids (RFC 9113 §8.2.2) are left out, as is HTTP/1.1 body framing.
+struct H2Head {
+    method: http::Method,
+    target: Bytes,
+    authority: Option<Bytes>,
+    fields: http::HeaderMap,
+}
+
+impl RequestSink for H2Head {
+    fn request_line(&mut self, method: &Method, target: &[u8]) {
+        self.method = http::Method::from_bytes(method.as_str().as_bytes()).unwrap_or(http::Method::GET);
+        self.target = Bytes::copy_from_slice(target);
+    }
+
+    fn field(&mut self, name: &[u8], value: &[u8]) {
+        match name {
+            b"host" => self.authority = Some(Bytes::copy_from_slice(value)),
+            b"transfer-encoding" | b"connection" | b"keep-alive" | b"proxy-connection" | b"upgrade"
+            | b"te" => {}
+            _ => {
+                if let (Ok(name), Ok(value)) =
+                    (http::HeaderName::from_bytes(name), http::HeaderValue::from_bytes(value))
+                {
+                    self.fields.append(name, value);
+                }
+            }
+        }
+    }
+}
+
+/// The request head as an HTTP/1.1 upstream gets it, serialized.
 pub(crate) fn upstream_request(head: RequestHead, cx: &RequestContext<'_>) -> Bytes {
+    let mut out = HeadWriter::new(head.target.len() + 64 * (head.headers.len() + 6));
+    rewrite_request(head, cx, &mut out);
+    out.finish(b"")
+}
+
+/// The request head as an HTTP/2 upstream gets it: a CONNECT names only its authority
+/// (Envoy C3); other requests their scheme, authority and path.
+pub(crate) fn upstream_request_h2(head: RequestHead, cx: &RequestContext<'_>) -> http::Request<()> {
+    let mut out = H2Head {
+        method: http::Method::GET,
+        target: Bytes::new(),
+        authority: None,
+        fields: http::HeaderMap::new(),
+    };
+    rewrite_request(head, cx, &mut out);
+    let authority = out.authority.unwrap_or_default();
+    let uri = if out.method == http::Method::CONNECT {
+        http::Uri::try_from(authority.as_ref()).ok()
+    } else {
+        http::Uri::builder()
+            .scheme("http")
+            .authority(authority.as_ref())
+            .path_and_query(out.target.as_ref())
+            .build()
+            .ok()
+    };
+    let mut request = http::Request::new(());
+    *request.method_mut() = out.method;
+    *request.uri_mut() = uri.unwrap_or_default();
+    *request.headers_mut() = out.fields;
+    request
+}
+
+/// Envoy's rewrite of a request head on its way upstream, into `out`.
+fn rewrite_request(head: RequestHead, cx: &RequestContext<'_>, out: &mut impl RequestSink) {
     let hop = HopFilter::new(&head.headers, cx.upgrade);
     let rewritten = match (cx.matched_prefix, &cx.route.prefix_rewrite) {
         (Some(prefix), Some(rewrite)) if head.target.starts_with(prefix.as_bytes()) => {
@@ -68,7 +157,6 @@ pub(crate) fn upstream_request(head: RequestHead, cx: &RequestContext<'_>) -> By
         }
         _ => None,
     };
-    let mut out = HeadWriter::new(head.target.len() + 64 * (head.headers.len() + 6));
     out.request_line(&head.method, rewritten.as_deref().unwrap_or(&head.target));
     let use_remote = cx.hcm.use_remote_address;
     let (mut forwarded_for, mut forwarded_proto, mut has_length) = (None, false, false);
@@ -121,7 +209,6 @@ pub(crate) fn upstream_request(head: RequestHead, cx: &RequestContext<'_>) -> By
     if let Some(timeout) = cx.route.timeout {
         out.number_field(b"x-envoy-expected-rq-timeout-ms", timeout.as_millis() as u64);
     }
-    out.finish(b"")
 }
 
 /// What the response rewrite needs to know besides the head.

@@ -14,6 +14,9 @@ pub(crate) const CONNECTION_TERMINATION: &str =
 /// Envoy's body when the upstream broke HTTP before the response head.
 pub(crate) const PROTOCOL_ERROR: &str =
     "upstream connect error or disconnect/reset before headers. reset reason: protocol error";
+/// Envoy's body when an HTTP/2 upstream refused the stream (and retries ran out).
+pub(crate) const REFUSED_STREAM: &str =
+    "upstream connect error or disconnect/reset before headers. reset reason: remote refused stream reset";
 /// Envoy's body when the route timeout passed before the response head.
 pub(crate) const UPSTREAM_TIMEOUT: &str = "upstream request timeout";
 /// Envoy's body when a circuit breaker refuses a request.

@@ -18,6 +18,7 @@ use smallvec::SmallVec;
 use crate::codec::http1::response::UpEvent;
 use crate::codec::http1::{self, BodyKind, Method, RequestHead};
 use crate::codec::LocalReply;
+use crate::config::UpstreamProtocol;
 use crate::downstream::client::Downstream;
 use crate::downstream::ctx::Ctx;
 use crate::downstream::filters;
@@ -29,7 +30,7 @@ use crate::io::{ConnId, StreamRef};
 use crate::shared::ClusterStats;
 use crate::transport::Close;
 use crate::tunnel::{Ends, Tunnel};
-use crate::upstream::pool::{Acquired, Failure, PoolEvent, PoolKey, Pools, Released};
+use crate::upstream::pool::{Acquired, Failure, PoolEvent, PoolKey, Pools, Protocol, Released};
 
 pub(crate) struct Stream {
     /// This stream's name in the pool: the connection and its request number.
@@ -39,8 +40,12 @@ pub(crate) struct Stream {
     up: Option<ConnId>,
     /// Asked the pool for a connection (pending or bound).
     requested: bool,
-    /// The serialized upstream head, until it is written.
-    head: Option<Bytes>,
+    /// The upstream head, until it is sent.
+    head: Option<UpHead>,
+    /// A bodiless request's HTTP/2 head, kept to send again elsewhere if the upstream refuses
+    /// the stream (REFUSED_STREAM, or a GOAWAY that left it out).
+    retry: Option<Box<http::Request<()>>>,
+    retries: u8,
     /// The request head, kept while the buffer filter holds the body (its length is only
     /// known at the end); boxed, as only buffered requests need it.
     raw_head: Option<Box<RequestHead>>,
@@ -74,6 +79,15 @@ pub(crate) struct Stream {
     last_activity: Instant,
 }
 
+/// The request head as the upstream's protocol sends it.
+enum UpHead {
+    Http1(Bytes),
+    Http2(Box<http::Request<()>>),
+}
+
+/// How many times a refused HTTP/2 stream is sent again before the client gets a 503.
+const MAX_RETRIES: u8 = 3;
+
 enum Response {
     AwaitingHead,
     /// The head went down; the codec frames the body.
@@ -93,11 +107,31 @@ impl Stream {
     }
 
     /// The client drained what was written to it: let the upstream be read again.
-    pub(crate) fn down_flushed(&self, down: &impl Downstream, ctx: &mut Ctx) {
-        if let Some(up) = self.up {
-            if down.backlog(ctx) <= down.buffer_limit() / 2 {
-                ctx.wire.resume_read(up);
+    pub(crate) fn down_flushed(&self, down: &impl Downstream, ctx: &mut Ctx, now: Instant) {
+        if down.backlog(ctx) <= down.buffer_limit() / 2 {
+            self.read_upstream(ctx, now, true);
+        }
+    }
+
+    /// Reads the response on (or holds it back), as far as the client takes it: the whole
+    /// HTTP/1.1 connection, or this request's HTTP/2 stream window.
+    fn read_upstream(&self, ctx: &mut Ctx, now: Instant, read: bool) {
+        let Some(up) = self.up else { return };
+        match self.key.protocol {
+            Protocol::Http1 if read => ctx.wire.resume_read(up),
+            Protocol::Http1 => ctx.wire.pause_read(up),
+            Protocol::Http2 => {
+                let id = self.id;
+                ctx.with_pool(self.key.cluster, now, |p: &mut Pools, cx| p.pause_stream(up, id, !read, cx));
             }
+        }
+    }
+
+    /// Request bytes sent upstream and not yet taken.
+    fn up_queued(&self, ctx: &Ctx, up: ConnId) -> usize {
+        match self.key.protocol {
+            Protocol::Http1 => ctx.wire.queued(up),
+            Protocol::Http2 => ctx.pools.queued(up, self.id),
         }
     }
 
@@ -108,8 +142,9 @@ impl Stream {
         let key = self.key;
         match self.up.take() {
             Some(up) => {
-                ctx.with_pool(key.cluster, now, |pools: &mut Pools, cx| pools.abandon(up, cx));
-                Some(up)
+                let close =
+                    ctx.with_pool(key.cluster, now, |pools: &mut Pools, cx| pools.abandon(up, id, cx));
+                close.then_some(up)
             }
             None => {
                 if std::mem::take(&mut self.requested) {
@@ -204,6 +239,10 @@ impl Stream {
         let route_config = route.get(&hcm.route_config);
         let target = route_config.action.target().expect("a forwarded route has a cluster");
         let plan = filters::plan(hcm, upgrade_token(&head), Some(route_config));
+        let protocol = match config.clusters[target.cluster].protocol {
+            UpstreamProtocol::Http1 => Protocol::Http1,
+            UpstreamProtocol::Http2(_) => Protocol::Http2,
+        };
         // An upgrade's body is the tunnel, whatever framing its head claims (Envoy U6).
         let body = if upgrade { BodyKind::Tunnel } else { body };
         if body != BodyKind::Empty && !upgrade && head.headers.contains_token("expect", "100-continue") {
@@ -213,10 +252,12 @@ impl Stream {
         let buffering = if upgrade || body == BodyKind::Empty { None } else { plan.buffer_limit };
         let mut stream = Stream {
             id,
-            key: PoolKey::http1(target.cluster, addr),
+            key: PoolKey::plain(target.cluster, addr, protocol),
             up: None,
             requested: false,
             head: None,
+            retry: None,
+            retries: 0,
             raw_head: None,
             route,
             method: head.method.clone(),
@@ -225,7 +266,7 @@ impl Stream {
             held_len: 0,
             buffering,
             early_limit: if upgrade { plan.buffer_limit } else { None },
-            up_chunked: body == BodyKind::Chunked && buffering.is_none(),
+            up_chunked: body == BodyKind::Chunked && buffering.is_none() && protocol == Protocol::Http1,
             upgrade,
             response: Response::AwaitingHead,
             keep_alive,
@@ -240,7 +281,7 @@ impl Stream {
         if buffering.is_some() {
             stream.raw_head = Some(Box::new(head));
         } else {
-            stream.head = Some(upstream_head(client, ctx, head, route, body, upgrade));
+            stream.head = Some(upstream_head(client, ctx, head, route, body, upgrade, protocol));
         }
         stream
     }
@@ -259,10 +300,7 @@ impl Stream {
         self.requested = true;
         let (key, id) = (self.key, self.id);
         match ctx.with_pool(key.cluster, now, |pools: &mut Pools, cx| pools.acquire(key, id, cx)) {
-            Acquired::Bound(up) => {
-                self.bound(client, ctx, now, up);
-                None
-            }
+            Acquired::Bound(up) => self.bound(client, ctx, now, up),
             Acquired::Pending => {
                 // Read no further until there is somewhere to send it.
                 client.pause(ctx);
@@ -278,26 +316,78 @@ impl Stream {
     }
 
     /// A pooled connection is ours: send the head and whatever body waited.
-    fn bound(&mut self, client: &mut impl Downstream, ctx: &mut Ctx, now: Instant, up: ConnId) {
+    fn bound(
+        &mut self,
+        client: &mut impl Downstream,
+        ctx: &mut Ctx,
+        now: Instant,
+        up: ConnId,
+    ) -> Option<Ended> {
         let limit = client.buffer_limit();
         self.up = Some(up);
         self.sent_at = Some(now);
         self.last_activity = now;
         let cluster = self.key.cluster;
-        ctx.pools.expect_response(up, self.method.clone());
-        let head = self.head.take().expect("the head is ready when binding");
-        let mut out = vec![head];
-        if !self.upgrade {
-            out.extend(self.held.drain(..));
-            self.held_len = 0;
+        match self.head.take().expect("the head is ready when binding") {
+            UpHead::Http1(head) => {
+                ctx.pools.expect_response(up, self.method.clone());
+                let mut out = vec![head];
+                if !self.upgrade {
+                    out.extend(self.held.drain(..));
+                    self.held_len = 0;
+                }
+                let sent: usize = out.iter().map(Bytes::len).sum();
+                for data in out {
+                    ctx.wire.write(up, data);
+                }
+                ctx.shared.clusters[cluster].upstream_cx_tx_bytes_total.add(sent as u64);
+            }
+            UpHead::Http2(request) => {
+                let end = self.request_done && self.held.is_empty();
+                // A bodiless request can go again if the upstream did nothing with it.
+                self.retry = end.then(|| request.clone());
+                let id = self.id;
+                let held: SmallVec<[Bytes; 1]> = self.held.drain(..).collect();
+                self.held_len = 0;
+                let request_done = self.request_done;
+                let opened = ctx.with_pool(cluster, now, |p: &mut Pools, cx| {
+                    if !p.open_stream(up, id, *request, end, cx) {
+                        return false;
+                    }
+                    for data in held {
+                        p.send_data(up, id, data, cx);
+                    }
+                    if request_done && !end {
+                        p.send_end(up, id, cx);
+                    }
+                    true
+                });
+                if !opened {
+                    // The connection went away between binding and sending: try again.
+                    self.up = None;
+                    return self.send_again(client, ctx, now);
+                }
+            }
         }
-        let sent: usize = out.iter().map(Bytes::len).sum();
-        for data in out {
-            ctx.wire.write(up, data);
-        }
-        ctx.shared.clusters[cluster].upstream_cx_tx_bytes_total.add(sent as u64);
-        if ctx.wire.queued(up) <= limit && !self.request_done && self.held_len < limit {
+        if self.up_queued(ctx, up) <= limit && !self.request_done && self.held_len < limit {
             client.resume(ctx);
+        }
+        None
+    }
+
+    /// The upstream did nothing with the request (an HTTP/2 stream refused, or left out by a
+    /// GOAWAY): a bodiless request goes again, on another stream or connection, a few times
+    /// before the client is told.
+    fn send_again(&mut self, client: &mut impl Downstream, ctx: &mut Ctx, now: Instant) -> Option<Ended> {
+        self.requested = false;
+        match self.retry.take() {
+            Some(request) if self.retries < MAX_RETRIES => {
+                self.retries += 1;
+                ctx.shared.clusters[self.key.cluster].upstream_rq_retry.inc();
+                self.head = Some(UpHead::Http2(request));
+                self.acquire(client, ctx, now)
+            }
+            _ => self.upstream_failure_reply(ctx, now, 503, local_reply::REFUSED_STREAM),
         }
     }
 
@@ -315,7 +405,7 @@ impl Stream {
         chunk: Bytes,
     ) -> Option<Ended> {
         self.last_activity = now;
-        let (status, body) = self.push_body(client, ctx, chunk)?;
+        let (status, body) = self.push_body(client, ctx, now, chunk)?;
         self.local_reply(ctx, now, status, body)
     }
 
@@ -330,7 +420,11 @@ impl Stream {
         self.request_done = true;
         self.deadline = self.timeout.map(|t| now + t);
         if self.up_chunked {
-            self.push_wire(client, ctx, http1::last_chunk());
+            self.push_wire(client, ctx, now, http1::last_chunk());
+        }
+        if let (Some(up), None, Protocol::Http2) = (self.up, &self.head, self.key.protocol) {
+            let id = self.id;
+            ctx.with_pool(self.key.cluster, now, |p: &mut Pools, cx| p.send_end(up, id, cx));
         }
         if self.buffering.is_some() {
             return self.end_buffering(client, ctx, now);
@@ -349,6 +443,7 @@ impl Stream {
         &mut self,
         client: &mut impl Downstream,
         ctx: &mut Ctx,
+        now: Instant,
         chunk: Bytes,
     ) -> Option<(u16, &'static str)> {
         let limit = client.buffer_limit();
@@ -373,22 +468,32 @@ impl Stream {
             let mut framed: SmallVec<[Bytes; 3]> = SmallVec::new();
             http1::encode_chunk(chunk, &mut framed);
             for piece in framed {
-                self.push_wire(client, ctx, piece);
+                self.push_wire(client, ctx, now, piece);
             }
         } else {
-            self.push_wire(client, ctx, chunk);
+            self.push_wire(client, ctx, now, chunk);
         }
         None
     }
 
     /// Upstream wire bytes of the request: written if bound, held otherwise.
-    fn push_wire(&mut self, client: &mut impl Downstream, ctx: &mut Ctx, data: Bytes) {
+    fn push_wire(&mut self, client: &mut impl Downstream, ctx: &mut Ctx, now: Instant, data: Bytes) {
         let limit = client.buffer_limit();
         match self.up {
             Some(up) if self.head.is_none() => {
-                ctx.shared.clusters[self.key.cluster].upstream_cx_tx_bytes_total.add(data.len() as u64);
-                ctx.wire.write(up, data);
-                if ctx.wire.queued(up) > limit {
+                let cluster = self.key.cluster;
+                match self.key.protocol {
+                    Protocol::Http1 => {
+                        ctx.shared.clusters[cluster].upstream_cx_tx_bytes_total.add(data.len() as u64);
+                        ctx.wire.write(up, data);
+                    }
+                    // Counted as wire bytes when h2 writes them.
+                    Protocol::Http2 => {
+                        let id = self.id;
+                        ctx.with_pool(cluster, now, |p: &mut Pools, cx| p.send_data(up, id, data, cx));
+                    }
+                }
+                if self.up_queued(ctx, up) > limit {
                     client.pause(ctx);
                 }
             }
@@ -409,7 +514,7 @@ impl Stream {
         head.headers.remove("transfer-encoding");
         head.headers.insert("content-length", length.to_string().as_bytes());
         let body = if length == 0 { BodyKind::Empty } else { BodyKind::Length(length) };
-        self.head = Some(upstream_head(client, ctx, *head, self.route, body, false));
+        self.head = Some(upstream_head(client, ctx, *head, self.route, body, false, self.key.protocol));
         self.buffering = None;
         self.acquire(client, ctx, now)
     }
@@ -461,10 +566,7 @@ impl Stream {
         event: PoolEvent,
     ) -> Option<Ended> {
         match event {
-            PoolEvent::Bound(up) => {
-                self.bound(client, ctx, now, up);
-                None
-            }
+            PoolEvent::Bound(up) => self.bound(client, ctx, now, up),
             PoolEvent::Failed(failure) => {
                 self.requested = false;
                 let body = match failure {
@@ -477,7 +579,7 @@ impl Stream {
             PoolEvent::UpstreamFlushed => {
                 let limit = client.buffer_limit();
                 if let Some(up) = self.up {
-                    if ctx.wire.queued(up) <= limit / 2 && self.held_len < limit && !self.request_done {
+                    if self.up_queued(ctx, up) <= limit / 2 && self.held_len < limit && !self.request_done {
                         client.resume(ctx);
                     }
                 }
@@ -515,13 +617,23 @@ impl Stream {
                 ctx.shared.clusters[self.key.cluster].upstream_cx_rx_bytes_total.add(data.len() as u64);
                 client.send_data(ctx, data);
                 if client.backlog(ctx) > limit {
-                    if let Some(up) = self.up {
-                        ctx.wire.pause_read(up);
-                    }
+                    self.read_upstream(ctx, now, false);
                 }
                 None
             }
             UpEvent::End => self.on_response_end(client, ctx, now),
+            UpEvent::Refused => {
+                // The stream is given back untouched, and the request goes again.
+                if let Some(up) = self.up.take() {
+                    let id = self.id;
+                    let released = ctx
+                        .with_pool(self.key.cluster, now, |p: &mut Pools, cx| p.release(up, id, false, cx));
+                    if let Released::Rebound { waiter } = released {
+                        ctx.defer(waiter, PoolEvent::Bound(up));
+                    }
+                }
+                self.send_again(client, ctx, now)
+            }
             UpEvent::Error => {
                 ctx.shared.clusters[self.key.cluster].upstream_cx_protocol_error.inc();
                 if matches!(self.response, Response::AwaitingHead) {
@@ -620,9 +732,12 @@ impl Stream {
         let reusable = self.request_done && self.upstream_keep_alive && !refused;
         // The response may have paused the upstream (a slow client); its next user must find
         // it reading.
-        ctx.wire.resume_read(up);
+        if self.key.protocol == Protocol::Http1 {
+            ctx.wire.resume_read(up);
+        }
+        let id = self.id;
         let released =
-            ctx.with_pool(self.key.cluster, now, |pools: &mut Pools, cx| pools.release(up, reusable, cx));
+            ctx.with_pool(self.key.cluster, now, |pools: &mut Pools, cx| pools.release(up, id, reusable, cx));
         let up = match released {
             Released::Rebound { waiter } => {
                 ctx.defer(waiter, PoolEvent::Bound(up));
@@ -672,7 +787,8 @@ fn upstream_head(
     route: RouteIndex,
     body: BodyKind,
     upgrade: bool,
-) -> Bytes {
+    protocol: Protocol,
+) -> UpHead {
     let generate_id =
         client.hcm(&ctx.config).generate_request_id && head.headers.get("x-request-id").is_none();
     let request_id = generate_id.then(|| headers::uuid4(ctx.random()));
@@ -692,5 +808,8 @@ fn upstream_head(
         upgrade,
         request_id: request_id.as_deref(),
     };
-    headers::upstream_request(head, &cx)
+    match protocol {
+        Protocol::Http1 => UpHead::Http1(headers::upstream_request(head, &cx)),
+        Protocol::Http2 => UpHead::Http2(Box::new(headers::upstream_request_h2(head, &cx))),
+    }
 }

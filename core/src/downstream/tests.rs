@@ -317,7 +317,7 @@ fn a_stream_alone_is_bound_sends_its_request_and_ends_complete_with_its_response
     let mut out = h.ctx.with_pool(0, now, |pools, cx| pools.on_event(up, ConnEvent::Data(response), cx));
     assert!(matches!(out.events.pop(), Some((w, PoolEvent::Response(conn))) if w == id && conn == up));
     let mut ended = None;
-    while let Some(event) = h.ctx.pools.poll_response(up) {
+    while let Some(event) = h.ctx.pools.poll_response(up, id) {
         assert!(ended.is_none(), "nothing after the end");
         ended = stream.on_response(&mut client, &mut h.ctx, now, event);
     }

@@ -3,10 +3,10 @@
 use std::net::{IpAddr, SocketAddr};
 use std::time::Instant;
 
-use crate::config::{Cluster, Config, Discovery, Endpoint, Family, LbPolicy};
+use crate::config::{Cluster, Config, Discovery, Endpoint, Family, Http2Options, LbPolicy, UpstreamProtocol};
 use crate::io::{ConnId, Output, QueryId};
 use crate::timers::{Timer, Timers};
-use crate::upstream::pool::PoolLimits;
+use crate::upstream::pool::{client_settings, PoolLimits};
 
 /// Where a new upstream connection should go.
 #[derive(Debug, PartialEq, Eq)]
@@ -199,10 +199,18 @@ impl Clusters {
 
     pub(crate) fn pool_limits(&self, cluster: usize) -> PoolLimits {
         let c = &self.clusters[cluster].config;
+        let (max_concurrent_streams, http2) = match &c.protocol {
+            UpstreamProtocol::Http2(options) => {
+                (options.max_concurrent_streams as usize, client_settings(options))
+            }
+            UpstreamProtocol::Http1 => (1, client_settings(&Http2Options::default())),
+        };
         PoolLimits {
             connect_timeout: c.connect_timeout,
             idle_timeout: c.idle_timeout,
             max_requests_per_connection: c.max_requests_per_connection,
+            max_concurrent_streams,
+            http2,
         }
     }
 

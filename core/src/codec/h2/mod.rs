@@ -11,9 +11,11 @@
 //!
 //! h2 reads the wall clock for one thing only: when a reset stream's id may be forgotten.
 
+mod client;
 mod pipe;
 mod server;
 mod stream;
 mod wake;
 
+pub(crate) use client::{ClientCodec, ClientEvent, ClientPolled, ClientSettings};
 pub(crate) use server::{Polled, ServerCodec, ServerEvent, Settings};

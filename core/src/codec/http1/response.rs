@@ -20,6 +20,9 @@ pub(crate) enum UpEvent {
     End,
     /// The upstream broke the protocol (or sent bytes when no request was outstanding).
     Error,
+    /// The upstream did nothing with the request (an HTTP/2 stream refused, or left out by a
+    /// GOAWAY): it may be sent again, elsewhere.
+    Refused,
 }
 
 /// What the upstream's close means for the response outstanding.
@@ -213,6 +216,7 @@ mod tests {
             UpEvent::Data(data) => format!("data {}", String::from_utf8_lossy(&data)),
             UpEvent::End => "end".into(),
             UpEvent::Error => "error".into(),
+            UpEvent::Refused => "refused".into(),
         }
     }
 

@@ -79,40 +79,45 @@ fn request_timeout_is_not_supported_yet() {
 }
 
 #[test]
-fn cluster_http2_http3_and_automatic_protocols_are_not_supported_yet() {
+fn cluster_http3_and_automatic_protocols_are_not_supported_yet_and_http2_is_one_choice() {
     let c1 = "static_resources.clusters[1]";
     let cluster = |extra: &str| {
         format!("  - name: o\n    type: ORIGINAL_DST\n    lb_policy: CLUSTER_PROVIDED\n{extra}")
     };
-    refused_as_unsupported(
-        &with("", "", &cluster("    http2_protocol_options: {}")),
-        &format!("{c1}.http2_protocol_options"),
-    );
-    refused_as_unsupported(
-        &with("", "", &cluster("    http_protocol_options: {}\n    http2_protocol_options: {}")),
-        &format!("{c1}.http2_protocol_options"),
-    );
+    let legacy = parse(&with("", "", &cluster("    http2_protocol_options: {max_concurrent_streams: 7}")));
+    let want = UpstreamProtocol::Http2(Http2Options { max_concurrent_streams: 7, ..Http2Options::default() });
+    assert_eq!(legacy.clusters[1].protocol, want);
+    let both =
+        error(&with("", "", &cluster("    http_protocol_options: {}\n    http2_protocol_options: {}")));
+    assert!(both.starts_with(&format!("{c1}.http2_protocol_options: ")), "{both}");
     let typed = |body: &str| {
         cluster(&format!(
             "    typed_extension_protocol_options:\n      {HTTP_PROTOCOL_OPTIONS_NAME}:\n        \"@type\": {HTTP_PROTOCOL_OPTIONS_TYPE_URL}\n        {body}"
         ))
     };
     let hpo = format!("{c1}.typed_extension_protocol_options[\"{HTTP_PROTOCOL_OPTIONS_NAME}\"]");
-    refused_as_unsupported(
-        &with("", "", &typed("explicit_http_config: {http2_protocol_options: {allow_connect: true}}")),
-        &format!("{hpo}.explicit_http_config.http2_protocol_options"),
+    let explicit = parse(&with("", "", &typed("explicit_http_config: {http2_protocol_options: {}}")));
+    assert_eq!(explicit.clusters[1].protocol, UpstreamProtocol::Http2(Http2Options::default()));
+    let bad = error(&with(
+        "",
+        "",
+        &typed("explicit_http_config: {http2_protocol_options: {max_concurrent_streams: 0}}"),
+    ));
+    assert!(
+        bad.starts_with(&format!(
+            "{hpo}.explicit_http_config.http2_protocol_options.max_concurrent_streams: "
+        )),
+        "{bad}"
     );
+    let both = error(&with(
+        "",
+        "",
+        &typed("explicit_http_config: {http_protocol_options: {}, http2_protocol_options: {}}"),
+    ));
+    assert!(both.starts_with(&format!("{hpo}.explicit_http_config: ")) && both.contains("one of"), "{both}");
     refused_as_unsupported(
         &with("", "", &typed("explicit_http_config: {http3_protocol_options: {}}")),
         &format!("{hpo}.explicit_http_config.http3_protocol_options"),
-    );
-    refused_as_unsupported(
-        &with(
-            "",
-            "",
-            &typed("explicit_http_config: {http_protocol_options: {}, http2_protocol_options: {}}"),
-        ),
-        &format!("{hpo}.explicit_http_config.http2_protocol_options"),
     );
     refused_as_unsupported(
         &with("", "", &typed("auto_config: {http_protocol_options: {}, http2_protocol_options: {}}")),

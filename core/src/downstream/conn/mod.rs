@@ -198,7 +198,7 @@ impl HttpConn {
                 let id = self.client.id;
                 match self.streams.iter_mut().next() {
                     Some((_, Exchange::Tunnel(tunnel))) => tunnel.flushed(&mut ctx.wire, now, id),
-                    Some((_, Exchange::Forwarding(stream))) => stream.down_flushed(&self.client, ctx),
+                    Some((_, Exchange::Forwarding(stream))) => stream.down_flushed(&self.client, ctx, now),
                     Some(_) => {}
                     None if !self.closing && ctx.wire.queued(id) <= self.client.buffer_limit / 2 => {
                         // Replies were backed up: read (and answer) again. A head held up
@@ -232,7 +232,7 @@ impl HttpConn {
         if !matches!(self.exchange(), Some(Exchange::Forwarding(s)) if s.id.stream == stream) {
             return match event {
                 // Bound to a request that has gone: hand the connection back.
-                PoolEvent::Bound(up) => ctx.give_back(up, now),
+                PoolEvent::Bound(up) => ctx.give_back(up, StreamRef { conn: self.client.id, stream }, now),
                 _ => Vec::new(),
             };
         }
@@ -244,7 +244,8 @@ impl HttpConn {
         // which took what followed the `101`).
         let mut closes = Vec::new();
         while matches!(self.first(), Some(Exchange::Forwarding(s)) if s.id.stream == stream) {
-            let Some(event) = ctx.pools.poll_response(up) else { break };
+            let waiter = StreamRef { conn: self.client.id, stream };
+            let Some(event) = ctx.pools.poll_response(up, waiter) else { break };
             closes
                 .extend(self.with_stream(ctx, now, |s, client, ctx| s.on_response(client, ctx, now, event)));
         }

@@ -489,7 +489,7 @@ impl H2Conn {
     fn on_sent(&mut self, ctx: &mut Ctx, now: Instant, key: usize) -> Closes {
         match self.entry(key) {
             Some(Exchange::Forwarding(_)) => self.with_stream(ctx, now, key, |s, down, ctx| {
-                s.down_flushed(down, ctx);
+                s.down_flushed(down, ctx, now);
                 None
             }),
             Some(Exchange::Tunnel(_)) => self.tunnel_sent(ctx, now, key),
@@ -583,7 +583,7 @@ impl H2Conn {
         let Some(&key) = self.forwarded.get(&stream) else {
             return match event {
                 // Bound to a stream that has gone: hand the connection back.
-                PoolEvent::Bound(up) => ctx.give_back(up, now),
+                PoolEvent::Bound(up) => ctx.give_back(up, StreamRef { conn: self.id, stream }, now),
                 _ => Vec::new(),
             };
         };
@@ -591,7 +591,8 @@ impl H2Conn {
             PoolEvent::Response(up) => {
                 let mut closes = Vec::new();
                 while self.forwarded.get(&stream) == Some(&key) {
-                    let Some(event) = ctx.pools.poll_response(up) else { break };
+                    let waiter = StreamRef { conn: self.id, stream };
+                    let Some(event) = ctx.pools.poll_response(up, waiter) else { break };
                     closes.extend(
                         self.with_stream(ctx, now, key, |s, down, ctx| s.on_response(down, ctx, now, event)),
                     );

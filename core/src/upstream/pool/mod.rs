@@ -22,11 +22,19 @@ use crate::shared::ClusterStats;
 use crate::transport::{Close, ConnEvent, Transport};
 use crate::upstream::breaker::Breakers;
 
+mod mux;
+
+use crate::codec::h2::ClientSettings;
+pub(crate) use mux::client_settings;
+use mux::MuxConn;
+
 /// The protocol a pool speaks, which decides how many streams a connection carries.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub(crate) enum Protocol {
     /// One request at a time per connection (the exclusive pool).
     Http1,
+    /// Streams multiplexed on each connection (`mux.rs`).
+    Http2,
 }
 
 /// Which pool: a cluster's connections to one host with one transport and protocol. Requests
@@ -40,9 +48,9 @@ pub(crate) struct PoolKey {
 }
 
 impl PoolKey {
-    /// The plain HTTP/1.1 pool of a host: the only kind there is so far.
-    pub(crate) fn http1(cluster: usize, addr: SocketAddr) -> PoolKey {
-        PoolKey { cluster, addr, transport: Transport::Plain, protocol: Protocol::Http1 }
+    /// The plain-TCP pool of a host for `protocol`.
+    pub(crate) fn plain(cluster: usize, addr: SocketAddr, protocol: Protocol) -> PoolKey {
+        PoolKey { cluster, addr, transport: Transport::Plain, protocol }
     }
 }
 
@@ -157,6 +165,10 @@ struct HostPool {
     connecting: usize,
     /// Connections of this pool, upgraded (detached) ones included.
     conns: usize,
+    /// An HTTP/2 pool's connections.
+    mux: Vec<ConnId>,
+    /// The stream limit the host's peer announced last (HTTP/2).
+    peer_limit: Option<usize>,
 }
 
 /// Limits a pool applies, from the cluster's config.
@@ -165,6 +177,10 @@ pub(crate) struct PoolLimits {
     pub(crate) connect_timeout: Duration,
     pub(crate) idle_timeout: Option<Duration>,
     pub(crate) max_requests_per_connection: Option<u32>,
+    /// HTTP/2: streams per connection at most (the peer may allow fewer).
+    pub(crate) max_concurrent_streams: usize,
+    /// HTTP/2: the windows offered to the upstream.
+    pub(crate) http2: ClientSettings,
 }
 
 /// Everything a pool operation touches besides the pools themselves.
@@ -182,18 +198,29 @@ pub(crate) trait PoolIo {
     fn open(&mut self, key: PoolKey) -> ConnId;
     /// Calls the pool back about `conn` at `at` (connect and idle timeouts).
     fn timer(&mut self, conn: ConnId, at: Instant);
+    /// Bytes for a pooled connection (an HTTP/2 codec's frames).
+    fn write(&mut self, conn: ConnId, data: Bytes);
+    /// A pool event for a stream, delivered once the running machine returns.
+    fn defer(&mut self, waiter: StreamRef, event: PoolEvent);
+    /// The pool is done with a connection it already forgot: close it.
+    fn close(&mut self, conn: ConnId, close: Close);
 }
 
 #[derive(Default)]
 pub(crate) struct Pools {
     hosts: FxHashMap<PoolKey, HostPool>,
     conns: FxHashMap<ConnId, PoolConn>,
+    /// HTTP/2 pool connections.
+    mux: FxHashMap<ConnId, MuxConn>,
 }
 
 impl Pools {
     /// The cluster a pooled connection belongs to.
     pub(crate) fn cluster_of(&self, conn: ConnId) -> Option<usize> {
-        self.conns.get(&conn).map(|c| c.key.cluster)
+        match self.conns.get(&conn) {
+            Some(c) => Some(c.key.cluster),
+            None => self.mux.get(&conn).map(|m| m.key.cluster),
+        }
     }
 
     /// The request bound to a connection, if any.
@@ -204,8 +231,11 @@ impl Pools {
         }
     }
 
-    /// The next event of the response on `conn`, for the stream bound to it.
-    pub(crate) fn poll_response(&mut self, conn: ConnId) -> Option<UpEvent> {
+    /// The next event of `waiter`'s response on `conn`.
+    pub(crate) fn poll_response(&mut self, conn: ConnId, waiter: StreamRef) -> Option<UpEvent> {
+        if self.is_mux(conn) {
+            return self.poll_mux(conn, waiter);
+        }
         self.conns.get_mut(&conn)?.reader.poll()
     }
 
@@ -219,6 +249,9 @@ impl Pools {
     /// An event on a pooled connection: the pool's bookkeeping, the response read by its
     /// codec, and what the request bound to it must hear.
     pub(crate) fn on_event(&mut self, conn: ConnId, event: ConnEvent, cx: &mut PoolCtx<'_>) -> PoolOutput {
+        if self.is_mux(conn) {
+            return self.on_mux_event(conn, event, cx);
+        }
         let mut out = PoolOutput::default();
         let bound = self.bound(conn);
         match event {
@@ -229,7 +262,7 @@ impl Pools {
             }
             ConnEvent::ConnectFailed => {
                 out.close = Some(Close::Abort);
-                if let Some(waiter) = self.closed(conn, true, cx) {
+                for waiter in self.closed(conn, true, cx) {
                     out.events.push((waiter, PoolEvent::Failed(Failure::ConnectFailed)));
                 }
             }
@@ -281,6 +314,9 @@ impl Pools {
 
     /// A pool timer fired for `conn`.
     pub(crate) fn on_timer(&mut self, conn: ConnId, cx: &mut PoolCtx<'_>) -> PoolOutput {
+        if self.is_mux(conn) {
+            return self.mux_timer(conn, cx);
+        }
         let mut out = PoolOutput::default();
         match self.expired(conn, cx) {
             Expired::Connect { failed } => {
@@ -303,6 +339,9 @@ impl Pools {
         if !cx.breakers.requests.try_acquire() {
             cx.stats.upstream_rq_active_overflow.inc();
             return Acquired::Overflow;
+        }
+        if key.protocol == Protocol::Http2 {
+            return self.acquire_mux(key, waiter, cx);
         }
         let host = self.hosts.entry(key).or_default();
         if let Some(conn) = host.idle.pop() {
@@ -404,8 +443,17 @@ impl Pools {
         self.hosts.entry(pooled.key).or_default().idle.push(conn);
     }
 
-    /// The response on `conn` is complete and the request is done with it.
-    pub(crate) fn release(&mut self, conn: ConnId, reusable: bool, cx: &mut PoolCtx<'_>) -> Released {
+    /// The response on `conn` is complete and `waiter` is done with it.
+    pub(crate) fn release(
+        &mut self,
+        conn: ConnId,
+        waiter: StreamRef,
+        reusable: bool,
+        cx: &mut PoolCtx<'_>,
+    ) -> Released {
+        if self.is_mux(conn) {
+            return self.release_mux(conn, waiter, false, cx);
+        }
         let Some(pooled) = self.conns.get_mut(&conn) else { return Released::Close };
         if !matches!(pooled.state, ConnState::Bound(_)) {
             return Released::Close;
@@ -429,9 +477,16 @@ impl Pools {
         }
     }
 
-    /// A bound request gave up its connection without completing (the caller closes it):
-    /// nothing more to count than for [`Pools::closed`].
-    pub(crate) fn abandon(&mut self, conn: ConnId, cx: &mut PoolCtx<'_>) {
+    /// A bound request gave up its connection without completing. An HTTP/1.1 connection is
+    /// then closed by the caller (nothing more to count than for [`Pools::closed`]); an HTTP/2
+    /// stream is reset and the connection goes on: returns whether the caller closes it.
+    pub(crate) fn abandon(&mut self, conn: ConnId, waiter: StreamRef, cx: &mut PoolCtx<'_>) -> bool {
+        if self.is_mux(conn) {
+            if self.release_mux(conn, waiter, true, cx) == Released::Close {
+                cx.io.close(conn, Close::Flush);
+            }
+            return false;
+        }
         if let Some(pooled) = self.conns.get_mut(&conn) {
             if matches!(pooled.state, ConnState::Bound(_)) {
                 cx.stats.upstream_rq_active.dec();
@@ -441,13 +496,22 @@ impl Pools {
                 pooled.state = ConnState::Idle;
             }
         }
+        true
     }
 
     /// The connection is gone (closed by either side, or failed to connect). Returns the
-    /// request that was bound to it, or — for a failed connect — the pending request that
+    /// requests that were bound to it, or — for a failed connect — the pending requests that
     /// attempt was for, which must fail. Then opens a replacement if requests still wait.
-    pub(crate) fn closed(&mut self, conn: ConnId, remote: bool, cx: &mut PoolCtx<'_>) -> Option<StreamRef> {
-        let pooled = self.conns.remove(&conn)?;
+    pub(crate) fn closed(
+        &mut self,
+        conn: ConnId,
+        remote: bool,
+        cx: &mut PoolCtx<'_>,
+    ) -> SmallVec<[StreamRef; 2]> {
+        if self.is_mux(conn) {
+            return self.closed_mux(conn, remote, cx);
+        }
+        let Some(pooled) = self.conns.remove(&conn) else { return SmallVec::new() };
         cx.breakers.connections.release();
         cx.stats.upstream_cx_active.dec();
         cx.stats.upstream_cx_destroy.inc();
@@ -497,7 +561,7 @@ impl Pools {
         self.open_for_pending(pooled.key, cx);
         self.forget_if_empty(pooled.key);
         self.wake_cluster(pooled.key.cluster, cx);
-        failed
+        failed.into_iter().collect()
     }
 
     /// A `max_connections` unit came free (a connection left the pool, or a socket that
@@ -511,7 +575,10 @@ impl Pools {
             .map(|(key, _)| *key)
             .collect();
         for key in waiting {
-            self.open_for_pending(key, cx);
+            match key.protocol {
+                Protocol::Http1 => self.open_for_pending(key, cx),
+                Protocol::Http2 => self.open_for_pending_mux(key, cx),
+            }
         }
     }
 
@@ -563,7 +630,7 @@ impl Pools {
         match pooled.state {
             ConnState::Connecting => {
                 cx.stats.upstream_cx_connect_timeout.inc();
-                Expired::Connect { failed: self.closed(conn, false, cx) }
+                Expired::Connect { failed: self.closed(conn, false, cx).into_iter().next() }
             }
             ConnState::Idle => {
                 cx.stats.upstream_cx_idle_timeout.inc();

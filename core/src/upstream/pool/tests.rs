@@ -24,6 +24,9 @@ impl PoolIo for FakeIo {
         id
     }
     fn timer(&mut self, _conn: ConnId, _at: Instant) {}
+    fn write(&mut self, _conn: ConnId, _data: Bytes) {}
+    fn defer(&mut self, _waiter: StreamRef, _event: PoolEvent) {}
+    fn close(&mut self, _conn: ConnId, _close: Close) {}
 }
 
 #[derive(Clone, Debug)]
@@ -69,7 +72,11 @@ struct World {
 }
 
 fn key(port: u16) -> PoolKey {
-    PoolKey::http1(0, SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), port))
+    PoolKey::plain(
+        0,
+        SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), port),
+        Protocol::Http1,
+    )
 }
 
 fn waiter(n: usize) -> StreamRef {
@@ -105,7 +112,7 @@ impl World {
 
     fn close(&mut self, conn: ConnId, remote: bool) {
         self.live.retain(|&c| c != conn);
-        if let Some(waiter) = self.run(|p, cx| p.closed(conn, remote, cx)) {
+        for waiter in self.run(|p, cx| p.closed(conn, remote, cx)) {
             self.answer(waiter);
         }
     }
@@ -141,6 +148,8 @@ fn world(t: &Thresholds, store: &Stats) -> World {
             connect_timeout: Duration::from_secs(1),
             idle_timeout: None,
             max_requests_per_connection: None,
+            max_concurrent_streams: 1,
+            http2: crate::upstream::pool::client_settings(&crate::config::Http2Options::default()),
         },
         now: burrow_sim::epoch(),
         fates: Vec::new(),
@@ -170,7 +179,7 @@ fn a_host_without_connections_is_not_starved_by_others() {
     w.run(|p, cx| p.cancel(a, waiter(1), cx));
     let a_conn = w.io.opened[0];
     w.run(|p, cx| p.closed(b_conn, false, cx));
-    assert_eq!(w.run(|p, cx| p.closed(a_conn, false, cx)), Some(waiter(0)));
+    assert_eq!(w.run(|p, cx| p.closed(a_conn, false, cx)).as_slice(), [waiter(0)]);
     assert_eq!(w.breakers.connections.count(), 0);
     assert!(w.pools.hosts.is_empty(), "empty pools are forgotten");
 }
@@ -190,7 +199,7 @@ fn an_upgraded_connection_still_counts_for_its_host() {
     w.run(|p, cx| p.detach(first, cx));
     assert_eq!(w.run(|p, cx| p.acquire(a, waiter(1), cx)), Acquired::Pending);
     assert_eq!(w.io.opened.len(), 1, "no connection past the limit beside an upgraded one");
-    assert_eq!(w.run(|p, cx| p.closed(first, false, cx)), None);
+    assert!(w.run(|p, cx| p.closed(first, false, cx)).is_empty());
     assert_eq!(w.io.opened.len(), 2, "the freed unit opens one for the waiting request");
     assert_eq!(w.breakers.connections.count(), 1);
 }
@@ -240,6 +249,8 @@ proptest! {
                 connect_timeout: Duration::from_secs(1),
                 idle_timeout: None,
                 max_requests_per_connection: max_per_conn,
+                max_concurrent_streams: 1,
+                http2: crate::upstream::pool::client_settings(&crate::config::Http2Options::default()),
             },
             now: burrow_sim::epoch(),
             fates: Vec::new(),
@@ -281,7 +292,7 @@ proptest! {
                     if bound.is_empty() { continue; }
                     let (waiter, conn) = bound[i % bound.len()];
                     w.answer(self::waiter(waiter));
-                    match w.run(|p, cx| p.release(conn, reusable, cx)) {
+                    match w.run(|p, cx| p.release(conn, self::waiter(waiter), reusable, cx)) {
                         Released::Rebound { waiter } => w.bind(waiter, conn),
                         Released::Idle => {}
                         Released::Close => w.close(conn, false),
@@ -328,7 +339,7 @@ proptest! {
             if bound.is_empty() && !w.fates.contains(&Fate::Waiting) { break; }
             for (waiter, conn) in bound {
                 w.answer(self::waiter(waiter));
-                match w.run(|p, cx| p.release(conn, true, cx)) {
+                match w.run(|p, cx| p.release(conn, self::waiter(waiter), true, cx)) {
                     Released::Rebound { waiter } => w.bind(waiter, conn),
                     Released::Idle => {}
                     Released::Close => w.close(conn, false),
