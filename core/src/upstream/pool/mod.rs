@@ -642,4 +642,6 @@ impl Pools {
 }
 
 #[cfg(test)]
+mod mux_tests;
+#[cfg(test)]
 mod tests;

@@ -604,6 +604,31 @@ impl Pools {
     }
 }
 
+#[cfg(test)]
+impl Pools {
+    /// Where every HTTP/2 pool connection stands, for failing tests.
+    pub(super) fn describe_mux(&self) -> String {
+        let mut out = String::new();
+        for (conn, m) in &self.mux {
+            out += &format!(
+                "{conn:?}: {:?} heard_limit={} reserved={:?} streams={:?} requests={}\n",
+                m.state,
+                m.codec.peer_limit(),
+                m.reserved,
+                m.streams.values().map(|s| (s.waiter, s.events.len())).collect::<Vec<_>>(),
+                m.requests
+            );
+        }
+        for (key, host) in &self.hosts {
+            out += &format!(
+                "host {key:?}: pending={:?} connecting={} conns={} mux={:?}\n",
+                host.pending, host.connecting, host.conns, host.mux
+            );
+        }
+        out
+    }
+}
+
 fn arm(pooled: &mut MuxConn, conn: ConnId, cx: &mut PoolCtx<'_>) {
     if let Some(at) = pooled.deadline {
         if pooled.armed.is_none_or(|armed| at < armed) {
