@@ -490,3 +490,50 @@ fn a_post_on_an_allow_post_route_is_terminated_into_tcp_and_not_counted_as_an_up
         assert_eq!(burrow.stat("http.ingress_http.downstream_cx_upgrades_total"), 0, "{driver}");
     }
 }
+
+/// The HTTP/2 CONNECT config with PINGs every 200 ms, to be answered within 200 ms.
+fn keepalive_config(echo: SocketAddr, web: SocketAddr) -> (String, SocketAddr, u16) {
+    let (text, listen, admin) = config(echo, web);
+    let text = text.replace(
+        "            allow_connect: true\n",
+        "            allow_connect: true\n            connection_keepalive: { interval: 0.2s, timeout: 0.2s }\n",
+    );
+    assert!(text.contains("connection_keepalive"));
+    (text, listen, admin)
+}
+
+#[test]
+fn keepalive_pings_close_a_client_that_does_not_answer_and_spare_one_that_does() {
+    use std::io::{Read, Write};
+    let echo = echo_server();
+    let origin = Origin::start();
+    for driver in DRIVERS {
+        let (text, listen, admin) = keepalive_config(echo, origin.addr);
+        let burrow = Burrow::start(driver, &text, admin);
+        // A client that says its preface and then reads without answering anything.
+        let mut mute = std::net::TcpStream::connect(listen).unwrap();
+        mute.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+        mute.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00").unwrap();
+        let started = std::time::Instant::now();
+        let mut buf = [0u8; 4096];
+        loop {
+            match mute.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(_) => assert!(started.elapsed() < IO_TIMEOUT, "{driver}: never closed"),
+            }
+        }
+        assert!(started.elapsed() < std::time::Duration::from_secs(3), "{driver}: closed late");
+        burrow.wait_stat("http.ingress_http.http2.keepalive_timeout", |v| v == 1);
+
+        // The h2 crate's client answers every PING: its idle tunnel outlives many intervals.
+        runtime().block_on(async {
+            let mut client = connect(listen).await;
+            let (status, mut send, body) = open_connect(&mut client, "echo.test:443").await;
+            assert_eq!(status, 200, "{driver}");
+            tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
+            send.send_data(Bytes::from_static(b"still alive"), true).unwrap();
+            assert_eq!(read_body(body).await, (b"still alive".to_vec(), true), "{driver}");
+        });
+        assert_eq!(burrow.stat("http.ingress_http.http2.keepalive_timeout"), 1, "{driver}");
+    }
+}

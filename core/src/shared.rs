@@ -111,7 +111,12 @@ stat_struct!(
     }
 );
 
-stat_struct!(Http2Stats, "http", counters { rx_reset, tx_reset, goaway_sent }, gauges { streams_active });
+stat_struct!(
+    Http2Stats,
+    "http",
+    counters { rx_reset, tx_reset, goaway_sent, keepalive_timeout },
+    gauges { streams_active }
+);
 
 stat_struct!(
     ClusterStats,

@@ -137,6 +137,16 @@ pub(super) fn http2_options(raw: Option<raw::Http2ProtocolOptions>, path: &str) 
         options.initial_connection_window_size,
     )?;
     options.allow_connect = raw.allow_connect.unwrap_or(false);
+    if let Some(k) = raw.connection_keepalive {
+        let kpath = at(path, "connection_keepalive");
+        let Some(timeout) = k.timeout.map(|d| d.0).filter(|d| !d.is_zero()) else {
+            return err(at(&kpath, "timeout"), "required, and more than 0s");
+        };
+        // Without an interval no PING is sent (Envoy then pings only idle connections, which
+        // burrow does not do yet).
+        options.keepalive =
+            k.interval.map(|d| d.0).filter(|d| !d.is_zero()).map(|interval| Keepalive { interval, timeout });
+    }
     Ok(options)
 }
 

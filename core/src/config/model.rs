@@ -63,6 +63,15 @@ pub struct Http2Options {
     pub initial_connection_window_size: u32,
     /// CONNECT and extended CONNECT (RFC 8441) are accepted.
     pub allow_connect: bool,
+    /// `connection_keepalive`: a PING every `interval`, and the connection closes if one is
+    /// not answered within `timeout`.
+    pub keepalive: Option<Keepalive>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Keepalive {
+    pub interval: Duration,
+    pub timeout: Duration,
 }
 
 impl Default for Http2Options {
@@ -72,6 +81,7 @@ impl Default for Http2Options {
             initial_stream_window_size: 1024 * 1024,
             initial_connection_window_size: 16 * 1024 * 1024,
             allow_connect: false,
+            keepalive: None,
         }
     }
 }

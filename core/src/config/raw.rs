@@ -313,6 +313,16 @@ pub struct Http2ProtocolOptions {
     pub initial_stream_window_size: Option<U32>,
     pub initial_connection_window_size: Option<U32>,
     pub allow_connect: Option<bool>,
+    pub connection_keepalive: Option<KeepaliveSettings>,
+}
+
+/// `envoy.config.core.v3.KeepaliveSettings`: PINGs every `interval`, answered within
+/// `timeout`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeepaliveSettings {
+    pub interval: Option<Dur>,
+    pub timeout: Option<Dur>,
 }
 
 #[derive(Clone, Copy, Debug, Deserialize)]

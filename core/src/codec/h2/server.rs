@@ -55,6 +55,8 @@ enum State {
 
 pub(crate) struct ServerCodec {
     state: State,
+    /// The connection's own PINGs (keep-alive), taken from h2 once the connection is up.
+    pings: Option<h2::PingPong>,
     pipe: Pipe,
     streams: Slab<Stream>,
     wakers: Wakers,
@@ -83,6 +85,7 @@ impl ServerCodec {
         let handshake = builder.handshake(pipe.clone());
         ServerCodec {
             state: State::Handshaking(handshake),
+            pings: None,
             pipe,
             streams: Slab::new(),
             wakers: Wakers::default(),
@@ -144,7 +147,10 @@ impl ServerCodec {
         loop {
             match &mut self.state {
                 State::Handshaking(handshake) => match Pin::new(handshake).poll(&mut cx) {
-                    Poll::Ready(Ok(connection)) => self.state = State::Open(connection),
+                    Poll::Ready(Ok(mut connection)) => {
+                        self.pings = connection.ping_pong();
+                        self.state = State::Open(connection);
+                    }
                     Poll::Ready(Err(error)) => {
                         self.state = State::Done;
                         return Some(Polled::Closed(Some(error)));
@@ -259,6 +265,17 @@ impl ServerCodec {
         if self.streams.contains(key) {
             self.streams.remove(key).io.retire(&mut self.wakers);
         }
+    }
+
+    /// Sends a keep-alive PING; false if one is still unanswered (or the connection is not up).
+    pub(crate) fn send_ping(&mut self) -> bool {
+        self.pings.as_mut().is_some_and(|pings| pings.send_ping(h2::Ping::opaque()).is_ok())
+    }
+
+    /// The PING sent was answered.
+    pub(crate) fn pong_received(&mut self) -> bool {
+        let Some(pings) = self.pings.as_mut() else { return false };
+        matches!(pings.poll_pong(&mut Context::from_waker(Waker::noop())), Poll::Ready(Ok(_)))
     }
 
     /// GOAWAY with an error: the connection ends now.

@@ -46,6 +46,11 @@ fn hcm_http2_options_are_read_and_checked_against_envoys_ranges() {
             .http2_protocol_options
     };
     assert_eq!(options("{}"), Http2Options::default());
+    let keepalive = options("{connection_keepalive: {interval: 2s, timeout: 1s}}").keepalive;
+    assert_eq!(
+        keepalive,
+        Some(Keepalive { interval: Duration::from_secs(2), timeout: Duration::from_secs(1) })
+    );
     let set = options("{allow_connect: true, max_concurrent_streams: 5, initial_stream_window_size: 65535, initial_connection_window_size: 1048576}");
     assert_eq!(
         set,
@@ -53,7 +58,8 @@ fn hcm_http2_options_are_read_and_checked_against_envoys_ranges() {
             max_concurrent_streams: 5,
             initial_stream_window_size: 65535,
             initial_connection_window_size: 1 << 20,
-            allow_connect: true
+            allow_connect: true,
+            keepalive: None,
         }
     );
     for (text, field) in [
@@ -61,6 +67,11 @@ fn hcm_http2_options_are_read_and_checked_against_envoys_ranges() {
         ("{max_concurrent_streams: 0}", "max_concurrent_streams"),
         ("{initial_connection_window_size: 4294967295}", "initial_connection_window_size"),
         ("{hpack_table_size: 10}", "hpack_table_size"),
+        ("{connection_keepalive: {interval: 1s}}", "connection_keepalive.timeout"),
+        (
+            "{connection_keepalive: {interval: 1s, timeout: 1s, interval_jitter: {value: 5}}}",
+            "interval_jitter",
+        ),
     ] {
         let message = error(&with(&format!("          http2_protocol_options: {text}"), "", ""));
         assert!(

@@ -57,6 +57,9 @@ pub(crate) struct H2Conn {
     /// done (a rapid-reset attack makes them nearly all of them).
     opened: u32,
     premature_resets: u32,
+    /// Keep-alive: when the next PING goes, and until when the one sent may be answered.
+    ping_at: Option<Instant>,
+    pong_by: Option<Instant>,
     /// When the connection last had no streams (for its idle timeout).
     idle_since: Instant,
     armed: Option<Instant>,
@@ -140,6 +143,8 @@ impl H2Conn {
             draining: false,
             opened: 0,
             premature_resets: 0,
+            ping_at: hcm_of(&ctx.config, listener).http2_protocol_options.keepalive.map(|k| now + k.interval),
+            pong_by: None,
             idle_since: now,
             armed: None,
         };
@@ -230,6 +235,9 @@ impl H2Conn {
                 }
                 None => break,
             }
+        }
+        if self.pong_by.is_some() && self.codec.pong_received() {
+            self.pong_by = None;
         }
         self.flush(ctx);
         if self.draining && !self.closing && self.exchanges.iter().all(Option::is_none) {
@@ -632,6 +640,19 @@ impl H2Conn {
     pub(crate) fn on_timer(&mut self, ctx: &mut Ctx, now: Instant) -> Closes {
         self.armed = None;
         let mut closes = Vec::new();
+        if self.pong_by.is_some_and(|by| by <= now) && !self.codec.pong_received() {
+            // Keep-alive: the client did not answer the PING in time.
+            ctx.shared.http2[self.listener].keepalive_timeout.inc();
+            return self.close(Close::Abort);
+        }
+        if let Some(keepalive) = hcm_of(&ctx.config, self.listener).http2_protocol_options.keepalive {
+            if self.ping_at.is_some_and(|at| at <= now) {
+                self.ping_at = Some(now + keepalive.interval);
+                if self.pong_by.is_none() && self.codec.send_ping() {
+                    self.pong_by = Some(now + keepalive.timeout);
+                }
+            }
+        }
         for key in 0..self.exchanges.len() {
             let due = self.deadline_of(key).is_some_and(|at| at <= now);
             if due {
@@ -688,10 +709,7 @@ impl H2Conn {
             return;
         }
         let streams = (0..self.exchanges.len()).filter_map(|key| self.deadline_of(key)).min();
-        let next = match (streams, self.idle_deadline(ctx)) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
+        let next = [streams, self.idle_deadline(ctx), self.ping_at, self.pong_by].into_iter().flatten().min();
         if let Some(at) = next {
             if self.armed.is_none_or(|armed| at < armed) {
                 self.armed = Some(at);
