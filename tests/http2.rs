@@ -537,3 +537,47 @@ fn keepalive_pings_close_a_client_that_does_not_answer_and_spare_one_that_does()
         assert_eq!(burrow.stat("http.ingress_http.http2.keepalive_timeout"), 1, "{driver}");
     }
 }
+
+#[test]
+fn connect_proxy_mode_passes_tunnels_on_as_http2_connect_streams_on_one_pooled_connection() {
+    let echo = echo_server();
+    let origin = Origin::start();
+    for driver in DRIVERS {
+        let (text, terminator, admin) = config(echo, origin.addr);
+        let second = Burrow::start(driver, &text, admin);
+        let (text, first_listen, admin) = proxy_mode_config(terminator);
+        // The next proxy is reached over HTTP/2 (prior knowledge).
+        let text =
+            text.replace("  - name: next_proxy\n", "  - name: next_proxy\n    http2_protocol_options: {}\n");
+        let first = Burrow::start(driver, &text, admin);
+        runtime().block_on(async {
+            let client = connect(first_listen).await;
+            let mut tunnels = Vec::new();
+            for n in 0..3u8 {
+                let mut client = client.clone();
+                tunnels.push(tokio::spawn(async move {
+                    let (status, mut send, body) = open_connect(&mut client, "echo.test:443").await;
+                    assert_eq!(status, 200, "tunnel {n}");
+                    let payload = pattern(n, 64 * 1024);
+                    send.send_data(Bytes::from(payload.clone()), true).unwrap();
+                    let (got, ended) =
+                        tokio::time::timeout(IO_TIMEOUT, read_body(body)).await.expect("echo in time");
+                    assert!(got == payload, "tunnel {n}: {} bytes back", got.len());
+                    assert!(ended, "tunnel {n} ends with END_STREAM");
+                }));
+            }
+            for tunnel in tunnels {
+                tunnel.await.unwrap();
+            }
+        });
+        assert_eq!(
+            first.stat("cluster.next_proxy.upstream_cx_http2_total"),
+            1,
+            "{driver}: one pooled connection"
+        );
+        assert_eq!(first.stat("cluster.next_proxy.upstream_rq_total"), 3, "{driver}");
+        assert_eq!(second.stat("http.ingress_http.downstream_cx_http2_total"), 1, "{driver}");
+        assert_eq!(second.stat("cluster.echo_service.upstream_cx_total"), 3, "{driver}");
+        first.wait_stat("http.ingress_http.downstream_cx_upgrades_active", |v| v == 0);
+    }
+}

@@ -93,12 +93,15 @@ pub(crate) fn request(
 
 /// A CONNECT to `authority` (routed on it, not on `host`, Envoy C2): terminated into a tunnel
 /// of the proxy's own, or forwarded to the route's upstream.
+/// `stream_tunnels`: the client's connection can tunnel into an upstream's stream (an HTTP/2
+/// client, to an HTTP/2 cluster in proxy mode).
 pub(crate) fn connect(
     ctx: &mut Ctx,
     hcm: &HttpConnectionManager,
     local: SocketAddr,
     authority: &[u8],
     head: &RequestHead,
+    stream_tunnels: bool,
 ) -> Decision {
     let header = |name: &str| head.headers.get(name);
     let request = RouteRequest { method: "CONNECT", authority, path: None, header: &header };
@@ -121,7 +124,7 @@ pub(crate) fn connect(
         ":authority" | "host" => authority,
         name => head.headers.get(name).unwrap_or_default(),
     });
-    if !terminate && !speaks_http1(ctx, cluster) {
+    if !terminate && !stream_tunnels && !speaks_http1(ctx, cluster) {
         return Decision::Reply(501, NO_H2_UPGRADES.to_string());
     }
     match ctx.clusters.pick(cluster, original, local) {

@@ -178,6 +178,9 @@ pub(crate) enum End {
 /// (taken out of the pool), what the client sent before it, and what followed it upstream.
 pub(crate) struct Switched {
     pub(crate) up: ConnId,
+    /// The upstream end is this request's stream on `up` (an HTTP/2 upstream), not the whole
+    /// connection.
+    pub(crate) stream: bool,
     pub(crate) cluster: usize,
     held: SmallVec<[Bytes; 1]>,
     first: Bytes,
@@ -343,13 +346,17 @@ impl Stream {
                 ctx.shared.clusters[cluster].upstream_cx_tx_bytes_total.add(sent as u64);
             }
             UpHead::Http2(request) => {
-                let end = self.request_done && self.held.is_empty();
+                let end = !self.upgrade && self.request_done && self.held.is_empty();
                 // A bodiless request can go again if the upstream did nothing with it.
                 self.retry = end.then(|| request.clone());
                 let id = self.id;
-                let held: SmallVec<[Bytes; 1]> = self.held.drain(..).collect();
-                self.held_len = 0;
-                let request_done = self.request_done;
+                // A tunnel's early bytes wait for its 2xx.
+                let held: SmallVec<[Bytes; 1]> =
+                    if self.upgrade { SmallVec::new() } else { self.held.drain(..).collect() };
+                if !self.upgrade {
+                    self.held_len = 0;
+                }
+                let (request_done, upgrade) = (self.request_done, self.upgrade);
                 let opened = ctx.with_pool(cluster, now, |p: &mut Pools, cx| {
                     if !p.open_stream(up, id, *request, end, cx) {
                         return false;
@@ -357,7 +364,7 @@ impl Stream {
                     for data in held {
                         p.send_data(up, id, data, cx);
                     }
-                    if request_done && !end {
+                    if request_done && !end && !upgrade {
                         p.send_end(up, id, cx);
                     }
                     true
@@ -700,8 +707,15 @@ impl Stream {
         let down = client.conn();
         let up = self.up.take().expect("a response comes on a bound connection");
         let cluster = self.key.cluster;
-        let first = ctx.with_pool(cluster, now, |pools: &mut Pools, cx| pools.detach(up, cx));
-        ctx.adopt_upstream(up, down, cluster);
+        let stream = self.key.protocol == Protocol::Http2;
+        let first = if stream {
+            // The tunnel's upstream end is this request's stream; its connection stays pooled.
+            Bytes::new()
+        } else {
+            let first = ctx.with_pool(cluster, now, |pools: &mut Pools, cx| pools.detach(up, cx));
+            ctx.adopt_upstream(up, down, cluster);
+            first
+        };
         let config = ctx.config.clone();
         let server_name = client.hcm(&config).server_name.as_str();
         let cx =
@@ -709,6 +723,7 @@ impl Stream {
         client.switch(ctx, head, &cx);
         let switched = Switched {
             up,
+            stream,
             cluster,
             held: std::mem::take(&mut self.held),
             first,

@@ -69,7 +69,7 @@ impl HttpConn {
     pub(super) fn on_connect(&mut self, ctx: &mut Ctx, now: Instant, id: u32, head: RequestHead) -> Closes {
         let config = ctx.config.clone();
         let hcm = self.client.hcm(&config);
-        let decision = decide::connect(ctx, hcm, self.local, &head.target, &head);
+        let decision = decide::connect(ctx, hcm, self.local, &head.target, &head, false);
         if decision.counts_upgrade() {
             self.count_upgrade(ctx);
         }

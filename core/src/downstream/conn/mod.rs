@@ -295,6 +295,7 @@ impl HttpConn {
                 closes.extend(ended.up);
             }
             End::Upgraded(switched) => {
+                debug_assert!(!switched.stream, "an HTTP/1.1 client's tunnel is never a stream upstream");
                 let (down, up) = (self.client.id, switched.up);
                 let stats = &ctx.shared.clusters[switched.cluster];
                 let tunnel = switched.into_tunnel(now, (down, up), &mut ctx.wire, stats);

@@ -10,27 +10,42 @@ use h2::Reason;
 
 use super::{Entry, Exchange, H2Conn};
 use crate::codec::h2::ServerCodec;
+use crate::codec::http1::response::UpEvent;
 use crate::codec::http1::{BodyKind, RequestHead};
 use crate::downstream::conn::retire_tunnel;
 use crate::downstream::ctx::Ctx;
 use crate::downstream::decide::Decision;
 use crate::downstream::local_reply;
-use crate::io::{ConnId, QueryId};
+use crate::io::{ConnId, QueryId, StreamRef};
 use crate::shared::Shared;
-use crate::transport::{Close, ConnEvent, Wire};
+use crate::transport::{Close, ConnEvent};
 use crate::tunnel::{Closes, Ends, Step, Tunnel};
 use crate::upstream::cluster::Pick;
+use crate::upstream::pool::{PoolCtx, PoolEvent, Pools, Released};
 
-/// A tunnel end: the client's stream, or the connection to the target.
+/// A tunnel end: the client's stream, the connection to the target, or (a CONNECT passed on
+/// to an HTTP/2 upstream) the request's stream on a pooled connection, named by the
+/// connection and the client stream's wire id.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Side {
     Stream(usize),
     Conn(ConnId),
+    Pooled(ConnId, u32),
 }
 
 pub(super) struct H2Ends<'a> {
-    pub(super) wire: &'a mut Wire,
+    pub(super) ctx: &'a mut Ctx,
     pub(super) codec: &'a mut ServerCodec,
+    /// The client's connection: with a wire id, it names a pooled stream's request.
+    pub(super) down: ConnId,
+    pub(super) cluster: usize,
+    pub(super) now: Instant,
+}
+
+impl H2Ends<'_> {
+    fn pooled<T>(&mut self, f: impl FnOnce(&mut Pools, &mut PoolCtx<'_>) -> T) -> T {
+        self.ctx.with_pool(self.cluster, self.now, f)
+    }
 }
 
 impl Ends for H2Ends<'_> {
@@ -39,52 +54,71 @@ impl Ends for H2Ends<'_> {
     fn write(&mut self, end: Side, data: Bytes) {
         match end {
             Side::Stream(key) => self.codec.send_data(key, data),
-            Side::Conn(conn) => self.wire.write(conn, data),
+            Side::Conn(conn) => self.ctx.wire.write(conn, data),
+            Side::Pooled(up, id) => {
+                let waiter = StreamRef { conn: self.down, stream: id };
+                self.pooled(|p, cx| p.send_data(up, waiter, data, cx));
+            }
         }
     }
 
     fn queued(&self, end: Side) -> usize {
         match end {
             Side::Stream(key) => self.codec.queued(key),
-            Side::Conn(conn) => self.wire.queued(conn),
+            Side::Conn(conn) => self.ctx.wire.queued(conn),
+            Side::Pooled(up, id) => self.ctx.pools.queued(up, StreamRef { conn: self.down, stream: id }),
         }
     }
 
     fn shutdown(&mut self, end: Side) {
         match end {
             Side::Stream(key) => self.codec.send_end(key),
-            Side::Conn(conn) => self.wire.shutdown(conn),
+            Side::Conn(conn) => self.ctx.wire.shutdown(conn),
+            Side::Pooled(up, id) => {
+                let waiter = StreamRef { conn: self.down, stream: id };
+                self.pooled(|p, cx| p.send_end(up, waiter, cx));
+            }
         }
     }
 
     fn pause_read(&mut self, end: Side) {
         match end {
             Side::Stream(key) => self.codec.pause(key),
-            Side::Conn(conn) => self.wire.pause_read(conn),
+            Side::Conn(conn) => self.ctx.wire.pause_read(conn),
+            Side::Pooled(up, id) => {
+                let waiter = StreamRef { conn: self.down, stream: id };
+                self.pooled(|p, cx| p.pause_stream(up, waiter, true, cx));
+            }
         }
     }
 
     fn resume_read(&mut self, end: Side) {
         match end {
             Side::Stream(key) => self.codec.resume(key),
-            Side::Conn(conn) => self.wire.resume_read(conn),
+            Side::Conn(conn) => self.ctx.wire.resume_read(conn),
+            Side::Pooled(up, id) => {
+                let waiter = StreamRef { conn: self.down, stream: id };
+                self.pooled(|p, cx| p.pause_stream(up, waiter, false, cx));
+            }
         }
     }
 }
 
 impl H2Conn {
     /// Runs `f` on the tunnel under `key` with its ends at hand.
-    fn with_tunnel<T>(
+    pub(super) fn with_tunnel<T>(
         &mut self,
         ctx: &mut Ctx,
+        now: Instant,
         key: usize,
         f: impl FnOnce(&mut Tunnel<Side>, &mut H2Ends<'_>, &Shared) -> T,
     ) -> Option<T> {
         let Some(Some(Entry { exchange: Exchange::Tunnel(tunnel), .. })) = self.exchanges.get_mut(key) else {
             return None;
         };
-        let mut ends = H2Ends { wire: &mut ctx.wire, codec: &mut self.codec };
-        Some(f(tunnel, &mut ends, &ctx.shared))
+        let shared = ctx.shared.clone();
+        let mut ends = H2Ends { ctx, codec: &mut self.codec, down: self.id, cluster: tunnel.cluster, now };
+        Some(f(tunnel, &mut ends, &shared))
     }
 
     pub(super) fn on_connect(
@@ -185,7 +219,7 @@ impl H2Conn {
         let tunnel =
             Tunnel::connect(now, (Side::Stream(key), Side::Conn(up)), cluster, deadline, limits, idle, stats);
         self.insert(key, Exchange::Tunnel(tunnel));
-        self.with_tunnel(ctx, key, |tunnel, ends, shared| {
+        self.with_tunnel(ctx, now, key, |tunnel, ends, shared| {
             let stats = &shared.clusters[cluster];
             for data in early {
                 tunnel.down_data(ends, stats, now, data);
@@ -198,7 +232,7 @@ impl H2Conn {
     }
 
     pub(super) fn tunnel_data(&mut self, ctx: &mut Ctx, now: Instant, key: usize, data: Bytes) -> Closes {
-        self.with_tunnel(ctx, key, |tunnel, ends, shared| {
+        self.with_tunnel(ctx, now, key, |tunnel, ends, shared| {
             tunnel.down_data(ends, &shared.clusters[tunnel.cluster], now, data);
         });
         Vec::new()
@@ -206,14 +240,14 @@ impl H2Conn {
 
     /// The client's END_STREAM: a FIN to the target (Envoy C7).
     pub(super) fn tunnel_fin(&mut self, ctx: &mut Ctx, now: Instant, key: usize) -> Closes {
-        match self.with_tunnel(ctx, key, |tunnel, ends, _| tunnel.down_read_closed(ends)) {
+        match self.with_tunnel(ctx, now, key, |tunnel, ends, _| tunnel.down_read_closed(ends)) {
             Some(Step::Done) => self.end_tunnel(ctx, now, key, false),
             _ => Vec::new(),
         }
     }
 
     pub(super) fn tunnel_sent(&mut self, ctx: &mut Ctx, now: Instant, key: usize) -> Closes {
-        self.with_tunnel(ctx, key, |tunnel, ends, _| tunnel.flushed(ends, now, Side::Stream(key)));
+        self.with_tunnel(ctx, now, key, |tunnel, ends, _| tunnel.flushed(ends, now, Side::Stream(key)));
         Vec::new()
     }
 
@@ -250,7 +284,7 @@ impl H2Conn {
                 ctx.shared.http[self.listener].response(200);
                 let head = super::down::local_response(&local_reply::connect_established(), &date, &server);
                 self.codec.send_head(key, head, false);
-                self.with_tunnel(ctx, key, |tunnel, ends, shared| {
+                self.with_tunnel(ctx, now, key, |tunnel, ends, shared| {
                     tunnel.connected(ends, &shared.clusters[tunnel.cluster], now);
                 });
                 Vec::new()
@@ -262,14 +296,14 @@ impl H2Conn {
                 self.tunnel_failed(ctx, now, key, local_reply::CONNECT_FAILURE)
             }
             ConnEvent::Data(data) => {
-                self.with_tunnel(ctx, key, |tunnel, ends, shared| {
+                self.with_tunnel(ctx, now, key, |tunnel, ends, shared| {
                     tunnel.up_data(ends, &shared.clusters[tunnel.cluster], now, data);
                 });
                 Vec::new()
             }
             // The target's FIN: END_STREAM to the client, which may still send (Envoy C7).
             ConnEvent::ReadClosed => {
-                match self.with_tunnel(ctx, key, |tunnel, ends, _| tunnel.up_read_closed(ends)) {
+                match self.with_tunnel(ctx, now, key, |tunnel, ends, _| tunnel.up_read_closed(ends)) {
                     Some(Step::Done) => self.end_tunnel(ctx, now, key, true),
                     _ => Vec::new(),
                 }
@@ -281,7 +315,9 @@ impl H2Conn {
                 closes
             }
             ConnEvent::Flushed => {
-                self.with_tunnel(ctx, key, |tunnel, ends, _| tunnel.flushed(ends, now, Side::Conn(conn)));
+                self.with_tunnel(ctx, now, key, |tunnel, ends, _| {
+                    tunnel.flushed(ends, now, Side::Conn(conn))
+                });
                 Vec::new()
             }
         };
@@ -314,17 +350,100 @@ impl H2Conn {
         let Exchange::Tunnel(tunnel) = std::mem::replace(&mut entry.exchange, Exchange::Answered) else {
             return Vec::new();
         };
-        let Side::Conn(up) = tunnel.upstream else { unreachable!("the upstream end is a connection") };
-        self.tunnels.remove(&up);
-        retire_tunnel(ctx, now, &tunnel, up, remote);
-        vec![(up, close)]
+        self.retire(ctx, now, &tunnel, remote, close)
+    }
+
+    /// Settles a tunnel's upstream end: a connection is closed as `close` says, a pooled
+    /// stream given back (reset unless it ended cleanly).
+    fn retire(
+        &mut self,
+        ctx: &mut Ctx,
+        now: Instant,
+        tunnel: &Tunnel<Side>,
+        remote: bool,
+        close: Close,
+    ) -> Closes {
+        match tunnel.upstream {
+            Side::Conn(up) => {
+                self.tunnels.remove(&up);
+                retire_tunnel(ctx, now, tunnel, up, remote);
+                vec![(up, close)]
+            }
+            Side::Pooled(up, id) => {
+                self.forwarded.remove(&id);
+                let waiter = StreamRef { conn: self.id, stream: id };
+                let released = ctx.with_pool(tunnel.cluster, now, |p: &mut Pools, cx| match close {
+                    Close::Flush => p.release(up, waiter, true, cx),
+                    _ => {
+                        p.abandon(up, waiter, cx);
+                        Released::Idle
+                    }
+                });
+                match released {
+                    Released::Rebound { waiter } => {
+                        ctx.defer(waiter, PoolEvent::Bound(up));
+                        Vec::new()
+                    }
+                    Released::Idle => Vec::new(),
+                    Released::Close => vec![(up, Close::Flush)],
+                }
+            }
+            Side::Stream(_) => unreachable!("the upstream end is not the client's stream"),
+        }
     }
 
     /// A tunnel whose stream has gone (reset by the client, or the connection closed).
     pub(super) fn drop_tunnel(&mut self, ctx: &mut Ctx, now: Instant, tunnel: Tunnel<Side>) -> Closes {
-        let Side::Conn(up) = tunnel.upstream else { unreachable!("the upstream end is a connection") };
-        self.tunnels.remove(&up);
-        retire_tunnel(ctx, now, &tunnel, up, false);
-        vec![(up, Close::Abort)]
+        self.retire(ctx, now, &tunnel, false, Close::Abort)
+    }
+
+    /// A pool event for a tunnel into an upstream's stream: its bytes, its end, or its loss.
+    pub(super) fn tunnel_pool_event(
+        &mut self,
+        ctx: &mut Ctx,
+        now: Instant,
+        key: usize,
+        event: PoolEvent,
+    ) -> Closes {
+        let Some(Exchange::Tunnel(tunnel)) = self.entry(key) else { return Vec::new() };
+        let Side::Pooled(up, id) = tunnel.upstream else { return Vec::new() };
+        let waiter = StreamRef { conn: self.id, stream: id };
+        match event {
+            PoolEvent::Response(_) => {
+                while let Some(event) = ctx.pools.poll_response(up, waiter) {
+                    match event {
+                        UpEvent::Data(data) => {
+                            self.with_tunnel(ctx, now, key, |tunnel, ends, shared| {
+                                tunnel.up_data(ends, &shared.clusters[tunnel.cluster], now, data);
+                            });
+                        }
+                        // The upstream's END_STREAM: END_STREAM to the client (Envoy C7).
+                        UpEvent::End => {
+                            if let Some(Step::Done) =
+                                self.with_tunnel(ctx, now, key, |t, ends, _| t.up_read_closed(ends))
+                            {
+                                return self.end_tunnel(ctx, now, key, true);
+                            }
+                        }
+                        UpEvent::Head(..) => {}
+                        UpEvent::Error | UpEvent::Refused => return self.lost_upstream(ctx, now, key),
+                    }
+                }
+                Vec::new()
+            }
+            PoolEvent::UpstreamFlushed => {
+                self.with_tunnel(ctx, now, key, |t, ends, _| t.flushed(ends, now, Side::Pooled(up, id)));
+                Vec::new()
+            }
+            PoolEvent::UpstreamGone => self.lost_upstream(ctx, now, key),
+            PoolEvent::Bound(_) | PoolEvent::Failed(_) => Vec::new(),
+        }
+    }
+
+    /// The upstream's stream was reset or its connection lost: the client's stream is reset.
+    fn lost_upstream(&mut self, ctx: &mut Ctx, now: Instant, key: usize) -> Closes {
+        let closes = self.take_tunnel(ctx, now, key, true, Close::Abort);
+        self.reset(ctx, key, Reason::CONNECT_ERROR);
+        closes
     }
 }

@@ -321,7 +321,7 @@ impl H2Conn {
         let bytestream = protocol.as_deref().is_none_or(|p| p.eq_ignore_ascii_case("bytestream"));
         if head.method == Method::Connect && bytestream {
             // A CONNECT, or an extended CONNECT for a byte stream (Envoy C11).
-            let decision = decide::connect(ctx, hcm, self.local, &head.target, &head);
+            let decision = decide::connect(ctx, hcm, self.local, &head.target, &head, true);
             return self.on_connect(ctx, now, key, head, decision, end);
         }
         // Extended CONNECT for another protocol (WebSocket over HTTP/2) is that protocol's
@@ -451,10 +451,23 @@ impl H2Conn {
             End::Cut(_) => self.reset(ctx, key, Reason::INTERNAL_ERROR),
             End::Upgraded(switched) => {
                 let up = switched.up;
-                self.tunnels.insert(up, key);
-                let mut ends = connect::H2Ends { wire: &mut ctx.wire, codec: &mut self.codec };
-                let stats = &ctx.shared.clusters[switched.cluster];
-                let tunnel = switched.into_tunnel(now, (Side::Stream(key), Side::Conn(up)), &mut ends, stats);
+                let upstream = if switched.stream {
+                    // Its pool events keep coming under the stream's wire id.
+                    self.forwarded.insert(id, key);
+                    Side::Pooled(up, id)
+                } else {
+                    self.tunnels.insert(up, key);
+                    Side::Conn(up)
+                };
+                let shared = ctx.shared.clone();
+                let cluster = switched.cluster;
+                let mut ends = connect::H2Ends { ctx, codec: &mut self.codec, down: self.id, cluster, now };
+                let tunnel = switched.into_tunnel(
+                    now,
+                    (Side::Stream(key), upstream),
+                    &mut ends,
+                    &shared.clusters[cluster],
+                );
                 self.insert(key, Exchange::Tunnel(tunnel));
             }
         }
@@ -595,6 +608,13 @@ impl H2Conn {
                 _ => Vec::new(),
             };
         };
+        if matches!(self.entry(key), Some(Exchange::Tunnel(_))) {
+            let mut closes = self.tunnel_pool_event(ctx, now, key, event);
+            closes.extend(self.drive(ctx, now));
+            self.maybe_retire(ctx, now, key);
+            self.rearm(ctx);
+            return closes;
+        }
         let mut closes = match event {
             PoolEvent::Response(up) => {
                 let mut closes = Vec::new();
