@@ -4,40 +4,13 @@
 mod support;
 
 use std::io::{Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::thread;
 use std::time::Duration;
 
-use support::{payload, Burrow, DRIVERS};
+use support::{echo_server, payload, Burrow, DRIVERS};
 
 const IO_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// An echo server on loopback: echoes each connection until EOF, then half-closes back.
-fn echo_server() -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(mut stream) = stream else { return };
-            thread::spawn(move || {
-                stream.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
-                let mut buf = vec![0u8; 64 * 1024];
-                loop {
-                    match stream.read(&mut buf) {
-                        Ok(0) | Err(_) => break,
-                        Ok(n) => {
-                            if stream.write_all(&buf[..n]).is_err() {
-                                return;
-                            }
-                        }
-                    }
-                }
-                let _ = stream.shutdown(Shutdown::Write);
-            });
-        }
-    });
-    addr
-}
 
 /// A port nothing listens on.
 fn closed_port() -> u16 {

@@ -4,35 +4,11 @@
 mod peers;
 mod support;
 
-use std::net::{Shutdown, SocketAddr, TcpListener};
-use std::thread;
+use std::net::{Shutdown, SocketAddr};
 
 use bytes::Bytes;
 use peers::{runtime, Origin, IO_TIMEOUT};
-use support::{Burrow, DRIVERS};
-
-/// An echo target on loopback: echoes each connection until EOF, then half-closes back.
-fn echo_server() -> SocketAddr {
-    use std::io::{Read, Write};
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(mut stream) = stream else { return };
-            thread::spawn(move || {
-                stream.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
-                let mut buf = vec![0u8; 64 * 1024];
-                while let Ok(n @ 1..) = stream.read(&mut buf) {
-                    if stream.write_all(&buf[..n]).is_err() {
-                        return;
-                    }
-                }
-                let _ = stream.shutdown(Shutdown::Write);
-            });
-        }
-    });
-    addr
-}
+use support::{echo_server, Burrow, DRIVERS};
 
 /// `configs/terminate_http2_connect.yaml` on fresh ports: (config, listener, admin port).
 fn config(echo: SocketAddr, web: SocketAddr) -> (String, SocketAddr, u16) {

@@ -361,28 +361,15 @@ impl Pools {
     }
 
     /// Opens connections while pending requests outnumber the connections being opened.
-    /// A pool with no connection at all gets one even past `max_connections` (as Envoy does):
-    /// other hosts holding every connection must not starve this one's requests forever.
     fn open_for_pending(&mut self, key: PoolKey, cx: &mut PoolCtx<'_>) {
         loop {
             let Some(host) = self.hosts.get_mut(&key) else { return };
             if host.pending.len() <= host.connecting {
                 return;
             }
-            if !cx.breakers.connections.try_acquire() {
-                cx.stats.upstream_cx_overflow.inc();
-                if host.conns > 0 {
-                    return;
-                }
-                cx.breakers.connections.force_acquire();
-            }
-            host.connecting += 1;
-            host.conns += 1;
-            let conn = cx.io.open(key);
+            let Some(conn) = open_connection(host, key, cx) else { return };
             let deadline = cx.now + cx.limits.connect_timeout;
-            cx.stats.upstream_cx_total.inc();
             cx.stats.upstream_cx_http1_total.inc();
-            cx.stats.upstream_cx_active.inc();
             let mut pooled = PoolConn {
                 key,
                 state: ConnState::Connecting,
@@ -639,6 +626,24 @@ impl Pools {
             ConnState::Bound(_) | ConnState::Detached => Expired::Nothing,
         }
     }
+}
+
+/// Opens a connection for `host` if a `max_connections` unit can be had: a host with no
+/// connection at all gets one even past the limit (as Envoy does), so that other hosts holding
+/// every connection cannot starve it forever.
+fn open_connection(host: &mut HostPool, key: PoolKey, cx: &mut PoolCtx<'_>) -> Option<ConnId> {
+    if !cx.breakers.connections.try_acquire() {
+        cx.stats.upstream_cx_overflow.inc();
+        if host.conns > 0 {
+            return None;
+        }
+        cx.breakers.connections.force_acquire();
+    }
+    host.connecting += 1;
+    host.conns += 1;
+    cx.stats.upstream_cx_total.inc();
+    cx.stats.upstream_cx_active.inc();
+    Some(cx.io.open(key))
 }
 
 #[cfg(test)]

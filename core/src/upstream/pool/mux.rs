@@ -13,7 +13,7 @@ use bytes::Bytes;
 use rustc_hash::FxHashMap;
 use smallvec::SmallVec;
 
-use super::{Acquired, Failure, PoolCtx, PoolEvent, PoolKey, PoolOutput, Pools, Released};
+use super::{open_connection, Acquired, Failure, PoolCtx, PoolEvent, PoolKey, PoolOutput, Pools, Released};
 use crate::codec::h2::{ClientCodec, ClientEvent, ClientPolled, ClientSettings};
 use crate::codec::http1::response::UpEvent;
 use crate::codec::http1::{BodyKind, Headers, ResponseHead, Version};
@@ -175,20 +175,9 @@ impl Pools {
                 return;
             }
             let host = self.hosts.get_mut(&key).expect("looked up above");
-            if !cx.breakers.connections.try_acquire() {
-                cx.stats.upstream_cx_overflow.inc();
-                if host.conns > 0 {
-                    return;
-                }
-                cx.breakers.connections.force_acquire();
-            }
-            host.connecting += 1;
-            host.conns += 1;
-            let conn = cx.io.open(key);
+            let Some(conn) = open_connection(host, key, cx) else { return };
             host.mux.push(conn);
-            cx.stats.upstream_cx_total.inc();
             cx.stats.upstream_cx_http2_total.inc();
-            cx.stats.upstream_cx_active.inc();
             let mut pooled = MuxConn {
                 key,
                 state: MuxState::Connecting,
