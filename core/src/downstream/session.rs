@@ -72,26 +72,25 @@ impl Session {
         match self {
             Session::Http1 { conn, sniffed: sniffed @ Some(_) } => {
                 let ConnEvent::Data(data) = event else { return conn.on_downstream(ctx, now, event) };
-                let buffer = sniffed.as_mut().expect("matched above");
-                let first = if buffer.is_empty() {
-                    data
-                } else {
-                    buffer.extend_from_slice(&data);
-                    buffer.split().freeze()
-                };
-                let n = first.len().min(PREFACE.len());
-                if first[..n] != PREFACE[..n] {
+                let seen = sniffed.as_mut().expect("matched above");
+                let take = (PREFACE.len() - seen.len()).min(data.len());
+                seen.extend_from_slice(&data[..take]);
+                if seen[..] != PREFACE[..seen.len()] {
+                    // HTTP/1.1: what came before waits in its codec; these bytes follow it.
                     *sniffed = None;
                     conn.count_http1(ctx);
-                    return conn.on_downstream(ctx, now, ConnEvent::Data(first));
+                    return conn.on_downstream(ctx, now, ConnEvent::Data(data));
                 }
-                if n < PREFACE.len() {
-                    // Could still be the preface: wait for more.
-                    sniffed.as_mut().expect("matched above").extend_from_slice(&first);
+                if seen.len() < PREFACE.len() {
+                    // Could still be the preface: held where an HTTP/1.1 head would be, so
+                    // that a client stalling here meets the same timeouts.
+                    conn.hold(ctx, now, data);
                     return Vec::new();
                 }
                 let (id, listener, peer, local) = conn.identity();
-                ctx.shared.http[listener].downstream_cx_rx_bytes_total.add(first.len() as u64);
+                ctx.shared.http[listener].downstream_cx_rx_bytes_total.add(data.len() as u64);
+                let held = conn.take_held();
+                let first = if held.is_empty() { data } else { [held, data].concat().into() };
                 let (h2, closes) = H2Conn::new(ctx, now, (id, listener), peer, local, first);
                 *self = Session::Http2(Box::new(h2));
                 closes
@@ -153,9 +152,7 @@ impl Session {
 
     pub(crate) fn is_idle(&self) -> bool {
         match self {
-            Session::Http1 { conn, sniffed } => {
-                conn.is_idle() && sniffed.as_ref().is_none_or(|s| s.is_empty())
-            }
+            Session::Http1 { conn, .. } => conn.is_idle(),
             Session::Http2(conn) => conn.is_idle(),
         }
     }

@@ -103,6 +103,20 @@ impl HttpConn {
         self.http1 = true;
     }
 
+    /// The first bytes of a connection whose protocol is not known yet: they wait in the codec
+    /// as a head's would (and time out as one would) until the rest says which it is.
+    pub(crate) fn hold(&mut self, ctx: &mut Ctx, now: Instant, data: Bytes) {
+        ctx.shared.http[self.client.listener].downstream_cx_rx_bytes_total.add(data.len() as u64);
+        self.last_activity = now;
+        self.client.codec.read(data);
+        self.rearm(ctx);
+    }
+
+    /// What [`Self::hold`] kept: the connection turned out to speak HTTP/2.
+    pub(crate) fn take_held(&mut self) -> Bytes {
+        self.client.codec.take_buffered()
+    }
+
     /// Which connection this is: id, listener, peer and local address.
     pub(crate) fn identity(&self) -> (ConnId, usize, SocketAddr, SocketAddr) {
         (self.client.id, self.client.listener, self.client.peer, self.local)
