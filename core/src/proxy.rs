@@ -527,6 +527,44 @@ mod tests {
         outputs
     }
 
+    /// `AUTO` decides on the first bytes, however they are split: the HTTP/2 preface in two
+    /// reads is HTTP/2 (the proxy answers with its SETTINGS), a `P` that turns into `POST` is
+    /// HTTP/1.1.
+    #[test]
+    fn auto_tells_the_preface_from_a_post_across_split_reads() {
+        let config = Arc::new(Config::from_yaml(CONFIG).unwrap());
+        let shared = Arc::new(Shared::new(&config));
+        let now = burrow_sim::epoch();
+        let mut proxy = Proxy::new(config, shared.clone(), now, SystemTime::UNIX_EPOCH, 1);
+        drain(&mut proxy, now);
+        let (peer, local) = ("127.0.0.1:1".parse().unwrap(), "127.0.0.1:10000".parse().unwrap());
+        let h2 = proxy.accept(now, ListenerId(0), peer, local);
+        proxy.handle(now, Input::Data { conn: h2, data: Bytes::from_static(b"PRI * HTTP/2.0\r\n") });
+        assert!(drain(&mut proxy, now).is_empty(), "nothing is said before the protocol is known");
+        proxy.handle(
+            now,
+            Input::Data { conn: h2, data: Bytes::from_static(b"\r\nSM\r\n\r\n\0\0\0\x04\0\0\0\0\0") },
+        );
+        let said = drain(&mut proxy, now);
+        assert!(
+            said.iter().any(|o| matches!(o, Output::Write { conn, data } if *conn == h2 && data[3] == 4)),
+            "HTTP/2 SETTINGS: {said:?}"
+        );
+        let h1 = proxy.accept(now, ListenerId(0), peer, local);
+        proxy.handle(now, Input::Data { conn: h1, data: Bytes::from_static(b"P") });
+        proxy.handle(
+            now,
+            Input::Data {
+                conn: h1,
+                data: Bytes::from_static(b"OST / HTTP/1.1\r\nhost: h\r\ncontent-length: 1\r\n\r\nx"),
+            },
+        );
+        let said = drain(&mut proxy, now);
+        assert!(said.iter().any(|o| matches!(o, Output::Connect { .. })), "forwarded as HTTP/1.1: {said:?}");
+        assert_eq!(shared.stats.value("http.ingress_http.downstream_cx_http2_total"), Some(1));
+        assert_eq!(shared.stats.value("http.ingress_http.downstream_cx_http1_total"), Some(1));
+    }
+
     /// Deadlines that move with every request (route timeout, stream and pool idle timeouts)
     /// must not leave one timer-table entry per request behind.
     #[test]
