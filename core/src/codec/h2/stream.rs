@@ -6,7 +6,7 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use h2::server::SendResponse;
 use h2::{Reason, RecvStream, SendStream};
 
@@ -206,12 +206,7 @@ impl StreamIo {
                     }
                 }
             }
-            let front = self.queue.front_mut().expect("not empty");
-            let piece = if front.len() <= capacity {
-                self.queue.pop_front().expect("not empty")
-            } else {
-                front.split_to(capacity)
-            };
+            let piece = next_piece(&mut self.queue, self.queued, capacity);
             self.queued -= piece.len();
             let last = self.end && self.queue.is_empty();
             sent = true;
@@ -223,4 +218,32 @@ impl StreamIo {
             }
         }
     }
+}
+
+/// The next DATA frame's payload, at most `capacity` bytes. Small pieces queued together
+/// (tiny reads from a peer while the window was shut) go as one frame: many tiny frames
+/// cost the peer framing work, and h2 peers cut off a connection that sends too many.
+/// A large piece goes as it is, never copied.
+fn next_piece(queue: &mut VecDeque<Bytes>, queued: usize, capacity: usize) -> Bytes {
+    const SMALL: usize = 4096;
+    let front = queue.front_mut().expect("not empty");
+    if front.len() > capacity {
+        return front.split_to(capacity);
+    }
+    if front.len() >= SMALL || queue.len() == 1 {
+        return queue.pop_front().expect("not empty");
+    }
+    let mut frame = BytesMut::with_capacity(capacity.min(queued));
+    while let Some(front) = queue.front_mut() {
+        let room = capacity - frame.len();
+        if room == 0 {
+            break;
+        }
+        if front.len() <= room {
+            frame.extend_from_slice(&queue.pop_front().expect("not empty"));
+        } else {
+            frame.extend_from_slice(&front.split_to(room));
+        }
+    }
+    frame.freeze()
 }

@@ -186,6 +186,9 @@ impl H2Conn {
             ConnEvent::Data(data) => {
                 ctx.shared.http[self.listener].downstream_cx_rx_bytes_total.add(data.len() as u64);
                 self.codec.read(data);
+                // A client still talking (window updates among other frames) while a tunnel's
+                // bytes wait on its window is a slow reader draining, not an idle tunnel.
+                self.touch_tunnels(ctx, now, true);
                 self.drive(ctx, now)
             }
             ConnEvent::ReadClosed => {
@@ -200,11 +203,7 @@ impl H2Conn {
                 // The socket drained: the tunnels' bytes are moving to a slow reader, which
                 // is activity, not idleness (their streams' queues move only when h2 has
                 // written what it holds).
-                for key in 0..self.exchanges.len() {
-                    if matches!(self.entry(key), Some(Exchange::Tunnel(_))) {
-                        self.tunnel_sent(ctx, now, key);
-                    }
-                }
+                self.touch_tunnels(ctx, now, false);
                 self.drive(ctx, now)
             }
             ConnEvent::Connected | ConnEvent::ConnectFailed => Vec::new(),
@@ -244,6 +243,17 @@ impl H2Conn {
             closes.extend(self.close(Close::Flush));
         }
         closes
+    }
+
+    /// Counts the connection's progress as its tunnels' activity: all of them, or (`waiting`)
+    /// those with bytes queued towards the client.
+    fn touch_tunnels(&mut self, ctx: &mut Ctx, now: Instant, waiting: bool) {
+        for key in 0..self.exchanges.len() {
+            let tunnel = matches!(self.entry(key), Some(Exchange::Tunnel(_)));
+            if tunnel && (!waiting || self.codec.queued(key) > 0) {
+                self.tunnel_sent(ctx, now, key);
+            }
+        }
     }
 
     fn flush(&mut self, ctx: &mut Ctx) {
