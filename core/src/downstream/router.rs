@@ -86,7 +86,7 @@ enum UpHead {
 }
 
 /// How many times a refused HTTP/2 stream is sent again before the client gets a 503.
-const MAX_RETRIES: u8 = 3;
+const MAX_RETRIES: u8 = 5;
 
 enum Response {
     AwaitingHead,
