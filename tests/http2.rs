@@ -557,3 +557,56 @@ fn connect_proxy_mode_passes_tunnels_on_as_http2_connect_streams_on_one_pooled_c
         first.wait_stat("http.ingress_http.downstream_cx_upgrades_active", |v| v == 0);
     }
 }
+
+/// A WebSocket session over extended CONNECT through the first burrow, which passes it on as
+/// extended CONNECT over its pooled HTTP/2 connection to the second, which turns it into the
+/// HTTP/1.1 upgrade the origin speaks.
+#[test]
+fn a_websocket_over_http2_goes_on_as_extended_connect_to_an_http2_upstream() {
+    let echo = echo_server();
+    let origin = Origin::start();
+    for driver in DRIVERS {
+        let (text, second_listen, admin) = config(echo, origin.addr);
+        let second = Burrow::start(driver, &text, admin);
+        let (listen, admin) = peers::ports();
+        let text = support::config("http2_upstream.yaml")
+            .replace("port_value: 9905", &format!("port_value: {admin}"))
+            .replace("port_value: 10004", &format!("port_value: {listen}"))
+            .replace("port_value: 8082", &format!("port_value: {}", second_listen.port()))
+            .replace(
+                "          stat_prefix: ingress_http\n",
+                "          stat_prefix: ingress_http\n          http2_protocol_options: { allow_connect: true }\n          upgrade_configs: [{ upgrade_type: websocket }]\n",
+            );
+        let first = Burrow::start(driver, &text, admin);
+        let first_listen = SocketAddr::from(([127, 0, 0, 1], listen));
+        runtime().block_on(async {
+            let client = connect(first_listen).await;
+            let mut request = http::Request::builder()
+                .method("CONNECT")
+                .uri("http://web.test/chat/through")
+                .header("sec-websocket-version", "13")
+                .body(())
+                .unwrap();
+            request.extensions_mut().insert(h2::ext::Protocol::from_static("websocket"));
+            let mut ready = client.ready().await.unwrap();
+            let deadline = std::time::Instant::now() + IO_TIMEOUT;
+            while !ready.is_extended_connect_protocol_enabled() {
+                assert!(std::time::Instant::now() < deadline, "SETTINGS_ENABLE_CONNECT_PROTOCOL");
+                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            }
+            let (response, mut send) = ready.send_request(request, false).unwrap();
+            let response = tokio::time::timeout(IO_TIMEOUT, response).await.expect("in time").unwrap();
+            assert_eq!(response.status(), 200, "{driver}");
+            let mut body = response.into_body();
+            send.send_data(Bytes::from(client_frame(1, b"through two")), false).unwrap();
+            let want = server_frame(1, b"through two");
+            assert_eq!(read_exact(&mut body, want.len()).await, want, "{driver}: echoed");
+        });
+        assert_eq!(first.stat("cluster.service.upstream_cx_http2_total"), 1, "{driver}");
+        assert_eq!(second.stat("http.ingress_http.downstream_cx_upgrades_total"), 1, "{driver}");
+        let seen = origin.seen();
+        let handshake =
+            seen.iter().rev().find(|s| s.uri == "/chat/through").expect("the origin saw the handshake");
+        assert_eq!(handshake.header("upgrade").as_deref(), Some("websocket"), "{driver}");
+    }
+}

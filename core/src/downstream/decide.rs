@@ -11,8 +11,9 @@ use crate::downstream::route::{self, RouteIndex, RouteRequest};
 use crate::downstream::upgrade::upgrade_allowed;
 use crate::upstream::cluster::Pick;
 
-/// Why an upgrade or a proxied CONNECT to an HTTP/2 cluster is refused.
-const NO_H2_UPGRADES: &str = "burrow: upgrades and CONNECT to HTTP/2 upstreams are not supported yet";
+/// Why an HTTP/1.1 client's upgrade or proxied CONNECT to an HTTP/2 cluster is refused.
+const NO_H2_UPGRADES: &str =
+    "burrow: upgrades and CONNECT from HTTP/1.1 clients to HTTP/2 upstreams are not supported yet";
 
 /// The cluster's upstream protocol is HTTP/1.1 (upgrades and proxied CONNECTs need it so far).
 fn speaks_http1(ctx: &Ctx, cluster: usize) -> bool {
@@ -42,12 +43,15 @@ impl Decision {
 }
 
 /// A request other than CONNECT; `upgrade` is the protocol it asks to switch to.
+/// `stream_tunnels`: the client's connection can tunnel into an upstream's stream (an HTTP/2
+/// client; to an HTTP/2 cluster the upgrade goes as extended CONNECT).
 pub(crate) fn request(
     ctx: &mut Ctx,
     hcm: &HttpConnectionManager,
     local: SocketAddr,
     head: &RequestHead,
     upgrade: Option<&[u8]>,
+    stream_tunnels: bool,
 ) -> Decision {
     let index = {
         let host = head.headers.get("host").unwrap_or_default();
@@ -77,7 +81,7 @@ pub(crate) fn request(
         RouteAction::Route(target) => target,
     };
     let cluster = target.cluster;
-    if upgrade.is_some() && !speaks_http1(ctx, cluster) {
+    if upgrade.is_some() && !stream_tunnels && !speaks_http1(ctx, cluster) {
         return Decision::Reply(501, NO_H2_UPGRADES.to_string());
     }
     let original = ctx.clusters.original_dst_header(cluster).and_then(|name| head.headers.get(name));

@@ -121,8 +121,18 @@ pub(crate) fn upstream_request(head: RequestHead, cx: &RequestContext<'_>) -> By
 }
 
 /// The request head as an HTTP/2 upstream gets it: a CONNECT names only its authority
-/// (Envoy C3); other requests their scheme, authority and path.
-pub(crate) fn upstream_request_h2(head: RequestHead, cx: &RequestContext<'_>) -> http::Request<()> {
+/// (Envoy C3); other requests their scheme, authority and path; an upgrade is the extended
+/// CONNECT it stands for (RFC 8441: `:protocol` its token; no WebSocket key over HTTP/2).
+pub(crate) fn upstream_request_h2(mut head: RequestHead, cx: &RequestContext<'_>) -> http::Request<()> {
+    let protocol = match cx.upgrade {
+        true => {
+            head.headers.get("upgrade").and_then(|t| std::str::from_utf8(t).ok()).map(h2::ext::Protocol::from)
+        }
+        false => None,
+    };
+    if protocol.is_some() {
+        head.headers.remove("sec-websocket-key");
+    }
     let mut out = H2Head {
         method: http::Method::GET,
         target: Bytes::new(),
@@ -130,8 +140,11 @@ pub(crate) fn upstream_request_h2(head: RequestHead, cx: &RequestContext<'_>) ->
         fields: http::HeaderMap::new(),
     };
     rewrite_request(head, cx, &mut out);
+    if protocol.is_some() {
+        out.method = http::Method::CONNECT;
+    }
     let authority = out.authority.unwrap_or_default();
-    let uri = if out.method == http::Method::CONNECT {
+    let uri = if out.method == http::Method::CONNECT && protocol.is_none() {
         http::Uri::try_from(authority.as_ref()).ok()
     } else {
         http::Uri::builder()
@@ -145,6 +158,9 @@ pub(crate) fn upstream_request_h2(head: RequestHead, cx: &RequestContext<'_>) ->
     *request.method_mut() = out.method;
     *request.uri_mut() = uri.unwrap_or_default();
     *request.headers_mut() = out.fields;
+    if let Some(protocol) = protocol {
+        request.extensions_mut().insert(protocol);
+    }
     request
 }
 

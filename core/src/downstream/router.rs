@@ -672,7 +672,9 @@ impl Stream {
             ctx.shared.clusters[cluster].upstream_cx_close_notify.inc();
         }
         // A `101`, or a 2xx to a proxied CONNECT: the stream becomes a tunnel.
-        let tunnel = status == 101 || self.method.is_connect() && (200..300).contains(&status);
+        // Over HTTP/2 an upgrade is an extended CONNECT, accepted with a 2xx as a CONNECT is.
+        let connect = self.method.is_connect() || self.key.protocol == Protocol::Http2;
+        let tunnel = status == 101 || connect && (200..300).contains(&status);
         if self.upgrade && tunnel {
             return Some(self.switch_protocols(client, ctx, now, head, elapsed));
         }

@@ -135,9 +135,15 @@ impl ClientCodec {
         }
     }
 
-    /// Opens a stream with this request head; with `end` the request is whole.
+    /// Opens a stream with this request head; with `end` the request is whole. An extended
+    /// CONNECT is sent only to a peer that allows it (SETTINGS_ENABLE_CONNECT_PROTOCOL).
     pub(crate) fn send_request(&mut self, request: http::Request<()>, end: bool) -> Option<usize> {
         let State::Open { send, .. } = &mut self.state else { return None };
+        let extended = request.extensions().get::<h2::ext::Protocol>().is_some();
+        if extended && !send.is_extended_connect_protocol_enabled() {
+            tracing::debug!("the upstream does not allow extended CONNECT");
+            return None;
+        }
         let (response, body) = send.send_request(request, end).ok()?;
         let entry = self.streams.vacant_entry();
         let key = entry.key();

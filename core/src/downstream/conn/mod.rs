@@ -459,7 +459,7 @@ impl HttpConn {
         let keep_alive = head.keep_alive() && upgrade.is_none();
         let config = ctx.config.clone();
         let hcm = self.client.hcm(&config);
-        let decision = decide::request(ctx, hcm, self.local, &head, upgrade.as_deref());
+        let decision = decide::request(ctx, hcm, self.local, &head, upgrade.as_deref(), false);
         if upgrade.is_some() && decision.counts_upgrade() {
             self.count_upgrade(ctx);
         }

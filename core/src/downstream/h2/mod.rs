@@ -350,7 +350,8 @@ impl H2Conn {
         if head.headers.get("host").is_none_or(<[u8]>::is_empty) {
             return self.reply(ctx, now, key, &local_reply::text(400, ""));
         }
-        let decision = decide::request(ctx, hcm, self.local, &head, upgrade.as_deref().map(str::as_bytes));
+        let decision =
+            decide::request(ctx, hcm, self.local, &head, upgrade.as_deref().map(str::as_bytes), true);
         if upgrade.is_some() && decision.counts_upgrade() {
             self.count_upgrade(ctx, key);
         }

@@ -21,6 +21,9 @@ use crate::config::Http2Options;
 use crate::io::{ConnId, StreamRef};
 use crate::transport::{Close, ConnEvent};
 
+/// The streams a client may open on one connection (odd ids below 2^31).
+const MAX_STREAMS_PER_CONNECTION: u32 = (1 << 30) - 1;
+
 pub(super) struct MuxConn {
     pub(super) key: PoolKey,
     state: MuxState,
@@ -141,6 +144,9 @@ impl Pools {
             // Its last stream: it drains once that ends.
             pooled.state = MuxState::Draining;
             cx.stats.upstream_cx_max_requests.inc();
+        } else if pooled.requests >= MAX_STREAMS_PER_CONNECTION {
+            // Client stream ids are odd and end at 2^31 - 1: drain before they run out.
+            pooled.state = MuxState::Draining;
         }
     }
 
