@@ -77,6 +77,10 @@ impl PoolIo for PoolWire<'_> {
         self.wire.write(conn, data);
     }
 
+    fn queued(&self, conn: ConnId) -> usize {
+        self.wire.queued(conn)
+    }
+
     fn defer(&mut self, waiter: StreamRef, event: PoolEvent) {
         self.deferred.push((waiter, event));
     }

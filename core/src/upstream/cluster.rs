@@ -211,6 +211,7 @@ impl Clusters {
             max_requests_per_connection: c.max_requests_per_connection,
             max_concurrent_streams,
             http2,
+            buffer_limit: c.per_connection_buffer_limit_bytes as usize,
         }
     }
 

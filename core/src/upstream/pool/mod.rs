@@ -181,6 +181,8 @@ pub(crate) struct PoolLimits {
     pub(crate) max_concurrent_streams: usize,
     /// HTTP/2: the windows offered to the upstream.
     pub(crate) http2: ClientSettings,
+    /// `per_connection_buffer_limit_bytes`: what may wait to be written to a connection.
+    pub(crate) buffer_limit: usize,
 }
 
 /// Everything a pool operation touches besides the pools themselves.
@@ -200,6 +202,8 @@ pub(crate) trait PoolIo {
     fn timer(&mut self, conn: ConnId, at: Instant);
     /// Bytes for a pooled connection (an HTTP/2 codec's frames).
     fn write(&mut self, conn: ConnId, data: Bytes);
+    /// Bytes written to a connection and not yet taken by it.
+    fn queued(&self, conn: ConnId) -> usize;
     /// A pool event for a stream, delivered once the running machine returns.
     fn defer(&mut self, waiter: StreamRef, event: PoolEvent);
     /// The pool is done with a connection it already forgot: close it.

@@ -425,7 +425,9 @@ impl Pools {
     fn drive(&mut self, conn: ConnId, cx: &mut PoolCtx<'_>) -> (SmallVec<[(StreamRef, PoolEvent); 2]>, bool) {
         let mut events: SmallVec<[(StreamRef, PoolEvent); 2]> = SmallVec::new();
         let Some(pooled) = self.mux.get_mut(&conn) else { return (events, false) };
-        pooled.codec.set_room(usize::MAX / 2);
+        // h2 writes no more than the connection's buffer limit ahead of the socket: an
+        // upstream that grants windows but does not read holds up its own streams only.
+        pooled.codec.set_room(cx.limits.buffer_limit.saturating_sub(cx.io.queued(conn)));
         let mut ended = false;
         while let Some(polled) = pooled.codec.poll() {
             match polled {

@@ -35,6 +35,9 @@ impl PoolIo for Io {
     fn write(&mut self, conn: ConnId, data: Bytes) {
         self.writes.push((conn, data));
     }
+    fn queued(&self, _conn: ConnId) -> usize {
+        0
+    }
     fn defer(&mut self, waiter: StreamRef, event: PoolEvent) {
         self.deferred.push((waiter, event));
     }
@@ -104,6 +107,7 @@ impl World {
                 max_requests_per_connection: max_requests,
                 max_concurrent_streams: configured,
                 http2: client_settings(&Http2Options::default()),
+                buffer_limit: 1 << 20,
             },
             now: burrow_sim::epoch(),
             peer_limit,

@@ -25,6 +25,9 @@ impl PoolIo for FakeIo {
     }
     fn timer(&mut self, _conn: ConnId, _at: Instant) {}
     fn write(&mut self, _conn: ConnId, _data: Bytes) {}
+    fn queued(&self, _conn: ConnId) -> usize {
+        0
+    }
     fn defer(&mut self, _waiter: StreamRef, _event: PoolEvent) {}
     fn close(&mut self, _conn: ConnId, _close: Close) {}
 }
@@ -150,6 +153,7 @@ fn world(t: &Thresholds, store: &Stats) -> World {
             max_requests_per_connection: None,
             max_concurrent_streams: 1,
             http2: crate::upstream::pool::client_settings(&crate::config::Http2Options::default()),
+            buffer_limit: 1 << 20,
         },
         now: burrow_sim::epoch(),
         fates: Vec::new(),
@@ -251,6 +255,7 @@ proptest! {
                 max_requests_per_connection: max_per_conn,
                 max_concurrent_streams: 1,
                 http2: crate::upstream::pool::client_settings(&crate::config::Http2Options::default()),
+                buffer_limit: 1 << 20,
             },
             now: burrow_sim::epoch(),
             fates: Vec::new(),
