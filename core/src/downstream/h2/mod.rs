@@ -549,7 +549,9 @@ impl H2Conn {
     /// connections never notice.
     fn check_resets(&mut self, ctx: &mut Ctx) {
         const FLOOR: u32 = 100;
-        if self.premature_resets >= FLOOR && self.premature_resets * 2 >= self.opened && !self.closing {
+        // Once: the GOAWAY makes the connection draining (resets read before it closes are
+        // not counted again).
+        if self.premature_resets >= FLOOR && self.premature_resets * 2 >= self.opened && !self.draining {
             tracing::warn!(
                 opened = self.opened,
                 reset = self.premature_resets,
@@ -557,6 +559,7 @@ impl H2Conn {
             );
             ctx.shared.http[self.listener].downstream_rq_too_many_premature_resets.inc();
             ctx.shared.http2[self.listener].goaway_sent.inc();
+            self.draining = true;
             self.codec.abrupt_shutdown(Reason::ENHANCE_YOUR_CALM);
         }
     }
