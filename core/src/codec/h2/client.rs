@@ -8,11 +8,9 @@ use std::task::{Context, Poll, Waker};
 use bytes::Bytes;
 use h2::client::{Connection, ResponseFuture, SendRequest};
 use h2::Reason;
-use slab::Slab;
 
 use super::pipe::Pipe;
-use super::stream::{Io, Sending, StreamIo};
-use super::wake::Wakers;
+use super::stream::{Carries, Io, Sending, StreamIo, Streams};
 
 /// The windows the proxy offers an upstream for its responses.
 #[derive(Clone, Copy, Debug)]
@@ -60,12 +58,24 @@ struct Stream {
     response: Option<ResponseFuture>,
 }
 
+impl Carries for Stream {
+    fn io(&self) -> &StreamIo {
+        &self.io
+    }
+
+    fn io_mut(&mut self) -> &mut StreamIo {
+        &mut self.io
+    }
+
+    fn into_io(self) -> StreamIo {
+        self.io
+    }
+}
+
 pub(crate) struct ClientCodec {
     state: State,
     pipe: Pipe,
-    streams: Slab<Stream>,
-    wakers: Wakers,
-    due: Vec<usize>,
+    streams: Streams<Stream>,
     /// The peer's first bytes (its SETTINGS, RFC 9113 §3.4) were read: its stream limit is
     /// known.
     heard: bool,
@@ -84,9 +94,7 @@ impl ClientCodec {
         ClientCodec {
             state: State::Handshaking(Box::pin(handshake)),
             pipe,
-            streams: Slab::new(),
-            wakers: Wakers::default(),
-            due: Vec::new(),
+            streams: Streams::new(),
             heard: false,
             ended: None,
         }
@@ -145,71 +153,49 @@ impl ClientCodec {
             return None;
         }
         let (response, body) = send.send_request(request, end).ok()?;
-        let entry = self.streams.vacant_entry();
-        let key = entry.key();
         let sending = if end { Sending::Done } else { Sending::Body(body) };
-        entry.insert(Stream {
-            io: StreamIo::new(&mut self.wakers, key, None, sending),
-            response: Some(response),
-        });
-        Some(key)
+        Some(self.streams.insert(None, sending, |io| Stream { io, response: Some(response) }))
     }
 
     pub(crate) fn send_data(&mut self, key: usize, data: Bytes) {
-        if let Some(stream) = self.streams.get_mut(key) {
-            stream.io.send_data(data);
-        }
+        self.streams.send_data(key, data);
     }
 
     pub(crate) fn send_end(&mut self, key: usize) {
-        if let Some(stream) = self.streams.get_mut(key) {
-            stream.io.send_end();
-        }
+        self.streams.send_end(key);
     }
 
     /// Request bytes of the stream still waiting for h2's capacity.
     pub(crate) fn queued(&self, key: usize) -> usize {
-        self.streams.get(key).map_or(0, |s| s.io.queued())
+        self.streams.queued(key)
     }
 
     /// Stops giving the response's window back (the client is backed up).
     pub(crate) fn pause(&mut self, key: usize) {
-        if let Some(stream) = self.streams.get_mut(key) {
-            stream.io.pause();
-        }
+        self.streams.pause(key);
     }
 
     pub(crate) fn resume(&mut self, key: usize) {
-        if let Some(stream) = self.streams.get_mut(key) {
-            stream.io.resume();
-        }
+        self.streams.resume(key);
     }
 
     /// RST_STREAM(CANCEL) and forget the stream.
     pub(crate) fn cancel(&mut self, key: usize) {
-        if self.streams.contains(key) {
-            let mut stream = self.streams.remove(key);
-            stream.io.reset(Reason::CANCEL);
-            stream.io.retire(&mut self.wakers);
-        }
+        self.streams.reset(key, Reason::CANCEL);
+        self.streams.remove(key);
     }
 
     /// The stream is done (its response ended); it is forgotten.
     pub(crate) fn remove(&mut self, key: usize) {
-        if self.streams.contains(key) {
-            self.streams.remove(key).io.retire(&mut self.wakers);
-        }
+        self.streams.remove(key);
     }
 
     /// The next event. Call until `None` after every input and every call on a stream.
     pub(crate) fn poll(&mut self) -> Option<ClientPolled> {
         loop {
-            if self.due.is_empty() {
-                self.wakers.woken().take(&mut self.due);
-            }
-            while let Some(key) = self.due.pop() {
+            while let Some(key) = self.streams.next_due() {
                 if let Some(event) = self.poll_stream(key) {
-                    self.due.push(key);
+                    self.streams.again(key);
                     return Some(ClientPolled::Stream(key, event));
                 }
             }
@@ -217,14 +203,13 @@ impl ClientCodec {
                 match polled {
                     ClientPolled::Closed(error) => {
                         self.ended = Some(error);
-                        self.due.extend(self.streams.iter().map(|(key, _)| key));
+                        self.streams.all_due();
                         continue;
                     }
                     polled => return Some(polled),
                 }
             }
-            self.wakers.woken().take(&mut self.due);
-            if self.due.is_empty() {
+            if !self.streams.woken() {
                 return self.ended.take().map(ClientPolled::Closed);
             }
         }

@@ -7,11 +7,9 @@ use std::task::{Context, Poll, Waker};
 use bytes::Bytes;
 use h2::server::{Connection, Handshake, SendResponse};
 use h2::{Reason, RecvStream};
-use slab::Slab;
 
 use super::pipe::Pipe;
-use super::stream::{Io, Sending, StreamIo};
-use super::wake::Wakers;
+use super::stream::{Carries, Io, Sending, StreamIo, Streams};
 
 /// The connection's HTTP/2 settings, from `http2_protocol_options`.
 #[derive(Clone, Copy, Debug)]
@@ -58,16 +56,27 @@ pub(crate) struct ServerCodec {
     /// The connection's own PINGs (keep-alive), taken from h2 once the connection is up.
     pings: Option<h2::PingPong>,
     pipe: Pipe,
-    streams: Slab<Stream>,
-    wakers: Wakers,
-    /// Streams to poll: woken by h2, or with more to give since the last event.
-    due: Vec<usize>,
+    streams: Streams<Stream>,
 }
 
 struct Stream {
     /// The stream's id on the wire (unique on the connection, never reused).
     id: u32,
     io: StreamIo,
+}
+
+impl Carries for Stream {
+    fn io(&self) -> &StreamIo {
+        &self.io
+    }
+
+    fn io_mut(&mut self) -> &mut StreamIo {
+        &mut self.io
+    }
+
+    fn into_io(self) -> StreamIo {
+        self.io
+    }
 }
 
 impl ServerCodec {
@@ -83,14 +92,7 @@ impl ServerCodec {
             builder.enable_connect_protocol();
         }
         let handshake = builder.handshake(pipe.clone());
-        ServerCodec {
-            state: State::Handshaking(handshake),
-            pings: None,
-            pipe,
-            streams: Slab::new(),
-            wakers: Wakers::default(),
-            due: Vec::new(),
-        }
+        ServerCodec { state: State::Handshaking(handshake), pings: None, pipe, streams: Streams::new() }
     }
 
     /// Bytes off the connection.
@@ -122,21 +124,16 @@ impl ServerCodec {
     /// writes frames only while polled.
     pub(crate) fn poll(&mut self) -> Option<Polled> {
         loop {
-            if self.due.is_empty() {
-                self.wakers.woken().take(&mut self.due);
-            }
-            while let Some(key) = self.due.pop() {
+            while let Some(key) = self.streams.next_due() {
                 if let Some(event) = self.poll_stream(key) {
-                    // The stream may have more: it is polled again next.
-                    self.due.push(key);
+                    self.streams.again(key);
                     return Some(Polled::Stream(key, event));
                 }
             }
             if let Some(polled) = self.poll_connection() {
                 return Some(polled);
             }
-            self.wakers.woken().take(&mut self.due);
-            if self.due.is_empty() {
+            if !self.streams.woken() {
                 return None;
             }
         }
@@ -180,11 +177,8 @@ impl ServerCodec {
         let (parts, recv) = request.into_parts();
         let end = recv.is_end_stream();
         let id = respond.stream_id().as_u32();
-        let entry = self.streams.vacant_entry();
-        let key = entry.key();
-        let recv = (!end).then_some(recv);
-        entry
-            .insert(Stream { id, io: StreamIo::new(&mut self.wakers, key, recv, Sending::Respond(respond)) });
+        let key =
+            self.streams.insert((!end).then_some(recv), Sending::Respond(respond), |io| Stream { id, io });
         Polled::Stream(key, ServerEvent::Head(parts, end))
     }
 
@@ -202,16 +196,12 @@ impl ServerCodec {
 
     /// Stops giving the stream's request body window back: the client stops sending on it.
     pub(crate) fn pause(&mut self, key: usize) {
-        if let Some(stream) = self.streams.get_mut(key) {
-            stream.io.pause();
-        }
+        self.streams.pause(key);
     }
 
     /// Opens the stream's window again (and reads what waited).
     pub(crate) fn resume(&mut self, key: usize) {
-        if let Some(stream) = self.streams.get_mut(key) {
-            stream.io.resume();
-        }
+        self.streams.resume(key);
     }
 
     /// The response head; with `end` it is the whole response.
@@ -226,16 +216,12 @@ impl ServerCodec {
 
     /// A piece of the response body, sent as the stream's window allows.
     pub(crate) fn send_data(&mut self, key: usize, data: Bytes) {
-        if let Some(stream) = self.streams.get_mut(key) {
-            stream.io.send_data(data);
-        }
+        self.streams.send_data(key, data);
     }
 
     /// The response is complete once what is queued has gone.
     pub(crate) fn send_end(&mut self, key: usize) {
-        if let Some(stream) = self.streams.get_mut(key) {
-            stream.io.send_end();
-        }
+        self.streams.send_end(key);
     }
 
     /// The stream's id on the wire.
@@ -245,14 +231,12 @@ impl ServerCodec {
 
     /// Response bytes of the stream still waiting for h2's capacity.
     pub(crate) fn queued(&self, key: usize) -> usize {
-        self.streams.get(key).map_or(0, |s| s.io.queued())
+        self.streams.queued(key)
     }
 
     /// Resets the stream (RST_STREAM with `reason`); nothing more is sent or read on it.
     pub(crate) fn reset(&mut self, key: usize, reason: Reason) {
-        if let Some(stream) = self.streams.get_mut(key) {
-            stream.io.reset(reason);
-        }
+        self.streams.reset(key, reason);
     }
 
     /// The response has gone whole (or the stream was reset).
@@ -262,9 +246,7 @@ impl ServerCodec {
 
     /// The manager is done with the stream. A request body still arriving is cancelled by h2.
     pub(crate) fn remove(&mut self, key: usize) {
-        if self.streams.contains(key) {
-            self.streams.remove(key).io.retire(&mut self.wakers);
-        }
+        self.streams.remove(key);
     }
 
     /// Sends a keep-alive PING; false if one is still unanswered (or the connection is not up).

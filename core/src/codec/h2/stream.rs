@@ -11,6 +11,7 @@ use h2::server::SendResponse;
 use h2::{Reason, RecvStream, SendStream};
 
 use super::wake::{Flag, Wakers};
+use slab::Slab;
 
 /// What a stream had for its codec when polled.
 #[derive(Debug)]
@@ -48,9 +49,121 @@ pub(super) struct StreamIo {
     end: bool,
 }
 
+/// A codec's stream: its halves, and whatever else the codec keeps for it.
+pub(super) trait Carries {
+    fn io(&self) -> &StreamIo;
+    fn io_mut(&mut self) -> &mut StreamIo;
+    fn into_io(self) -> StreamIo;
+}
+
+/// A connection's streams under their keys, with the wakers that say which to poll next;
+/// what both codecs do to a stream by its key.
+pub(super) struct Streams<S> {
+    slab: Slab<S>,
+    wakers: Wakers,
+    /// Streams to poll: woken by h2, or with more to give since their last event.
+    due: Vec<usize>,
+}
+
+impl<S: Carries> Streams<S> {
+    pub(super) fn new() -> Streams<S> {
+        Streams { slab: Slab::new(), wakers: Wakers::default(), due: Vec::new() }
+    }
+
+    /// A new stream, made around halves under its key (polled first thing).
+    pub(super) fn insert(
+        &mut self,
+        recv: Option<RecvStream>,
+        send: Sending,
+        make: impl FnOnce(StreamIo) -> S,
+    ) -> usize {
+        let entry = self.slab.vacant_entry();
+        let key = entry.key();
+        entry.insert(make(StreamIo::new(&mut self.wakers, key, recv, send)));
+        key
+    }
+
+    pub(super) fn get(&self, key: usize) -> Option<&S> {
+        self.slab.get(key)
+    }
+
+    pub(super) fn get_mut(&mut self, key: usize) -> Option<&mut S> {
+        self.slab.get_mut(key)
+    }
+
+    pub(super) fn is_empty(&self) -> bool {
+        self.slab.is_empty()
+    }
+
+    /// The next stream to poll, if one is due (or was woken since).
+    pub(super) fn next_due(&mut self) -> Option<usize> {
+        if self.due.is_empty() {
+            self.wakers.woken().take(&mut self.due);
+        }
+        self.due.pop()
+    }
+
+    /// The stream just polled may have more: it is polled again next.
+    pub(super) fn again(&mut self, key: usize) {
+        self.due.push(key);
+    }
+
+    /// Every stream is polled again (its connection ended: what h2 holds for each comes out).
+    pub(super) fn all_due(&mut self) {
+        self.due.extend(self.slab.iter().map(|(key, _)| key));
+    }
+
+    /// Whether a stream was woken while the connection was polled.
+    pub(super) fn woken(&mut self) -> bool {
+        self.wakers.woken().take(&mut self.due);
+        !self.due.is_empty()
+    }
+
+    pub(super) fn pause(&mut self, key: usize) {
+        if let Some(stream) = self.slab.get_mut(key) {
+            stream.io_mut().pause();
+        }
+    }
+
+    pub(super) fn resume(&mut self, key: usize) {
+        if let Some(stream) = self.slab.get_mut(key) {
+            stream.io_mut().resume();
+        }
+    }
+
+    pub(super) fn send_data(&mut self, key: usize, data: Bytes) {
+        if let Some(stream) = self.slab.get_mut(key) {
+            stream.io_mut().send_data(data);
+        }
+    }
+
+    pub(super) fn send_end(&mut self, key: usize) {
+        if let Some(stream) = self.slab.get_mut(key) {
+            stream.io_mut().send_end();
+        }
+    }
+
+    pub(super) fn queued(&self, key: usize) -> usize {
+        self.slab.get(key).map_or(0, |s| s.io().queued())
+    }
+
+    pub(super) fn reset(&mut self, key: usize, reason: Reason) {
+        if let Some(stream) = self.slab.get_mut(key) {
+            stream.io_mut().reset(reason);
+        }
+    }
+
+    /// The stream is forgotten (its waker kept for a later one).
+    pub(super) fn remove(&mut self, key: usize) {
+        if self.slab.contains(key) {
+            self.slab.remove(key).into_io().retire(&mut self.wakers);
+        }
+    }
+}
+
 impl StreamIo {
     /// A stream under `key`, polled first thing (its waker is born woken).
-    pub(super) fn new(wakers: &mut Wakers, key: usize, recv: Option<RecvStream>, send: Sending) -> StreamIo {
+    fn new(wakers: &mut Wakers, key: usize, recv: Option<RecvStream>, send: Sending) -> StreamIo {
         let (flag, waker) = wakers.get(key);
         StreamIo {
             flag,
@@ -66,7 +179,7 @@ impl StreamIo {
     }
 
     /// The stream is gone: its waker goes back for a later one.
-    pub(super) fn retire(mut self, wakers: &mut Wakers) {
+    fn retire(mut self, wakers: &mut Wakers) {
         self.give_back();
         let StreamIo { flag, waker, .. } = self;
         drop(waker);
@@ -119,19 +232,19 @@ impl StreamIo {
     }
 
     /// Stops giving the window back.
-    pub(super) fn pause(&mut self) {
+    fn pause(&mut self) {
         self.paused = true;
     }
 
     /// Gives the window back again (and reads what waited).
-    pub(super) fn resume(&mut self) {
+    fn resume(&mut self) {
         if std::mem::take(&mut self.paused) {
             self.waker.wake_by_ref();
         }
     }
 
     /// Bytes to send, as the window allows.
-    pub(super) fn send_data(&mut self, data: Bytes) {
+    fn send_data(&mut self, data: Bytes) {
         if data.is_empty() || matches!(self.send, Sending::Done) {
             return;
         }
@@ -141,13 +254,13 @@ impl StreamIo {
     }
 
     /// END_STREAM once what is queued has gone.
-    pub(super) fn send_end(&mut self) {
+    fn send_end(&mut self) {
         self.end = true;
         self.waker.wake_by_ref();
     }
 
     /// Bytes waiting for h2's capacity.
-    pub(super) fn queued(&self) -> usize {
+    fn queued(&self) -> usize {
         self.queued
     }
 
