@@ -344,12 +344,14 @@ impl Pools {
             cx.stats.upstream_rq_active_overflow.inc();
             return Acquired::Overflow;
         }
-        if key.protocol == Protocol::Http2 {
-            return self.acquire_mux(key, waiter, cx);
-        }
-        let host = self.hosts.entry(key).or_default();
-        if let Some(conn) = host.idle.pop() {
-            self.bind(conn, waiter, cx);
+        let bound = match key.protocol {
+            Protocol::Http1 => {
+                let idle = self.hosts.entry(key).or_default().idle.pop();
+                idle.inspect(|&conn| self.bind(conn, waiter, cx))
+            }
+            Protocol::Http2 => self.bind_with_room(key, waiter, cx),
+        };
+        if let Some(conn) = bound {
             return Acquired::Bound(conn);
         }
         if !cx.breakers.pending.try_acquire() {
@@ -357,10 +359,13 @@ impl Pools {
             cx.stats.upstream_rq_pending_overflow.inc();
             return Acquired::Overflow;
         }
-        host.pending.push_back(waiter);
+        self.hosts.entry(key).or_default().pending.push_back(waiter);
         cx.stats.upstream_rq_pending_total.inc();
         cx.stats.upstream_rq_pending_active.inc();
-        self.open_for_pending(key, cx);
+        match key.protocol {
+            Protocol::Http1 => self.open_for_pending(key, cx),
+            Protocol::Http2 => self.open_for_pending_mux(key, cx),
+        }
         Acquired::Pending
     }
 

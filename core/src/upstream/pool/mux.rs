@@ -13,7 +13,7 @@ use bytes::Bytes;
 use rustc_hash::FxHashMap;
 use smallvec::SmallVec;
 
-use super::{open_connection, Acquired, Failure, PoolCtx, PoolEvent, PoolKey, PoolOutput, Pools, Released};
+use super::{open_connection, Failure, PoolCtx, PoolEvent, PoolKey, PoolOutput, Pools, Released};
 use crate::codec::h2::{ClientCodec, ClientEvent, ClientPolled, ClientSettings};
 use crate::codec::http1::response::UpEvent;
 use crate::codec::http1::{BodyKind, Headers, ResponseHead, Version};
@@ -110,27 +110,22 @@ impl Pools {
         self.mux.contains_key(&conn)
     }
 
-    /// A request for an HTTP/2 pool: a connection with room, or pending.
-    pub(super) fn acquire_mux(&mut self, key: PoolKey, waiter: StreamRef, cx: &mut PoolCtx<'_>) -> Acquired {
+    /// Binds `waiter` to a connection of the HTTP/2 pool `key` with room for a stream, if any.
+    pub(super) fn bind_with_room(
+        &mut self,
+        key: PoolKey,
+        waiter: StreamRef,
+        cx: &mut PoolCtx<'_>,
+    ) -> Option<ConnId> {
         let max_requests = cx.limits.max_requests_per_connection;
         let host = self.hosts.entry(key).or_default();
-        let room =
-            host.mux.iter().copied().find(|c| self.mux.get_mut(c).is_some_and(|m| m.has_room(max_requests)));
-        if let Some(conn) = room {
-            self.bind_mux(conn, waiter, cx);
-            return Acquired::Bound(conn);
-        }
-        if !cx.breakers.pending.try_acquire() {
-            cx.breakers.requests.release();
-            cx.stats.upstream_rq_pending_overflow.inc();
-            return Acquired::Overflow;
-        }
-        let host = self.hosts.entry(key).or_default();
-        host.pending.push_back(waiter);
-        cx.stats.upstream_rq_pending_total.inc();
-        cx.stats.upstream_rq_pending_active.inc();
-        self.open_for_pending_mux(key, cx);
-        Acquired::Pending
+        let conn = host
+            .mux
+            .iter()
+            .copied()
+            .find(|c| self.mux.get_mut(c).is_some_and(|m| m.has_room(max_requests)))?;
+        self.bind_mux(conn, waiter, cx);
+        Some(conn)
     }
 
     fn bind_mux(&mut self, conn: ConnId, waiter: StreamRef, cx: &mut PoolCtx<'_>) {
