@@ -1,6 +1,6 @@
 //! State shared by every worker of one process: what Envoy keeps process-wide.
 
-use crate::config::{Config, NetworkFilter};
+use crate::config::Config;
 use crate::stats::{Counter, Gauge, Stats};
 use crate::upstream::breaker::Breakers;
 
@@ -26,21 +26,11 @@ impl Shared {
             .iter()
             .map(|l| ListenerStats::new(&stats, &listener_stat_name(l.address)))
             .collect();
-        let http = config
-            .listeners
-            .iter()
-            .map(|l| match &l.filter {
-                NetworkFilter::HttpConnectionManager(hcm) => HttpStats::new(&stats, &hcm.stat_prefix),
-            })
-            .collect();
+        let http = config.listeners.iter().map(|l| HttpStats::new(&stats, &l.hcm().stat_prefix)).collect();
         let http2 = config
             .listeners
             .iter()
-            .map(|l| match &l.filter {
-                NetworkFilter::HttpConnectionManager(hcm) => {
-                    Http2Stats::new(&stats, &format!("{}.http2", hcm.stat_prefix))
-                }
-            })
+            .map(|l| Http2Stats::new(&stats, &format!("{}.http2", l.hcm().stat_prefix)))
             .collect();
         let clusters = config.clusters.iter().map(|c| ClusterStats::new(&stats, &c.name)).collect();
         let breakers =

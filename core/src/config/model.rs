@@ -35,6 +35,14 @@ pub struct Listener {
     pub filter: NetworkFilter,
 }
 
+impl Listener {
+    /// The connection manager of the listener's filter chain (the only network filter there is).
+    pub fn hcm(&self) -> &HttpConnectionManager {
+        let NetworkFilter::HttpConnectionManager(hcm) = &self.filter;
+        hcm
+    }
+}
+
 #[derive(Clone, Debug, PartialEq)]
 pub enum NetworkFilter {
     HttpConnectionManager(Box<HttpConnectionManager>),

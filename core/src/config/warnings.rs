@@ -7,12 +7,7 @@ impl Config {
     /// Advice worth logging at start-up about a config that is valid but likely not what its
     /// author wants.
     pub fn warnings(&self) -> Vec<String> {
-        self.listeners
-            .iter()
-            .flat_map(|listener| match &listener.filter {
-                NetworkFilter::HttpConnectionManager(hcm) => upgrade_warnings(&listener.name, hcm),
-            })
-            .collect()
+        self.listeners.iter().flat_map(|listener| upgrade_warnings(&listener.name, listener.hcm())).collect()
     }
 }
 

@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use bytes::Bytes;
 
 use crate::codec::http1::{BodyKind, Limits, ResponseHead};
-use crate::config::{Config, HttpConnectionManager, NetworkFilter};
+use crate::config::{Config, HttpConnectionManager};
 use crate::downstream::codec::DownstreamCodec;
 use crate::downstream::ctx::Ctx;
 use crate::downstream::headers::ResponseContext;
@@ -25,7 +25,7 @@ pub(crate) struct Client {
 impl Client {
     /// A client speaking HTTP/1.1, with its listener's head limits and buffer limit.
     pub(crate) fn http1(config: &Config, id: ConnId, listener: usize, peer: SocketAddr) -> Client {
-        let NetworkFilter::HttpConnectionManager(hcm) = &config.listeners[listener].filter;
+        let hcm = config.listeners[listener].hcm();
         let limits = Limits::new(
             hcm.max_request_headers_kb,
             hcm.max_headers_count,
@@ -75,8 +75,7 @@ pub(crate) trait Downstream {
 
     /// The connection manager config of the client's listener.
     fn hcm<'c>(&self, config: &'c Config) -> &'c HttpConnectionManager {
-        let NetworkFilter::HttpConnectionManager(hcm) = &config.listeners[self.listener()].filter;
-        hcm
+        config.listeners[self.listener()].hcm()
     }
 }
 

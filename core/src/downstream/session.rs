@@ -9,7 +9,7 @@ use std::time::Instant;
 use bytes::{Bytes, BytesMut};
 use smallvec::SmallVec;
 
-use crate::config::{CodecType, NetworkFilter};
+use crate::config::CodecType;
 use crate::downstream::conn::HttpConn;
 use crate::downstream::ctx::Ctx;
 use crate::downstream::h2::H2Conn;
@@ -50,8 +50,7 @@ impl Session {
         stats.downstream_cx_active.inc();
         ctx.shared.listeners[listener].downstream_cx_total.inc();
         ctx.shared.listeners[listener].downstream_cx_active.inc();
-        let NetworkFilter::HttpConnectionManager(hcm) = &ctx.config.listeners[listener].filter;
-        match hcm.codec_type {
+        match ctx.config.listeners[listener].hcm().codec_type {
             CodecType::Http2 => {
                 let (conn, closes) = H2Conn::new(ctx, now, (id, listener), peer, local, Bytes::new());
                 (Session::Http2(Box::new(conn)), closes)

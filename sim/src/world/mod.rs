@@ -201,16 +201,16 @@ impl World {
         let proxy = Proxy::new(config.clone(), shared.clone(), base, wall, proxy_seed);
         // The largest buffer a config allows: connection limits, and the buffer filter's
         // `max_request_bytes` (a buffered body goes upstream in one piece).
-        let buffer_filters = config.listeners.iter().flat_map(|l| match &l.filter {
-            NetworkFilter::HttpConnectionManager(h) => h
-                .http_filters
+        let buffer_filters = config.listeners.iter().flat_map(|l| {
+            let h = l.hcm();
+            h.http_filters
                 .iter()
                 .chain(h.upgrade_configs.iter().flat_map(|u| u.filters.iter().flatten()))
                 .filter_map(|f| match f.kind {
                     HttpFilterKind::Buffer { max_request_bytes } => Some(max_request_bytes),
                     HttpFilterKind::Router => None,
                 })
-                .collect::<Vec<_>>(),
+                .collect::<Vec<_>>()
         });
         let max_limit = config
             .listeners
@@ -221,13 +221,7 @@ impl World {
             .max()
             .unwrap_or(1 << 20) as usize;
         let clusters = config.clusters.iter().map(ClusterCheck::of).collect();
-        let http_prefixes = config
-            .listeners
-            .iter()
-            .map(|l| match &l.filter {
-                NetworkFilter::HttpConnectionManager(h) => h.stat_prefix.clone(),
-            })
-            .collect();
+        let http_prefixes = config.listeners.iter().map(|l| l.hcm().stat_prefix.clone()).collect();
         let mut world = World {
             proxy,
             shared,

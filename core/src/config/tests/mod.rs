@@ -12,8 +12,7 @@ mod route;
 mod unsupported;
 
 fn hcm_of(config: &Config) -> &HttpConnectionManager {
-    let NetworkFilter::HttpConnectionManager(h) = &config.listeners[0].filter;
-    h
+    config.listeners[0].hcm()
 }
 
 fn router() -> HttpFilter {

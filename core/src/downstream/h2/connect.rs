@@ -210,7 +210,7 @@ impl H2Conn {
             ctx.shared.clusters[cluster].upstream_cx_overflow.inc();
             return self.reply(ctx, now, key, &local_reply::overloaded());
         }
-        let idle = super::hcm_of(&ctx.config, self.listener).stream_idle_timeout;
+        let idle = ctx.config.listeners[self.listener].hcm().stream_idle_timeout;
         let up = ctx.connect(self.id, cluster, addr);
         self.tunnels.insert(up, key);
         let deadline = now + ctx.clusters.connect_timeout(cluster);
@@ -280,7 +280,7 @@ impl H2Conn {
         let mut closes = match event {
             ConnEvent::Connected => {
                 let date = ctx.clock.date(now);
-                let server = super::hcm_of(&ctx.config, self.listener).server_name.clone();
+                let server = ctx.config.listeners[self.listener].hcm().server_name.clone();
                 ctx.shared.http[self.listener].response(200);
                 let head = super::down::local_response(&local_reply::connect_established(), &date, &server);
                 self.codec.send_head(key, head, false);

@@ -16,7 +16,7 @@ use smallvec::{smallvec, SmallVec};
 use crate::codec::h2::{Polled, ServerCodec, ServerEvent, Settings};
 use crate::codec::http1::{BodyKind, Method, RequestHead};
 use crate::codec::LocalReply;
-use crate::config::{Config, HttpConnectionManager, NetworkFilter, Route};
+use crate::config::{HttpConnectionManager, Route};
 use crate::downstream::ctx::Ctx;
 use crate::downstream::decide::{self, Decision};
 use crate::downstream::local_reply;
@@ -110,11 +110,6 @@ fn allows_post(route: &Route) -> bool {
     })
 }
 
-fn hcm_of(config: &Config, listener: usize) -> &HttpConnectionManager {
-    let NetworkFilter::HttpConnectionManager(hcm) = &config.listeners[listener].filter;
-    hcm
-}
-
 impl H2Conn {
     /// An HTTP/2 connection (its preface may already be in `read`).
     pub(crate) fn new(
@@ -128,7 +123,7 @@ impl H2Conn {
         let stats = &ctx.shared.http[listener];
         stats.downstream_cx_http2_total.inc();
         stats.downstream_cx_http2_active.inc();
-        let codec = ServerCodec::new(settings(hcm_of(&ctx.config, listener)));
+        let codec = ServerCodec::new(settings(ctx.config.listeners[listener].hcm()));
         let mut conn = H2Conn {
             id,
             listener,
@@ -143,7 +138,11 @@ impl H2Conn {
             draining: false,
             opened: 0,
             premature_resets: 0,
-            ping_at: hcm_of(&ctx.config, listener).http2_protocol_options.keepalive.map(|k| now + k.interval),
+            ping_at: ctx.config.listeners[listener]
+                .hcm()
+                .http2_protocol_options
+                .keepalive
+                .map(|k| now + k.interval),
             pong_by: None,
             idle_since: now,
             armed: None,
@@ -326,7 +325,7 @@ impl H2Conn {
             return self.reply(ctx, now, key, &local_reply::text(400, "Bad Request"));
         };
         let config = ctx.config.clone();
-        let hcm = hcm_of(&config, self.listener);
+        let hcm = config.listeners[self.listener].hcm();
         let protocol = parts.extensions.get::<h2::ext::Protocol>().map(|p| p.as_str().to_owned());
         let bytestream = protocol.as_deref().is_none_or(|p| p.eq_ignore_ascii_case("bytestream"));
         if head.method == Method::Connect && bytestream {
@@ -574,7 +573,7 @@ impl H2Conn {
     /// Answers a stream with a reply of the proxy's own.
     fn reply(&mut self, ctx: &mut Ctx, now: Instant, key: usize, reply: &LocalReply<'_>) -> Closes {
         let date = ctx.clock.date(now);
-        let server = hcm_of(&ctx.config, self.listener).server_name.clone();
+        let server = ctx.config.listeners[self.listener].hcm().server_name.clone();
         ctx.shared.http[self.listener].response(reply.status);
         let body = Bytes::copy_from_slice(reply.body);
         self.codec.send_head(key, local_response(reply, &date, &server), body.is_empty());
@@ -679,7 +678,7 @@ impl H2Conn {
             ctx.shared.http2[self.listener].keepalive_timeout.inc();
             return self.close(Close::Abort);
         }
-        if let Some(keepalive) = hcm_of(&ctx.config, self.listener).http2_protocol_options.keepalive {
+        if let Some(keepalive) = ctx.config.listeners[self.listener].hcm().http2_protocol_options.keepalive {
             if self.ping_at.is_some_and(|at| at <= now) {
                 self.ping_at = Some(now + keepalive.interval);
                 if self.pong_by.is_none() && self.codec.send_ping() {
@@ -734,7 +733,7 @@ impl H2Conn {
         if self.draining || self.exchanges.iter().any(Option::is_some) {
             return None;
         }
-        hcm_of(&ctx.config, self.listener).idle_timeout.map(|idle| self.idle_since + idle)
+        ctx.config.listeners[self.listener].hcm().idle_timeout.map(|idle| self.idle_since + idle)
     }
 
     /// Makes sure the timer table holds this connection's next deadline.
