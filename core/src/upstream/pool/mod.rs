@@ -194,6 +194,44 @@ pub(crate) struct PoolCtx<'a> {
     pub(crate) io: &'a mut dyn PoolIo,
 }
 
+impl PoolCtx<'_> {
+    /// A request bound to a connection is done with it: its gauge and breaker slot go.
+    fn request_done(&self) {
+        self.stats.upstream_rq_active.dec();
+        self.breakers.requests.release();
+    }
+
+    /// A pool connection is gone, closed by the upstream (`remote`) or by the proxy.
+    fn connection_gone(&self, remote: bool) {
+        self.breakers.connections.release();
+        self.stats.upstream_cx_active.dec();
+        self.stats.upstream_cx_destroy.inc();
+        if remote {
+            self.stats.upstream_cx_destroy_remote.inc();
+        } else {
+            self.stats.upstream_cx_destroy_local.inc();
+        }
+    }
+
+    /// A connection went with requests on it: counted once per connection, as Envoy does.
+    fn destroyed_with_requests(&self, remote: bool) {
+        self.stats.upstream_cx_destroy_with_active_rq.inc();
+        if remote {
+            self.stats.upstream_cx_destroy_remote_with_active_rq.inc();
+        } else {
+            self.stats.upstream_cx_destroy_local_with_active_rq.inc();
+        }
+    }
+
+    /// A pending request fails with the connection attempt it waited for.
+    fn pending_ejected(&self) {
+        self.breakers.pending.release();
+        self.breakers.requests.release();
+        self.stats.upstream_rq_pending_active.dec();
+        self.stats.upstream_rq_pending_failure_eject.inc();
+    }
+}
+
 /// What a pool asks of the proxy around it.
 pub(crate) trait PoolIo {
     /// Opens a connection for the pool `key`, returning its id.
@@ -454,8 +492,7 @@ impl Pools {
         if !matches!(pooled.state, ConnState::Bound(_)) {
             return Released::Close;
         }
-        cx.stats.upstream_rq_active.dec();
-        cx.breakers.requests.release();
+        cx.request_done();
         let exhausted = cx.limits.max_requests_per_connection.is_some_and(|max| pooled.requests >= max);
         if exhausted {
             cx.stats.upstream_cx_max_requests.inc();
@@ -485,10 +522,8 @@ impl Pools {
         }
         if let Some(pooled) = self.conns.get_mut(&conn) {
             if matches!(pooled.state, ConnState::Bound(_)) {
-                cx.stats.upstream_rq_active.dec();
-                cx.breakers.requests.release();
-                cx.stats.upstream_cx_destroy_local_with_active_rq.inc();
-                cx.stats.upstream_cx_destroy_with_active_rq.inc();
+                cx.request_done();
+                cx.destroyed_with_requests(false);
                 pooled.state = ConnState::Idle;
             }
         }
@@ -508,14 +543,7 @@ impl Pools {
             return self.closed_mux(conn, remote, cx);
         }
         let Some(pooled) = self.conns.remove(&conn) else { return SmallVec::new() };
-        cx.breakers.connections.release();
-        cx.stats.upstream_cx_active.dec();
-        cx.stats.upstream_cx_destroy.inc();
-        if remote {
-            cx.stats.upstream_cx_destroy_remote.inc();
-        } else {
-            cx.stats.upstream_cx_destroy_local.inc();
-        }
+        cx.connection_gone(remote);
         let host = self.hosts.entry(pooled.key).or_default();
         host.conns -= 1;
         let failed = match pooled.state {
@@ -527,10 +555,7 @@ impl Pools {
                 if host.pending.len() > host.connecting {
                     let waiter = host.pending.pop_back();
                     if waiter.is_some() {
-                        cx.breakers.pending.release();
-                        cx.breakers.requests.release();
-                        cx.stats.upstream_rq_pending_active.dec();
-                        cx.stats.upstream_rq_pending_failure_eject.inc();
+                        cx.pending_ejected();
                     }
                     waiter
                 } else {
@@ -543,14 +568,8 @@ impl Pools {
             }
             ConnState::Detached => None,
             ConnState::Bound(waiter) => {
-                cx.stats.upstream_rq_active.dec();
-                cx.breakers.requests.release();
-                cx.stats.upstream_cx_destroy_with_active_rq.inc();
-                if remote {
-                    cx.stats.upstream_cx_destroy_remote_with_active_rq.inc();
-                } else {
-                    cx.stats.upstream_cx_destroy_local_with_active_rq.inc();
-                }
+                cx.request_done();
+                cx.destroyed_with_requests(remote);
                 Some(waiter)
             }
         };
@@ -608,8 +627,7 @@ impl Pools {
     pub(crate) fn detach(&mut self, conn: ConnId, cx: &mut PoolCtx<'_>) -> Bytes {
         let Some(pooled) = self.conns.get_mut(&conn) else { return Bytes::new() };
         if matches!(pooled.state, ConnState::Bound(_)) {
-            cx.stats.upstream_rq_active.dec();
-            cx.breakers.requests.release();
+            cx.request_done();
         }
         pooled.state = ConnState::Detached;
         pooled.reader.take_unread()

@@ -217,8 +217,7 @@ impl Pools {
                 true
             }
             None => {
-                cx.stats.upstream_rq_active.dec();
-                cx.breakers.requests.release();
+                cx.request_done();
                 false
             }
         }
@@ -284,8 +283,7 @@ impl Pools {
             // The connection is closed already: only the stream's bookkeeping is left.
             if let Some(key) = pooled.stream_of(waiter) {
                 pooled.streams.remove(&key);
-                cx.stats.upstream_rq_active.dec();
-                cx.breakers.requests.release();
+                cx.request_done();
             }
             if pooled.streams.is_empty() {
                 self.mux.remove(&conn);
@@ -305,8 +303,7 @@ impl Pools {
         if pooled.active() == before {
             return Released::Idle;
         }
-        cx.stats.upstream_rq_active.dec();
-        cx.breakers.requests.release();
+        cx.request_done();
         if cancel {
             cx.stats.upstream_rq_cancelled.inc();
         }
@@ -504,14 +501,7 @@ impl Pools {
         if pooled.state == MuxState::Gone {
             return gone;
         }
-        cx.breakers.connections.release();
-        cx.stats.upstream_cx_active.dec();
-        cx.stats.upstream_cx_destroy.inc();
-        if remote {
-            cx.stats.upstream_cx_destroy_remote.inc();
-        } else {
-            cx.stats.upstream_cx_destroy_local.inc();
-        }
+        cx.connection_gone(remote);
         let key = pooled.key;
         let host = self.hosts.entry(key).or_default();
         host.conns -= 1;
@@ -523,10 +513,7 @@ impl Pools {
             let serve = host.connecting.saturating_mul(pooled.limit);
             while host.pending.len() > serve && host.mux.is_empty() {
                 let Some(waiter) = host.pending.pop_back() else { break };
-                cx.breakers.pending.release();
-                cx.breakers.requests.release();
-                cx.stats.upstream_rq_pending_active.dec();
-                cx.stats.upstream_rq_pending_failure_eject.inc();
+                cx.pending_ejected();
                 gone.push(waiter);
             }
         }
@@ -539,8 +526,7 @@ impl Pools {
         // Requests bound and not yet sent find the connection gone when they try, and go again
         // (the connection never saw them); they are settled here.
         for _ in pooled.reserved.drain(..) {
-            cx.stats.upstream_rq_active.dec();
-            cx.breakers.requests.release();
+            cx.request_done();
         }
         let mut lost: SmallVec<[StreamRef; 2]> = SmallVec::new();
         pooled.streams.retain(|_, s| {
@@ -552,11 +538,10 @@ impl Pools {
         });
         if !lost.is_empty() {
             tracing::debug!(?conn, lost = lost.len(), "upstream HTTP/2 connection closed under streams");
-            cx.stats.upstream_cx_destroy_with_active_rq.inc();
+            cx.destroyed_with_requests(remote);
         }
         for waiter in lost {
-            cx.stats.upstream_rq_active.dec();
-            cx.breakers.requests.release();
+            cx.request_done();
             gone.push(waiter);
         }
         if pooled.streams.is_empty() {
