@@ -66,6 +66,28 @@ fn pattern(n: u8, len: usize) -> Vec<u8> {
     (0..len).map(|i| (i as u8).wrapping_mul(31).wrapping_add(n)).collect()
 }
 
+/// Opens `count` CONNECT tunnels on `client` at once, each sending its own pattern of `size`
+/// bytes with END_STREAM; each must come back whole and end with END_STREAM, not a reset.
+async fn echo_tunnels(client: &Client, count: u8, size: usize) {
+    let mut tunnels = Vec::new();
+    for n in 0..count {
+        let mut client = client.clone();
+        tunnels.push(tokio::spawn(async move {
+            let (status, mut send, body) = open_connect(&mut client, "echo.test:443").await;
+            assert_eq!(status, 200, "tunnel {n}");
+            let payload = pattern(n, size);
+            send.send_data(Bytes::from(payload.clone()), true).unwrap();
+            let (echoed, ended) =
+                tokio::time::timeout(IO_TIMEOUT, read_body(body)).await.expect("echo in time");
+            assert!(echoed == payload, "tunnel {n}: {} bytes back, not the {size} sent", echoed.len());
+            assert!(ended, "tunnel {n} ends with END_STREAM, not a reset");
+        }));
+    }
+    for tunnel in tunnels {
+        tunnel.await.unwrap();
+    }
+}
+
 #[test]
 fn eight_connect_streams_on_one_connection_each_echo_256k_and_end_with_end_stream() {
     let echo = echo_server();
@@ -75,27 +97,7 @@ fn eight_connect_streams_on_one_connection_each_echo_256k_and_end_with_end_strea
         let burrow = Burrow::start(driver, &text, admin);
         runtime().block_on(async {
             let client = connect(listen).await;
-            let mut tunnels = Vec::new();
-            for n in 0..8u8 {
-                let mut client = client.clone();
-                tunnels.push(tokio::spawn(async move {
-                    let (status, mut send, body) = open_connect(&mut client, "echo.test:443").await;
-                    assert_eq!(status, 200, "tunnel {n}");
-                    let payload = pattern(n, 256 * 1024);
-                    send.send_data(Bytes::from(payload.clone()), true).unwrap();
-                    let (echoed, ended) =
-                        tokio::time::timeout(IO_TIMEOUT, read_body(body)).await.expect("echo in time");
-                    assert!(
-                        echoed == payload,
-                        "tunnel {n}: {} bytes back, not the 256 KiB sent",
-                        echoed.len()
-                    );
-                    assert!(ended, "tunnel {n} ends with END_STREAM, not a reset");
-                }));
-            }
-            for tunnel in tunnels {
-                tunnel.await.unwrap();
-            }
+            echo_tunnels(&client, 8, 256 * 1024).await;
         });
         assert_eq!(burrow.stat("http.ingress_http.downstream_cx_http2_total"), 1, "{driver}");
         assert_eq!(burrow.stat("http.ingress_http.downstream_cx_http1_total"), 0, "{driver}");
@@ -528,23 +530,7 @@ fn connect_proxy_mode_passes_tunnels_on_as_http2_connect_streams_on_one_pooled_c
         let first = Burrow::start(driver, &text, admin);
         runtime().block_on(async {
             let client = connect(first_listen).await;
-            let mut tunnels = Vec::new();
-            for n in 0..3u8 {
-                let mut client = client.clone();
-                tunnels.push(tokio::spawn(async move {
-                    let (status, mut send, body) = open_connect(&mut client, "echo.test:443").await;
-                    assert_eq!(status, 200, "tunnel {n}");
-                    let payload = pattern(n, 64 * 1024);
-                    send.send_data(Bytes::from(payload.clone()), true).unwrap();
-                    let (got, ended) =
-                        tokio::time::timeout(IO_TIMEOUT, read_body(body)).await.expect("echo in time");
-                    assert!(got == payload, "tunnel {n}: {} bytes back", got.len());
-                    assert!(ended, "tunnel {n} ends with END_STREAM");
-                }));
-            }
-            for tunnel in tunnels {
-                tunnel.await.unwrap();
-            }
+            echo_tunnels(&client, 3, 64 * 1024).await;
         });
         assert_eq!(
             first.stat("cluster.next_proxy.upstream_cx_http2_total"),
