@@ -11,7 +11,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use burrow_core::config::{Config, HttpFilterKind, NetworkFilter};
+use burrow_core::config::{Config, HttpFilterKind};
 use burrow_core::{Input, Proxy, QueryId, Shared};
 
 use crate::check::Checker;
