@@ -91,8 +91,8 @@ fn tunnel_echoes_a_mebibyte_byte_exact_with_early_data_and_half_close() {
         proxy.wait_stat("http.ingress_http.downstream_cx_upgrades_active", |v| v == 0);
         assert_eq!(proxy.stat("http.ingress_http.downstream_cx_upgrades_total"), 1, "{driver}");
         assert_eq!(proxy.stat("http.ingress_http.downstream_rq_2xx"), 1, "{driver}");
-        assert_eq!(proxy.stat("cluster.echo_service.upstream_cx_total"), 1, "{driver}");
-        assert_eq!(proxy.stat("cluster.echo_service.upstream_cx_active"), 0, "{driver}");
+        assert_eq!(proxy.stat("cluster.service_google.upstream_cx_total"), 1, "{driver}");
+        assert_eq!(proxy.stat("cluster.service_google.upstream_cx_active"), 0, "{driver}");
         assert_eq!(proxy.stat("http.ingress_http.downstream_cx_active"), 0, "{driver}");
         assert!(proxy.terminate().success(), "{driver}");
     }
@@ -166,7 +166,7 @@ fn names_resolve_in_the_driver_and_the_cluster_picks_the_family() {
         assert_eq!(read_exact_len(&mut stream, 24), b"via a resolved authority", "{driver}");
         drop(stream);
 
-        assert_eq!(proxy.stat("cluster.echo_service.upstream_cx_total"), 1, "{driver}");
+        assert_eq!(proxy.stat("cluster.service_google.upstream_cx_total"), 1, "{driver}");
         assert_eq!(proxy.stat("cluster.local_original_dst.upstream_cx_total"), 1, "{driver}");
         assert_eq!(proxy.stat("cluster.local_original_dst.upstream_cx_connect_fail"), 0, "{driver}");
     }
@@ -301,7 +301,7 @@ fn admin_serves_envoy_stat_formats_and_readiness() {
             "{driver}: {prometheus}"
         );
         assert!(
-            prometheus.contains("envoy_cluster_upstream_cx_total{envoy_cluster_name=\"echo_service\"} 1\n"),
+            prometheus.contains("envoy_cluster_upstream_cx_total{envoy_cluster_name=\"service_google\"} 1\n"),
             "{driver}"
         );
         assert_eq!(proxy.admin_get("/ready"), (200, "LIVE\n".to_string()), "{driver}");

@@ -10,10 +10,10 @@ use bytes::Bytes;
 use peers::{runtime, Origin, IO_TIMEOUT};
 use support::{echo_server, Burrow, DRIVERS};
 
-/// `configs/terminate_http2_connect.yaml` on fresh ports: (config, listener, admin port).
+/// `configs/http2_tunnels.yaml` on fresh ports: (config, listener, admin port).
 fn config(echo: SocketAddr, web: SocketAddr) -> (String, SocketAddr, u16) {
     let (listen, admin) = peers::ports();
-    let text = support::config("terminate_http2_connect.yaml")
+    let text = support::config("http2_tunnels.yaml")
         .replace("port_value: 9903", &format!("port_value: {admin}"))
         .replace("port_value: 10002", &format!("port_value: {listen}"))
         .replace("port_value: 19001", &format!("port_value: {}", echo.port()))

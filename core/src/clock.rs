@@ -1,4 +1,4 @@
-//! Wall-clock time for `date` headers, derived from the driver's `now` and one anchor.
+//! Wall-clock time for `date` headers and logs, derived from the driver's `now` and one anchor.
 
 use std::time::{Duration, Instant, SystemTime};
 
@@ -19,9 +19,14 @@ impl Clock {
         Clock { anchor, wall, cached_second: None, date: Bytes::new() }
     }
 
+    /// The wall time at `now`.
+    pub(crate) fn wall(&self, now: Instant) -> SystemTime {
+        self.wall + now.saturating_duration_since(self.anchor)
+    }
+
     /// The IMF-fixdate for `now`.
     pub(crate) fn date(&mut self, now: Instant) -> Bytes {
-        let at = self.wall + now.saturating_duration_since(self.anchor);
+        let at = self.wall(now);
         let second = at.duration_since(SystemTime::UNIX_EPOCH).unwrap_or(Duration::ZERO).as_secs();
         if self.cached_second != Some(second) {
             self.cached_second = Some(second);

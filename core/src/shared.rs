@@ -1,6 +1,6 @@
 //! State shared by every worker of one process: what Envoy keeps process-wide.
 
-use crate::config::Config;
+use crate::config::{Config, NetworkFilter};
 use crate::stats::{Counter, Gauge, Stats};
 use crate::upstream::breaker::Breakers;
 
@@ -9,13 +9,13 @@ use crate::upstream::breaker::Breakers;
 pub struct Shared {
     pub stats: Stats,
     pub(crate) listeners: Vec<ListenerStats>,
-    /// One per listener, for its connection manager.
-    pub(crate) http: Vec<HttpStats>,
-    /// The HTTP/2 codec's, per listener (`http.<prefix>.http2.*`).
-    pub(crate) http2: Vec<Http2Stats>,
+    /// Per listener, what its network filter counts.
+    filters: Vec<FilterStats>,
     pub(crate) clusters: Vec<ClusterStats>,
     /// Circuit breakers per cluster, process-wide.
     pub(crate) breakers: Vec<Breakers>,
+    /// The machine's name (`%HOSTNAME%`), which only the driver can ask the OS for.
+    pub(crate) hostname: Option<String>,
 }
 
 impl Shared {
@@ -26,16 +26,60 @@ impl Shared {
             .iter()
             .map(|l| ListenerStats::new(&stats, &listener_stat_name(l.address)))
             .collect();
-        let http = config.listeners.iter().map(|l| HttpStats::new(&stats, &l.hcm().stat_prefix)).collect();
-        let http2 = config
+        let filters = config
             .listeners
             .iter()
-            .map(|l| Http2Stats::new(&stats, &format!("{}.http2", l.hcm().stat_prefix)))
+            .map(|l| match &l.filter {
+                NetworkFilter::HttpConnectionManager(hcm) => FilterStats::Http(
+                    HttpStats::new(&stats, &hcm.stat_prefix),
+                    Http2Stats::new(&stats, &format!("{}.http2", hcm.stat_prefix)),
+                ),
+                NetworkFilter::TcpProxy(tcp) => FilterStats::Tcp(TcpStats::new(&stats, &tcp.stat_prefix)),
+            })
             .collect();
         let clusters = config.clusters.iter().map(|c| ClusterStats::new(&stats, &c.name)).collect();
         let breakers =
             config.clusters.iter().map(|c| Breakers::new(&stats, &c.name, &c.circuit_breakers)).collect();
-        Shared { stats, listeners, http, http2, clusters, breakers }
+        Shared { stats, listeners, filters, clusters, breakers, hostname: None }
+    }
+}
+
+/// A listener's filter stats: its connection manager's (and HTTP/2 codec's), or its TCP
+/// proxy's.
+enum FilterStats {
+    Http(HttpStats, Http2Stats),
+    Tcp(TcpStats),
+}
+
+impl Shared {
+    /// Names the machine for formats that print it (`%HOSTNAME%`).
+    pub fn with_hostname(mut self, hostname: String) -> Shared {
+        self.hostname = Some(hostname);
+        self
+    }
+
+    /// The connection manager stats of an HTTP listener (`http.<prefix>.*`).
+    pub(crate) fn http(&self, listener: usize) -> &HttpStats {
+        match &self.filters[listener] {
+            FilterStats::Http(http, _) => http,
+            FilterStats::Tcp(_) => unreachable!("HTTP stats of a TCP proxy listener"),
+        }
+    }
+
+    /// The HTTP/2 codec stats of an HTTP listener (`http.<prefix>.http2.*`).
+    pub(crate) fn http2(&self, listener: usize) -> &Http2Stats {
+        match &self.filters[listener] {
+            FilterStats::Http(_, http2) => http2,
+            FilterStats::Tcp(_) => unreachable!("HTTP/2 stats of a TCP proxy listener"),
+        }
+    }
+
+    /// The stats of a TCP proxy listener (`tcp.<prefix>.*`).
+    pub(crate) fn tcp(&self, listener: usize) -> &TcpStats {
+        match &self.filters[listener] {
+            FilterStats::Tcp(tcp) => tcp,
+            FilterStats::Http(..) => unreachable!("TCP proxy stats of an HTTP listener"),
+        }
     }
 }
 
@@ -109,6 +153,22 @@ stat_struct!(
 );
 
 stat_struct!(
+    TcpStats,
+    "tcp",
+    counters {
+        downstream_cx_total,
+        downstream_cx_rx_bytes_total,
+        downstream_cx_tx_bytes_total,
+        downstream_flow_control_paused_reading_total,
+        downstream_flow_control_resumed_reading_total,
+        idle_timeout,
+        max_downstream_connection_duration,
+        upstream_flush_total,
+    },
+    gauges {}
+);
+
+stat_struct!(
     ClusterStats,
     "cluster",
     counters {
@@ -117,6 +177,7 @@ stat_struct!(
         upstream_cx_http2_total,
         upstream_cx_connect_fail,
         upstream_cx_connect_timeout,
+        upstream_cx_connect_attempts_exceeded,
         upstream_cx_none_healthy,
         upstream_cx_overflow,
         upstream_cx_max_requests,

@@ -44,20 +44,16 @@ fn parse_yaml(text: &str) -> Result<Value> {
 
 fn build(bootstrap: raw::Bootstrap) -> Result<Config> {
     if let Some(a) = &bootstrap.admin {
-        if a.access_log_path.as_deref().is_some_and(|p| !p.is_empty() && p != "/dev/null") {
-            return not_supported(
-                "admin.access_log_path",
-                "",
-                "burrow writes no admin access log; only /dev/null is accepted",
-            );
-        }
         if a.access_log.as_ref().is_some_and(|logs| !logs.is_empty()) {
             return not_supported("admin.access_log", "", "burrow writes no admin access log");
         }
     }
     let admin = match bootstrap.admin {
         Some(a) => match a.address {
-            Some(address) => Some(Admin { address: ip_address(address, "admin.address", false)?.0 }),
+            Some(address) => Some(Admin {
+                address: ip_address(address, "admin.address", false)?.0,
+                access_log_path: a.access_log_path.filter(|p| !p.is_empty() && p != "/dev/null"),
+            }),
             // Envoy starts no admin listener without an address.
             None => None,
         },

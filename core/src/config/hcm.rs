@@ -9,6 +9,7 @@ use super::raw;
 use super::route::route_config_of;
 
 pub const ROUTER_TYPE_URL: &str = "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router";
+const ROUTER_NAME: &str = "envoy.filters.http.router";
 pub const BUFFER_TYPE_URL: &str = "type.googleapis.com/envoy.extensions.filters.http.buffer.v3.Buffer";
 
 /// What burrow does instead of the HTTP/3 downstream codec it refuses.
@@ -160,14 +161,19 @@ fn http_filter_chain(filters: Vec<raw::HttpFilter>, path: &str) -> Result<Vec<Ht
         if f.name.is_empty() {
             return err(at(&fpath, "name"), "empty");
         }
-        let Some(typed) = f.typed_config else {
-            return err(
-                fpath,
-                format!("Didn't find a registered implementation for '{}' with type URL: ''", f.name),
-            );
-        };
         let typed_path = at(&fpath, "typed_config");
-        let (url, body) = split_typed(&typed, &typed_path)?;
+        let (url, body) = match f.typed_config {
+            Some(typed) => split_typed(&typed, &typed_path)?,
+            // Envoy's example configs name the router without a typed_config (Envoy 1.40
+            // refuses them); the name alone says which filter it is.
+            None if f.name == ROUTER_NAME => (ROUTER_TYPE_URL.to_string(), serde_json::json!({})),
+            None => {
+                return err(
+                    fpath,
+                    format!("Didn't find a registered implementation for '{}' with type URL: ''", f.name),
+                )
+            }
+        };
         let kind = match url.as_str() {
             ROUTER_TYPE_URL => {
                 let _: raw::Router = decode(&body, &typed_path)?;

@@ -1,4 +1,5 @@
-//! Listeners: the address, and the one filter chain with its HTTP connection manager.
+//! Listeners: the address, and the one filter chain with its network filter (the HTTP
+//! connection manager or the TCP proxy).
 
 use std::collections::HashMap;
 
@@ -7,6 +8,7 @@ use super::fields::{at, decode, err, not_supported, split_typed, Result, DEFAULT
 use super::hcm::hcm;
 use super::model::*;
 use super::raw;
+use super::tcp_proxy::{tcp_proxy, TCP_PROXY_TYPE_URL};
 
 pub const HCM_TYPE_URL: &str =
     "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager";
@@ -44,7 +46,7 @@ pub(super) fn listener(l: raw::Listener, path: &str, clusters: &HashMap<String, 
     if filters.next().is_some() {
         return err(
             at(&chain_path, "filters[1]"),
-            "burrow supports exactly one network filter per filter chain (the HTTP connection manager)",
+            "burrow supports exactly one network filter per filter chain (the HTTP connection manager or the TCP proxy)",
         );
     }
     let filter_path = at(&chain_path, "filters[0]");
@@ -58,13 +60,18 @@ pub(super) fn listener(l: raw::Listener, path: &str, clusters: &HashMap<String, 
             let raw = decode(&body, &typed_path)?;
             NetworkFilter::HttpConnectionManager(Box::new(hcm(raw, &typed_path, clusters)?))
         }
+        TCP_PROXY_TYPE_URL => {
+            let raw = decode(&body, &typed_path)?;
+            NetworkFilter::TcpProxy(Box::new(tcp_proxy(raw, &typed_path, clusters)?))
+        }
         _ => {
             return err(
                 at(&typed_path, "@type"),
                 format!(
-                "unsupported network filter type '{url}' for filter '{}' (burrow supports {HCM_TYPE_URL})",
-                filter.name
-            ),
+                    "unsupported network filter type '{url}' for filter '{}' (burrow supports \
+                     {HCM_TYPE_URL} and {TCP_PROXY_TYPE_URL})",
+                    filter.name
+                ),
             )
         }
     };

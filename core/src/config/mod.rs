@@ -14,6 +14,7 @@ mod matcher;
 mod model;
 mod raw;
 mod route;
+mod tcp_proxy;
 mod warnings;
 
 pub use cluster::{HTTP_PROTOCOL_OPTIONS_NAME, HTTP_PROTOCOL_OPTIONS_TYPE_URL};
@@ -22,6 +23,7 @@ pub use hcm::{BUFFER_TYPE_URL, ROUTER_TYPE_URL};
 pub use listener::HCM_TYPE_URL;
 pub use model::*;
 pub use route::{BUFFER_PER_ROUTE_TYPE_URL, FILTER_CONFIG_TYPE_URL};
+pub use tcp_proxy::TCP_PROXY_TYPE_URL;
 
 #[cfg(test)]
 mod tests;

@@ -4,6 +4,8 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use crate::format::Format;
+
 /// A whole bootstrap.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Config {
@@ -15,6 +17,8 @@ pub struct Config {
 #[derive(Clone, Debug, PartialEq)]
 pub struct Admin {
     pub address: SocketAddr,
+    /// The deprecated `access_log_path`, kept to warn that burrow writes no admin access log.
+    pub access_log_path: Option<String>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -36,16 +40,89 @@ pub struct Listener {
 }
 
 impl Listener {
-    /// The connection manager of the listener's filter chain (the only network filter there is).
+    /// The listener's connection manager, if its filter is one.
+    pub fn http(&self) -> Option<&HttpConnectionManager> {
+        match &self.filter {
+            NetworkFilter::HttpConnectionManager(hcm) => Some(hcm),
+            NetworkFilter::TcpProxy(_) => None,
+        }
+    }
+
+    /// The connection manager of an HTTP listener: only its HTTP sessions ask, so a TCP
+    /// proxy listener never gets here.
     pub fn hcm(&self) -> &HttpConnectionManager {
-        let NetworkFilter::HttpConnectionManager(hcm) = &self.filter;
-        hcm
+        self.http().expect("an HTTP listener")
+    }
+
+    /// The TCP proxy of a TCP proxy listener (only its connections ask).
+    pub fn tcp_proxy(&self) -> &TcpProxy {
+        match &self.filter {
+            NetworkFilter::TcpProxy(tcp) => tcp,
+            NetworkFilter::HttpConnectionManager(_) => panic!("a TCP proxy listener"),
+        }
     }
 }
 
+/// The network filter of a listener's filter chain: what its connections are.
 #[derive(Clone, Debug, PartialEq)]
 pub enum NetworkFilter {
     HttpConnectionManager(Box<HttpConnectionManager>),
+    TcpProxy(Box<TcpProxy>),
+}
+
+/// `envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy`: each downstream connection goes to
+/// an upstream connection of the cluster, or (with `tunneling_config`) into an HTTP tunnel.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TcpProxy {
+    pub stat_prefix: String,
+    /// `cluster` (weight 1), or `weighted_clusters`: picked per connection by weight.
+    pub clusters: Vec<ClusterWeight>,
+    /// No byte either way for this long ends the connection (default 1 h; zero disables).
+    pub idle_timeout: Option<Duration>,
+    /// Upstream attempts per connection before it is given up (default 1).
+    pub max_connect_attempts: u32,
+    /// The downstream connection is closed this long after it was accepted.
+    pub max_downstream_connection_duration: Option<Duration>,
+    pub tunneling: Option<Tunneling>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClusterWeight {
+    /// Index into [`Config::clusters`].
+    pub cluster: usize,
+    pub weight: u32,
+}
+
+/// `tunneling_config`: the connection's bytes go to the cluster inside an HTTP request, a
+/// CONNECT (or a POST) in the protocol the cluster speaks.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Tunneling {
+    /// The CONNECT authority (`:authority`, `host`), formatted per connection.
+    pub hostname: Format,
+    /// POST to `post_path` instead of CONNECT.
+    pub use_post: bool,
+    pub post_path: String,
+    pub headers_to_add: Vec<HeaderToAdd>,
+}
+
+/// A header a tunnel request carries: its value formatted per connection.
+#[derive(Clone, Debug, PartialEq)]
+pub struct HeaderToAdd {
+    /// Lower-cased.
+    pub name: String,
+    pub value: Format,
+    pub action: HeaderAction,
+    /// Sent even when the value formats to nothing.
+    pub keep_empty: bool,
+}
+
+/// `append_action`: what a header to add does to one of the same name added before it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HeaderAction {
+    Append,
+    AddIfAbsent,
+    Overwrite,
+    OverwriteIfExists,
 }
 
 /// The downstream codec. `AUTO` serves HTTP/2 to a client whose first bytes are the HTTP/2

@@ -202,7 +202,8 @@ pub struct Bootstrap {
 #[serde(deny_unknown_fields)]
 pub struct Admin {
     pub address: Option<Address>,
-    /// Deprecated in Envoy; burrow writes no admin access log, so only `/dev/null` is accepted.
+    /// Deprecated in Envoy and still in its example configs: accepted, with a warning that
+    /// burrow writes no admin access log.
     pub access_log_path: Option<String>,
     /// Not supported yet; read so that the error can say so.
     pub access_log: Option<Vec<Value>>,
@@ -277,6 +278,91 @@ pub struct HttpFilter {
     pub name: String,
     pub typed_config: Option<Value>,
     pub disabled: Option<bool>,
+}
+
+// ---------------------------------------------------------------------------------------------
+// TCP proxy
+
+/// `envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TcpProxy {
+    #[serde(default)]
+    pub stat_prefix: String,
+    pub cluster: Option<String>,
+    pub weighted_clusters: Option<WeightedClusters>,
+    pub idle_timeout: Option<Dur>,
+    pub max_connect_attempts: Option<U32>,
+    pub max_downstream_connection_duration: Option<Dur>,
+    pub tunneling_config: Option<TunnelingConfig>,
+    #[serde(default, deserialize_with = "nullable")]
+    pub access_log: Vec<AccessLog>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WeightedClusters {
+    #[serde(default, deserialize_with = "nullable")]
+    pub clusters: Vec<ClusterWeight>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterWeight {
+    #[serde(default)]
+    pub name: String,
+    pub weight: Option<U32>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TunnelingConfig {
+    #[serde(default)]
+    pub hostname: String,
+    pub use_post: Option<bool>,
+    pub post_path: Option<String>,
+    #[serde(default, deserialize_with = "nullable")]
+    pub headers_to_add: Vec<HeaderValueOption>,
+}
+
+/// `config.core.v3.HeaderValueOption`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HeaderValueOption {
+    pub header: Option<HeaderValue>,
+    /// Deprecated: `false` means overwrite.
+    pub append: Option<bool>,
+    pub append_action: Option<AppendAction>,
+    pub keep_empty_value: Option<bool>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HeaderValue {
+    #[serde(default)]
+    pub key: String,
+    #[serde(default)]
+    pub value: String,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum AppendAction {
+    AppendIfExistsOrAdd,
+    AddIfAbsent,
+    OverwriteIfExistsOrAdd,
+    OverwriteIfExists,
+}
+
+/// `config.accesslog.v3.AccessLog`: a logger's name and its typed config.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccessLog {
+    #[serde(default)]
+    pub name: String,
+    /// Not supported yet; read so that the error can say so.
+    pub filter: Option<Value>,
+    pub typed_config: Option<Value>,
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -7,7 +7,15 @@ impl Config {
     /// Advice worth logging at start-up about a config that is valid but likely not what its
     /// author wants.
     pub fn warnings(&self) -> Vec<String> {
-        self.listeners.iter().flat_map(|listener| upgrade_warnings(&listener.name, listener.hcm())).collect()
+        let admin_log = self.admin.as_ref().and_then(|a| a.access_log_path.as_ref()).map(|path| {
+            format!("admin.access_log_path '{path}' is ignored: burrow writes no admin access log")
+        });
+        let upgrades = self
+            .listeners
+            .iter()
+            .filter_map(|listener| Some((&listener.name, listener.http()?)))
+            .flat_map(|(name, hcm)| upgrade_warnings(name, hcm));
+        admin_log.into_iter().chain(upgrades).collect()
     }
 }
 

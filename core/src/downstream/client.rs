@@ -42,7 +42,7 @@ impl Client {
 
     /// Writes a response head (and body) to the client and counts it.
     pub(crate) fn send(&self, ctx: &mut Ctx, status: u16, response: Bytes) {
-        let stats = &ctx.shared.http[self.listener];
+        let stats = &ctx.shared.http(self.listener);
         stats.response(status);
         stats.downstream_cx_tx_bytes_total.add(response.len() as u64);
         ctx.wire.write(self.id, response);
@@ -119,7 +119,7 @@ impl Downstream for Client {
     }
 
     fn send_data(&mut self, ctx: &mut Ctx, data: Bytes) {
-        ctx.shared.http[self.listener].downstream_cx_tx_bytes_total.add(data.len() as u64);
+        ctx.shared.http(self.listener).downstream_cx_tx_bytes_total.add(data.len() as u64);
         for piece in self.codec.encode_data(data) {
             ctx.wire.write(self.id, piece);
         }

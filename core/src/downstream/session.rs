@@ -1,5 +1,6 @@
-//! A downstream HTTP connection, whichever protocol it speaks: the one object the proxy keeps
-//! for it. With `codec_type: AUTO` the protocol is decided by the connection's first bytes, as
+//! A downstream connection, whichever protocol it speaks: the one object the proxy keeps for
+//! it. A TCP proxy listener's connections are raw ([`TcpConn`]); an HTTP listener's speak
+//! HTTP/1.1 or HTTP/2. With `codec_type: AUTO` the protocol is decided by the connection's first bytes, as
 //! Envoy decides it: the HTTP/2 connection preface means prior-knowledge HTTP/2 (h2c), anything
 //! else HTTP/1.1. A connection counts as one or the other only once its bytes said which.
 
@@ -9,13 +10,14 @@ use std::time::Instant;
 use bytes::{Bytes, BytesMut};
 use smallvec::SmallVec;
 
-use crate::config::CodecType;
+use crate::config::{CodecType, NetworkFilter};
 use crate::downstream::conn::HttpConn;
 use crate::downstream::ctx::Ctx;
 use crate::downstream::h2::H2Conn;
 use crate::io::{ConnId, QueryId};
 use crate::shared::Shared;
 use crate::stats::Gauge;
+use crate::tcp_proxy::TcpConn;
 use crate::transport::ConnEvent;
 use crate::tunnel::Closes;
 use crate::upstream::pool::PoolEvent;
@@ -34,6 +36,7 @@ pub(crate) enum Session {
         sniffed: Option<BytesMut>,
     },
     Http2(Box<H2Conn>),
+    Tcp(Box<TcpConn>),
 }
 
 impl Session {
@@ -45,11 +48,15 @@ impl Session {
         peer: SocketAddr,
         local: SocketAddr,
     ) -> (Session, Closes) {
-        let stats = &ctx.shared.http[listener];
-        stats.downstream_cx_total.inc();
-        stats.downstream_cx_active.inc();
         ctx.shared.listeners[listener].downstream_cx_total.inc();
         ctx.shared.listeners[listener].downstream_cx_active.inc();
+        if let NetworkFilter::TcpProxy(_) = ctx.config.listeners[listener].filter {
+            let (conn, closes) = TcpConn::new(ctx, now, (id, listener), peer, local);
+            return (Session::Tcp(Box::new(conn)), closes);
+        }
+        let stats = &ctx.shared.http(listener);
+        stats.downstream_cx_total.inc();
+        stats.downstream_cx_active.inc();
         match ctx.config.listeners[listener].hcm().codec_type {
             CodecType::Http2 => {
                 let (conn, closes) = H2Conn::new(ctx, now, (id, listener), peer, local, Bytes::new());
@@ -87,7 +94,7 @@ impl Session {
                     return Vec::new();
                 }
                 let (id, listener, peer, local) = conn.identity();
-                ctx.shared.http[listener].downstream_cx_rx_bytes_total.add(data.len() as u64);
+                ctx.shared.http(listener).downstream_cx_rx_bytes_total.add(data.len() as u64);
                 let held = conn.take_held();
                 let first = if held.is_empty() { data } else { [held, data].concat().into() };
                 let (h2, closes) = H2Conn::new(ctx, now, (id, listener), peer, local, first);
@@ -96,6 +103,7 @@ impl Session {
             }
             Session::Http1 { conn, .. } => conn.on_downstream(ctx, now, event),
             Session::Http2(conn) => conn.on_downstream(ctx, now, event),
+            Session::Tcp(conn) => conn.on_downstream(ctx, now, event),
         }
     }
 
@@ -110,6 +118,7 @@ impl Session {
         match self {
             Session::Http1 { conn, .. } => conn.on_upstream(ctx, now, event),
             Session::Http2(conn) => conn.on_upstream(ctx, now, up, event),
+            Session::Tcp(conn) => conn.on_upstream(ctx, now, up, event),
         }
     }
 
@@ -117,6 +126,7 @@ impl Session {
         match self {
             Session::Http1 { conn, .. } => conn.on_pool(ctx, now, stream, event),
             Session::Http2(conn) => conn.on_pool(ctx, now, stream, event),
+            Session::Tcp(conn) => conn.on_pool(ctx, now, stream, event),
         }
     }
 
@@ -130,6 +140,8 @@ impl Session {
         match self {
             Session::Http1 { conn, .. } => conn.on_resolved(ctx, now, query, addrs),
             Session::Http2(conn) => conn.on_resolved(ctx, now, query, addrs),
+            // A TCP proxy resolves no names of its own.
+            Session::Tcp(_) => Vec::new(),
         }
     }
 
@@ -137,6 +149,7 @@ impl Session {
         match self {
             Session::Http1 { conn, .. } => conn.on_timer(ctx, now),
             Session::Http2(conn) => conn.on_timer(ctx, now),
+            Session::Tcp(conn) => conn.on_timer(ctx, now),
         }
     }
 
@@ -144,7 +157,7 @@ impl Session {
     /// response, which says `connection: close`).
     pub(crate) fn drain(&mut self, ctx: &mut Ctx, now: Instant) -> Closes {
         match self {
-            Session::Http1 { .. } => Vec::new(),
+            Session::Http1 { .. } | Session::Tcp(_) => Vec::new(),
             Session::Http2(conn) => conn.drain(ctx, now),
         }
     }
@@ -153,6 +166,7 @@ impl Session {
         match self {
             Session::Http1 { conn, .. } => conn.is_idle(),
             Session::Http2(conn) => conn.is_idle(),
+            Session::Tcp(_) => false,
         }
     }
 
@@ -160,6 +174,7 @@ impl Session {
         match self {
             Session::Http1 { conn, .. } => conn.socket_gauges(shared),
             Session::Http2(conn) => conn.socket_gauges(shared),
+            Session::Tcp(conn) => conn.socket_gauges(shared),
         }
     }
 
@@ -167,6 +182,7 @@ impl Session {
         match self {
             Session::Http1 { conn, .. } => conn.finish(ctx, now),
             Session::Http2(conn) => (*conn).finish(ctx, now),
+            Session::Tcp(conn) => (*conn).finish(ctx, now),
         }
     }
 }

@@ -143,20 +143,26 @@ impl Wire {
         self.conns[conn.0 as usize].read_paused
     }
 
-    pub(crate) fn pause_read(&mut self, conn: ConnId) {
+    /// Stops reading `conn`; true if it was being read.
+    pub(crate) fn pause_read(&mut self, conn: ConnId) -> bool {
         let io = &mut self.conns[conn.0 as usize];
-        if !io.read_paused {
+        let was_reading = !io.read_paused;
+        if was_reading {
             io.read_paused = true;
             self.out.push_back(Output::PauseRead { conn });
         }
+        was_reading
     }
 
-    pub(crate) fn resume_read(&mut self, conn: ConnId) {
+    /// Reads `conn` again; true if it was paused.
+    pub(crate) fn resume_read(&mut self, conn: ConnId) -> bool {
         let io = &mut self.conns[conn.0 as usize];
-        if io.read_paused {
+        let was_paused = io.read_paused;
+        if was_paused {
             io.read_paused = false;
             self.out.push_back(Output::ResumeRead { conn });
         }
+        was_paused
     }
 }
 

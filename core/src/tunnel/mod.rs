@@ -111,6 +111,20 @@ impl<E: Copy + Eq> Tunnel<E> {
     ) -> Tunnel<E> {
         stats.upstream_cx_total.inc();
         stats.upstream_cx_active.inc();
+        Tunnel::pending(now, (downstream, upstream), cluster, deadline, (down_limit, up_limit), idle)
+    }
+
+    /// A tunnel whose upstream end is not there yet (an HTTP tunnel waiting for its 2xx),
+    /// holding what the downstream sends until [`Self::connected`]; the caller counts the
+    /// upstream connection, if it is one of its own.
+    pub(crate) fn pending(
+        now: Instant,
+        (downstream, upstream): (E, E),
+        cluster: usize,
+        deadline: Instant,
+        (down_limit, up_limit): (usize, usize),
+        idle: Option<Duration>,
+    ) -> Tunnel<E> {
         Tunnel {
             downstream,
             upstream,
@@ -123,6 +137,23 @@ impl<E: Copy + Eq> Tunnel<E> {
             up_fin: false,
             down_limit,
             up_limit,
+        }
+    }
+
+    /// Another upstream end while still connecting (a retry, or the stream an HTTP tunnel was
+    /// given), with a new connect deadline.
+    pub(crate) fn retarget(&mut self, upstream: E, at: Instant) {
+        self.upstream = upstream;
+        if let Phase::Connecting { deadline, .. } = &mut self.phase {
+            *deadline = at;
+        }
+    }
+
+    /// Bytes held from the downstream while connecting.
+    pub(crate) fn held(&self) -> usize {
+        match &self.phase {
+            Phase::Connecting { early_len, .. } => *early_len,
+            Phase::Open => 0,
         }
     }
 

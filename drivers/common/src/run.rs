@@ -128,6 +128,15 @@ pub fn init_logging(level: LogLevel) {
         .try_init();
 }
 
+/// The machine's name, for `%HOSTNAME%` in formats.
+fn hostname() -> Option<String> {
+    let mut buf = [0u8; 256];
+    // SAFETY: the buffer is valid for its whole length, which is what gethostname is told.
+    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
+    let len = buf.iter().position(|&b| b == 0)?;
+    (rc == 0).then(|| String::from_utf8_lossy(&buf[..len]).into_owned())
+}
+
 /// Serve: `args.workers()` threads each running `worker` with its own core, until a stop
 /// signal has drained them all. The first SIGTERM/SIGINT starts the drain; a second exits at
 /// once with status 1.
@@ -136,7 +145,11 @@ where
     F: Fn(Worker) -> Result<(), String> + Send + Sync + 'static,
 {
     let config = Arc::new(config);
-    let shared = Arc::new(Shared::new(&config));
+    let shared = Shared::new(&config);
+    let shared = Arc::new(match hostname() {
+        Some(name) => shared.with_hostname(name),
+        None => shared,
+    });
     let stop = Stop::default();
 
     let signals = match Signals::new([SIGTERM, SIGINT]) {

@@ -201,8 +201,7 @@ impl World {
         let proxy = Proxy::new(config.clone(), shared.clone(), base, wall, proxy_seed);
         // The largest buffer a config allows: connection limits, and the buffer filter's
         // `max_request_bytes` (a buffered body goes upstream in one piece).
-        let buffer_filters = config.listeners.iter().flat_map(|l| {
-            let h = l.hcm();
+        let buffer_filters = config.listeners.iter().filter_map(|l| l.http()).flat_map(|h| {
             h.http_filters
                 .iter()
                 .chain(h.upgrade_configs.iter().flat_map(|u| u.filters.iter().flatten()))
@@ -221,7 +220,11 @@ impl World {
             .max()
             .unwrap_or(1 << 20) as usize;
         let clusters = config.clusters.iter().map(ClusterCheck::of).collect();
-        let http_prefixes = config.listeners.iter().map(|l| l.hcm().stat_prefix.clone()).collect();
+        let http_prefixes = config
+            .listeners
+            .iter()
+            .map(|l| l.http().map_or_else(String::new, |h| h.stat_prefix.clone()))
+            .collect();
         let mut world = World {
             proxy,
             shared,

@@ -92,7 +92,10 @@ static_resources:
 #[test]
 fn terminate_http1_connect() {
     let config = parse(TERMINATE_HTTP1_CONNECT);
-    assert_eq!(config.admin, Some(Admin { address: "127.0.0.1:9902".parse().unwrap() }));
+    assert_eq!(
+        config.admin,
+        Some(Admin { address: "127.0.0.1:9902".parse().unwrap(), access_log_path: None })
+    );
 
     let listener = &config.listeners[0];
     assert_eq!(listener.name, "listener_0");

@@ -57,15 +57,21 @@ fn unknown_fields_are_rejected_at_every_depth() {
 
 #[test]
 fn typed_config_errors() {
-    let unknown_type = with("", "", "")
-        .replace(HCM_TYPE_URL, "type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy");
+    let unknown_type = with("", "", "").replace(
+        HCM_TYPE_URL,
+        "type.googleapis.com/envoy.extensions.filters.network.redis_proxy.v3.RedisProxy",
+    );
     let got = error(&unknown_type);
     assert!(got.starts_with(&format!("{TYPED}.@type: unsupported network filter type")), "{got}");
 
+    // Envoy's example configs name the router without a typed_config: the name says which.
     let untyped = with("", "", "").replace(&format!(r#"typed_config: {{"@type": {ROUTER_TYPE_URL}}}"#), "");
+    let config = parse(&untyped);
+    assert_eq!(config.listeners[0].hcm().http_filters[0].kind, HttpFilterKind::Router);
+    let untyped_other = untyped.replace("name: envoy.filters.http.router", "name: envoy.filters.http.cors");
     assert_eq!(
-        error(&untyped),
-        format!("{TYPED}.http_filters[0]: Didn't find a registered implementation for 'envoy.filters.http.router' with type URL: ''")
+        error(&untyped_other),
+        format!("{TYPED}.http_filters[0]: Didn't find a registered implementation for 'envoy.filters.http.cors' with type URL: ''")
     );
 
     let other_filter = with("", "", "")

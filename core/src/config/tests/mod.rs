@@ -9,6 +9,7 @@ mod cluster;
 mod errors;
 mod hcm;
 mod route;
+mod tcp_proxy;
 mod unsupported;
 
 fn hcm_of(config: &Config) -> &HttpConnectionManager {

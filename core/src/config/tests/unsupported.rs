@@ -169,14 +169,19 @@ fn connect_udp_termination_is_not_supported_yet() {
 }
 
 #[test]
-fn admin_access_logs_are_not_supported_yet() {
+fn admin_access_logs_are_not_supported_yet_but_the_deprecated_path_is_accepted() {
     let admin = |block: &str| {
         format!(
             "admin:\n{block}\n  address: {{socket_address: {{address: 127.0.0.1, port_value: 9901}}}}\n{}",
             with("", "", "")
         )
     };
-    refused_as_unsupported(&admin("  access_log_path: /tmp/admin.log"), "admin.access_log_path");
+    // Deprecated, and in Envoy's example configs: accepted, with a warning.
+    let config = parse(&admin("  access_log_path: /tmp/admin.log"));
+    assert!(config
+        .warnings()
+        .iter()
+        .any(|w| w.contains("admin.access_log_path '/tmp/admin.log' is ignored")));
     refused_as_unsupported(&admin("  access_log: [{name: envoy.access_loggers.stdout}]"), "admin.access_log");
     for fine in ["  access_log_path: /dev/null", "  access_log_path: \"\"", "  access_log: []"] {
         parse(&admin(fine));

@@ -49,7 +49,7 @@ impl HttpConn {
             }
             ConnEvent::Data(data) => {
                 let len = tunnel.up_data(&mut ctx.wire, &ctx.shared.clusters[tunnel.cluster], now, data);
-                ctx.shared.http[self.client.listener].downstream_cx_tx_bytes_total.add(len);
+                ctx.shared.http(self.client.listener).downstream_cx_tx_bytes_total.add(len);
                 Vec::new()
             }
             ConnEvent::ReadClosed => match tunnel.up_read_closed(&mut ctx.wire) {
@@ -76,7 +76,7 @@ impl HttpConn {
         let (cluster, pick) = match decision {
             Decision::Tunnel { cluster, pick } => (cluster, pick),
             Decision::Refused => {
-                ctx.shared.http[self.client.listener].downstream_rq_ws_on_non_ws_route.inc();
+                ctx.shared.http(self.client.listener).downstream_rq_ws_on_non_ws_route.inc();
                 return self.reply(ctx, now, 403, "", true);
             }
             Decision::Reply(status, text) => return self.reply(ctx, now, status, &text, true),
@@ -225,13 +225,14 @@ pub(crate) fn retire_tunnel<E>(ctx: &mut Ctx, now: Instant, tunnel: &Tunnel<E>, 
     if tunnel.pooled {
         ctx.with_pool(tunnel.cluster, now, |pools: &mut Pools, cx| pools.closed(up, remote, cx));
     } else {
-        retire_connect_tunnel(ctx, tunnel, remote);
+        retire_connection(ctx, tunnel.cluster, remote);
     }
 }
 
-/// Settles a terminated CONNECT's upstream connection: gauges, counters and its breaker unit.
-fn retire_connect_tunnel<E>(ctx: &Ctx, tunnel: &Tunnel<E>, remote: bool) {
-    let stats = &ctx.shared.clusters[tunnel.cluster];
+/// Settles an upstream connection the proxy opened itself (a terminated CONNECT's, a TCP
+/// proxy's): gauges, counters and its breaker unit.
+pub(crate) fn retire_connection(ctx: &Ctx, cluster: usize, remote: bool) {
+    let stats = &ctx.shared.clusters[cluster];
     stats.upstream_cx_active.dec();
     stats.upstream_cx_destroy.inc();
     if remote {
@@ -239,5 +240,5 @@ fn retire_connect_tunnel<E>(ctx: &Ctx, tunnel: &Tunnel<E>, remote: bool) {
     } else {
         stats.upstream_cx_destroy_local.inc();
     }
-    ctx.shared.breakers[tunnel.cluster].connections.release();
+    ctx.shared.breakers[cluster].connections.release();
 }

@@ -31,7 +31,7 @@ use smallvec::{smallvec, SmallVec};
 
 mod connect;
 
-pub(crate) use connect::retire_tunnel;
+pub(crate) use connect::{retire_connection, retire_tunnel};
 
 use connect::TunnelEnd;
 
@@ -97,7 +97,7 @@ impl HttpConn {
 
     /// The connection speaks HTTP/1.1: counted as such.
     pub(crate) fn count_http1(&mut self, ctx: &Ctx) {
-        let stats = &ctx.shared.http[self.client.listener];
+        let stats = &ctx.shared.http(self.client.listener);
         stats.downstream_cx_http1_total.inc();
         stats.downstream_cx_http1_active.inc();
         self.http1 = true;
@@ -106,7 +106,7 @@ impl HttpConn {
     /// The first bytes of a connection whose protocol is not known yet: they wait in the codec
     /// as a head's would (and time out as one would) until the rest says which it is.
     pub(crate) fn hold(&mut self, ctx: &mut Ctx, now: Instant, data: Bytes) {
-        ctx.shared.http[self.client.listener].downstream_cx_rx_bytes_total.add(data.len() as u64);
+        ctx.shared.http(self.client.listener).downstream_cx_rx_bytes_total.add(data.len() as u64);
         self.last_activity = now;
         self.client.codec.read(data);
         self.rearm(ctx);
@@ -125,7 +125,7 @@ impl HttpConn {
     /// The gauges that count this connection's socket as active (settled by [`Self::finish`],
     /// counted again by the proxy while the socket flushes before its close).
     pub(crate) fn socket_gauges(&self, shared: &Shared) -> SmallVec<[Gauge; 3]> {
-        let http = &shared.http[self.client.listener];
+        let http = &shared.http(self.client.listener);
         let mut gauges = smallvec![
             http.downstream_cx_active.clone(),
             shared.listeners[self.client.listener].downstream_cx_active.clone(),
@@ -180,7 +180,7 @@ impl HttpConn {
     pub(crate) fn on_downstream(&mut self, ctx: &mut Ctx, now: Instant, event: ConnEvent) -> Closes {
         let closes = match event {
             ConnEvent::Data(data) => {
-                ctx.shared.http[self.client.listener].downstream_cx_rx_bytes_total.add(data.len() as u64);
+                ctx.shared.http(self.client.listener).downstream_cx_rx_bytes_total.add(data.len() as u64);
                 self.on_data(ctx, now, data)
             }
             ConnEvent::ReadClosed => match self.exchange() {
@@ -199,7 +199,7 @@ impl HttpConn {
                 None => self.close(Close::Flush),
             },
             ConnEvent::Closed => {
-                ctx.shared.http[self.client.listener].downstream_cx_destroy_remote.inc();
+                ctx.shared.http(self.client.listener).downstream_cx_destroy_remote.inc();
                 match self.exchange() {
                     Some(Exchange::Tunnel(_)) => self.end_tunnel(ctx, now, TunnelEnd::DownstreamReset),
                     Some(Exchange::Forwarding(_)) => {
@@ -418,7 +418,7 @@ impl HttpConn {
         body: Result<BodyKind, HeadError>,
     ) -> Closes {
         self.last_activity = now;
-        let stats = &ctx.shared.http[self.client.listener];
+        let stats = &ctx.shared.http(self.client.listener);
         stats.downstream_rq_total.inc();
         stats.downstream_rq_http1_total.inc();
         stats.downstream_rq_active.inc();
@@ -469,7 +469,7 @@ impl HttpConn {
         let (index, addr) = match decision {
             Decision::Forward(index, addr) => (index, addr),
             Decision::Refused => {
-                ctx.shared.http[self.client.listener].downstream_rq_ws_on_non_ws_route.inc();
+                ctx.shared.http(self.client.listener).downstream_rq_ws_on_non_ws_route.inc();
                 return self.reply(ctx, now, 403, "", true);
             }
             Decision::Reply(status, text) => return self.reply(ctx, now, status, &text, !reusable),
@@ -488,7 +488,7 @@ impl HttpConn {
     }
 
     fn count_upgrade(&mut self, ctx: &mut Ctx) {
-        let stats = &ctx.shared.http[self.client.listener];
+        let stats = &ctx.shared.http(self.client.listener);
         stats.downstream_cx_upgrades_total.inc();
         stats.downstream_cx_upgrades_active.inc();
         self.upgraded = true;
@@ -498,7 +498,7 @@ impl HttpConn {
     /// response has started), else the connection does; either way reading ends.
     fn protocol_error(&mut self, ctx: &mut Ctx, now: Instant, error: HeadError) -> Closes {
         tracing::debug!(details = error.details(), "downstream protocol error");
-        ctx.shared.http[self.client.listener].downstream_cx_protocol_error.inc();
+        ctx.shared.http(self.client.listener).downstream_cx_protocol_error.inc();
         self.client.codec.clear();
         if matches!(self.first(), Some(Exchange::Forwarding(_))) {
             return self.with_stream(ctx, now, |s, _, ctx| s.refuse(ctx, now, error.status()));
@@ -532,7 +532,7 @@ impl HttpConn {
         self.client.send(ctx, reply.status, bytes);
         self.end_request(ctx);
         if close {
-            ctx.shared.http[self.client.listener].downstream_cx_destroy_local.inc();
+            ctx.shared.http(self.client.listener).downstream_cx_destroy_local.inc();
             return self.close(Close::Flush);
         }
         self.client.codec.next_request();
@@ -541,12 +541,12 @@ impl HttpConn {
 
     pub(crate) fn end_request(&mut self, ctx: &mut Ctx) {
         if std::mem::take(&mut self.in_request) {
-            let stats = &ctx.shared.http[self.client.listener];
+            let stats = &ctx.shared.http(self.client.listener);
             stats.downstream_rq_active.dec();
             stats.downstream_rq_completed.inc();
         }
         if std::mem::take(&mut self.upgraded) {
-            ctx.shared.http[self.client.listener].downstream_cx_upgrades_active.dec();
+            ctx.shared.http(self.client.listener).downstream_cx_upgrades_active.dec();
         }
     }
 
@@ -559,7 +559,7 @@ impl HttpConn {
     /// held, for the proxy to close.
     pub(crate) fn finish(mut self, ctx: &mut Ctx, now: Instant) -> Closes {
         self.end_request(ctx);
-        let stats = &ctx.shared.http[self.client.listener];
+        let stats = &ctx.shared.http(self.client.listener);
         stats.downstream_cx_active.dec();
         if self.http1 {
             stats.downstream_cx_http1_active.dec();
@@ -594,7 +594,7 @@ impl HttpConn {
                 self.connect_failed(ctx, now, local_reply::CONNECT_TIMEOUT)
             }
             Some(Exchange::Tunnel(t)) if t.idle_expired(now) => {
-                ctx.shared.http[listener].downstream_rq_idle_timeout.inc();
+                ctx.shared.http(listener).downstream_rq_idle_timeout.inc();
                 self.end_tunnel(ctx, now, TunnelEnd::Finished)
             }
             Some(Exchange::Resolving { cluster, deadline, .. }) if *deadline <= now => {
@@ -607,17 +607,17 @@ impl HttpConn {
             }
             Some(_) => Vec::new(),
             None if self.headers_deadline(ctx).is_some_and(|at| at <= now) => {
-                ctx.shared.http[listener].downstream_rq_header_timeout.inc();
+                ctx.shared.http(listener).downstream_rq_header_timeout.inc();
                 self.client.codec.clear();
                 self.reply(ctx, now, 408, "request header timeout", true)
             }
             None if self.idle_deadline(ctx).is_some_and(|at| at <= now) => {
                 if self.client.codec.is_empty() {
-                    ctx.shared.http[listener].downstream_cx_idle_timeout.inc();
+                    ctx.shared.http(listener).downstream_cx_idle_timeout.inc();
                     return self.close(Close::Flush);
                 }
                 // A head that stopped arriving: Envoy's stream idle timeout answer.
-                ctx.shared.http[listener].downstream_rq_idle_timeout.inc();
+                ctx.shared.http(listener).downstream_rq_idle_timeout.inc();
                 self.client.codec.clear();
                 self.reply(ctx, now, 408, "stream timeout", true)
             }

@@ -84,7 +84,9 @@ impl Ends for H2Ends<'_> {
     fn pause_read(&mut self, end: Side) {
         match end {
             Side::Stream(key) => self.codec.pause(key),
-            Side::Conn(conn) => self.ctx.wire.pause_read(conn),
+            Side::Conn(conn) => {
+                self.ctx.wire.pause_read(conn);
+            }
             Side::Pooled(up, id) => {
                 let waiter = StreamRef { conn: self.down, stream: id };
                 self.pooled(|p, cx| p.pause_stream(up, waiter, true, cx));
@@ -95,7 +97,9 @@ impl Ends for H2Ends<'_> {
     fn resume_read(&mut self, end: Side) {
         match end {
             Side::Stream(key) => self.codec.resume(key),
-            Side::Conn(conn) => self.ctx.wire.resume_read(conn),
+            Side::Conn(conn) => {
+                self.ctx.wire.resume_read(conn);
+            }
             Side::Pooled(up, id) => {
                 let waiter = StreamRef { conn: self.down, stream: id };
                 self.pooled(|p, cx| p.pause_stream(up, waiter, false, cx));
@@ -148,7 +152,7 @@ impl H2Conn {
                 Vec::new()
             }
             Decision::Refused => {
-                ctx.shared.http[self.listener].downstream_rq_ws_on_non_ws_route.inc();
+                ctx.shared.http(self.listener).downstream_rq_ws_on_non_ws_route.inc();
                 self.reply(ctx, now, key, &local_reply::text(403, ""))
             }
             Decision::Reply(status, text) => self.reply(ctx, now, key, &local_reply::text(status, &text)),
@@ -260,7 +264,7 @@ impl H2Conn {
             return self.tunnel_failed(ctx, now, key, local_reply::CONNECT_TIMEOUT);
         }
         if tunnel.idle_expired(now) {
-            ctx.shared.http[self.listener].downstream_rq_idle_timeout.inc();
+            ctx.shared.http(self.listener).downstream_rq_idle_timeout.inc();
             let closes = self.take_tunnel(ctx, now, key, false, Close::Flush);
             self.reset(ctx, key, Reason::CANCEL);
             return closes;
@@ -281,7 +285,7 @@ impl H2Conn {
             ConnEvent::Connected => {
                 let date = ctx.clock.date(now);
                 let server = ctx.config.listeners[self.listener].hcm().server_name.clone();
-                ctx.shared.http[self.listener].response(200);
+                ctx.shared.http(self.listener).response(200);
                 let head = super::down::local_response(&local_reply::connect_established(), &date, &server);
                 self.codec.send_head(key, head, false);
                 self.with_tunnel(ctx, now, key, |tunnel, ends, shared| {

@@ -57,7 +57,7 @@ impl Downstream for H2Down<'_> {
     fn send_continue(&mut self, _: &mut Ctx) {}
 
     fn send_head(&mut self, ctx: &mut Ctx, head: ResponseHead, body: BodyKind, cx: &ResponseContext<'_>) {
-        ctx.shared.http[self.listener].response(head.status);
+        ctx.shared.http(self.listener).response(head.status);
         self.codec.send_head(self.key, response(&head, cx), body == BodyKind::Empty);
     }
 
@@ -73,7 +73,7 @@ impl Downstream for H2Down<'_> {
     /// The origin's `101` becomes the `200` that accepts an extended CONNECT (RFC 8441); it
     /// counts as the `101` it was, as Envoy counts it. A proxied CONNECT's 2xx goes as it is.
     fn switch(&mut self, ctx: &mut Ctx, head: ResponseHead, cx: &ResponseContext<'_>) {
-        ctx.shared.http[self.listener].response(head.status);
+        ctx.shared.http(self.listener).response(head.status);
         let mut accepted = response(&head, cx);
         if head.status == 101 {
             *accepted.status_mut() = http::StatusCode::OK;

@@ -120,7 +120,7 @@ impl H2Conn {
         local: SocketAddr,
         read: Bytes,
     ) -> (H2Conn, Closes) {
-        let stats = &ctx.shared.http[listener];
+        let stats = &ctx.shared.http(listener);
         stats.downstream_cx_http2_total.inc();
         stats.downstream_cx_http2_active.inc();
         let codec = ServerCodec::new(settings(ctx.config.listeners[listener].hcm()));
@@ -157,7 +157,7 @@ impl H2Conn {
 
     /// The gauges that count this connection's socket as active.
     pub(crate) fn socket_gauges(&self, shared: &Shared) -> SmallVec<[Gauge; 3]> {
-        let http = &shared.http[self.listener];
+        let http = &shared.http(self.listener);
         smallvec![
             http.downstream_cx_active.clone(),
             http.downstream_cx_http2_active.clone(),
@@ -175,7 +175,7 @@ impl H2Conn {
         if !self.draining {
             self.draining = true;
             self.codec.graceful_shutdown();
-            ctx.shared.http2[self.listener].goaway_sent.inc();
+            ctx.shared.http2(self.listener).goaway_sent.inc();
         }
         self.drive(ctx, now)
     }
@@ -183,7 +183,7 @@ impl H2Conn {
     pub(crate) fn on_downstream(&mut self, ctx: &mut Ctx, now: Instant, event: ConnEvent) -> Closes {
         let closes = match event {
             ConnEvent::Data(data) => {
-                ctx.shared.http[self.listener].downstream_cx_rx_bytes_total.add(data.len() as u64);
+                ctx.shared.http(self.listener).downstream_cx_rx_bytes_total.add(data.len() as u64);
                 self.codec.read(data);
                 // A client still talking (window updates among other frames) while a tunnel's
                 // bytes wait on its window is a slow reader draining, not an idle tunnel.
@@ -195,7 +195,7 @@ impl H2Conn {
                 self.drive(ctx, now)
             }
             ConnEvent::Closed => {
-                ctx.shared.http[self.listener].downstream_cx_destroy_remote.inc();
+                ctx.shared.http(self.listener).downstream_cx_destroy_remote.inc();
                 self.close(Close::Abort)
             }
             ConnEvent::Flushed => {
@@ -224,8 +224,8 @@ impl H2Conn {
                     if let Some(error) = error {
                         tracing::debug!(%error, "downstream HTTP/2 connection ended");
                         if error.is_go_away() && error.is_library() {
-                            ctx.shared.http[self.listener].downstream_cx_protocol_error.inc();
-                            ctx.shared.http2[self.listener].goaway_sent.inc();
+                            ctx.shared.http(self.listener).downstream_cx_protocol_error.inc();
+                            ctx.shared.http2(self.listener).goaway_sent.inc();
                         }
                     }
                     self.flush(ctx);
@@ -257,7 +257,7 @@ impl H2Conn {
 
     fn flush(&mut self, ctx: &mut Ctx) {
         if let Some(out) = self.codec.take_output() {
-            ctx.shared.http[self.listener].downstream_cx_tx_bytes_total.add(out.len() as u64);
+            ctx.shared.http(self.listener).downstream_cx_tx_bytes_total.add(out.len() as u64);
             ctx.wire.write(self.id, out);
         }
     }
@@ -276,7 +276,7 @@ impl H2Conn {
             ServerEvent::End => self.on_end(ctx, now, key),
             ServerEvent::Reset(reason) => {
                 tracing::debug!(?reason, "downstream stream reset");
-                ctx.shared.http2[self.listener].rx_reset.inc();
+                ctx.shared.http2(self.listener).rx_reset.inc();
                 if !matches!(self.entry(key), Some(Exchange::Answered) | None) {
                     self.premature_resets += 1;
                 }
@@ -314,12 +314,12 @@ impl H2Conn {
         parts: http::request::Parts,
         end: bool,
     ) -> Closes {
-        let stats = &ctx.shared.http[self.listener];
+        let stats = &ctx.shared.http(self.listener);
         stats.downstream_rq_total.inc();
         stats.downstream_rq_http2_total.inc();
         stats.downstream_rq_active.inc();
         self.opened += 1;
-        ctx.shared.http2[self.listener].streams_active.inc();
+        ctx.shared.http2(self.listener).streams_active.inc();
         self.insert(key, Exchange::Answered);
         let Ok((head, body)) = request_head(&parts, end) else {
             return self.reply(ctx, now, key, &local_reply::text(400, "Bad Request"));
@@ -357,7 +357,7 @@ impl H2Conn {
         let (index, addr) = match decision {
             Decision::Forward(index, addr) => (index, addr),
             Decision::Refused => {
-                ctx.shared.http[self.listener].downstream_rq_ws_on_non_ws_route.inc();
+                ctx.shared.http(self.listener).downstream_rq_ws_on_non_ws_route.inc();
                 return self.reply(ctx, now, key, &local_reply::text(403, ""));
             }
             Decision::Reply(status, text) => {
@@ -404,7 +404,7 @@ impl H2Conn {
 
     /// The stream asked for an upgrade (CONNECT, or extended CONNECT) the table allowed.
     fn count_upgrade(&mut self, ctx: &Ctx, key: usize) {
-        let stats = &ctx.shared.http[self.listener];
+        let stats = &ctx.shared.http(self.listener);
         stats.downstream_cx_upgrades_total.inc();
         stats.downstream_cx_upgrades_active.inc();
         if let Some(entry) = self.exchanges.get_mut(key).and_then(Option::as_mut) {
@@ -556,8 +556,8 @@ impl H2Conn {
                 reset = self.premature_resets,
                 "downstream HTTP/2 client resets most of its streams early; closing its connection"
             );
-            ctx.shared.http[self.listener].downstream_rq_too_many_premature_resets.inc();
-            ctx.shared.http2[self.listener].goaway_sent.inc();
+            ctx.shared.http(self.listener).downstream_rq_too_many_premature_resets.inc();
+            ctx.shared.http2(self.listener).goaway_sent.inc();
             self.draining = true;
             self.codec.abrupt_shutdown(Reason::ENHANCE_YOUR_CALM);
         }
@@ -565,7 +565,7 @@ impl H2Conn {
 
     /// Resets a stream of ours (RST_STREAM); it is then forgotten.
     fn reset(&mut self, ctx: &mut Ctx, key: usize, reason: Reason) {
-        ctx.shared.http2[self.listener].tx_reset.inc();
+        ctx.shared.http2(self.listener).tx_reset.inc();
         self.codec.reset(key, reason);
         self.insert(key, Exchange::Answered);
     }
@@ -574,7 +574,7 @@ impl H2Conn {
     fn reply(&mut self, ctx: &mut Ctx, now: Instant, key: usize, reply: &LocalReply<'_>) -> Closes {
         let date = ctx.clock.date(now);
         let server = ctx.config.listeners[self.listener].hcm().server_name.clone();
-        ctx.shared.http[self.listener].response(reply.status);
+        ctx.shared.http(self.listener).response(reply.status);
         let body = Bytes::copy_from_slice(reply.body);
         self.codec.send_head(key, local_response(reply, &date, &server), body.is_empty());
         if !body.is_empty() {
@@ -602,10 +602,10 @@ impl H2Conn {
 
     /// A stream is over: the request and upgrade gauges drop.
     fn settle(&self, ctx: &Ctx, upgraded: bool) {
-        let stats = &ctx.shared.http[self.listener];
+        let stats = &ctx.shared.http(self.listener);
         stats.downstream_rq_active.dec();
         stats.downstream_rq_completed.inc();
-        ctx.shared.http2[self.listener].streams_active.dec();
+        ctx.shared.http2(self.listener).streams_active.dec();
         if upgraded {
             stats.downstream_cx_upgrades_active.dec();
         }
@@ -651,7 +651,7 @@ impl H2Conn {
     /// The connection is gone: settle its gauges and every stream's; returns the upstream
     /// connections its streams held, for the proxy to close.
     pub(crate) fn finish(mut self, ctx: &mut Ctx, now: Instant) -> Closes {
-        let stats = &ctx.shared.http[self.listener];
+        let stats = &ctx.shared.http(self.listener);
         stats.downstream_cx_active.dec();
         stats.downstream_cx_http2_active.dec();
         ctx.shared.listeners[self.listener].downstream_cx_active.dec();
@@ -675,7 +675,7 @@ impl H2Conn {
         let mut closes = Vec::new();
         if self.pong_by.is_some_and(|by| by <= now) && !self.codec.pong_received() {
             // Keep-alive: the client did not answer the PING in time.
-            ctx.shared.http2[self.listener].keepalive_timeout.inc();
+            ctx.shared.http2(self.listener).keepalive_timeout.inc();
             return self.close(Close::Abort);
         }
         if let Some(keepalive) = ctx.config.listeners[self.listener].hcm().http2_protocol_options.keepalive {
@@ -694,10 +694,10 @@ impl H2Conn {
             }
         }
         if self.exchanges.iter().all(Option::is_none) && self.idle_deadline(ctx).is_some_and(|at| at <= now) {
-            ctx.shared.http[self.listener].downstream_cx_idle_timeout.inc();
+            ctx.shared.http(self.listener).downstream_cx_idle_timeout.inc();
             self.draining = true;
             self.codec.graceful_shutdown();
-            ctx.shared.http2[self.listener].goaway_sent.inc();
+            ctx.shared.http2(self.listener).goaway_sent.inc();
         }
         closes.extend(self.drive(ctx, now));
         self.rearm(ctx);

@@ -122,8 +122,12 @@ impl Stream {
     fn read_upstream(&self, ctx: &mut Ctx, now: Instant, read: bool) {
         let Some(up) = self.up else { return };
         match self.key.protocol {
-            Protocol::Http1 if read => ctx.wire.resume_read(up),
-            Protocol::Http1 => ctx.wire.pause_read(up),
+            Protocol::Http1 if read => {
+                ctx.wire.resume_read(up);
+            }
+            Protocol::Http1 => {
+                ctx.wire.pause_read(up);
+            }
             Protocol::Http2 => {
                 let id = self.id;
                 ctx.with_pool(self.key.cluster, now, |p: &mut Pools, cx| p.pause_stream(up, id, !read, cx));
@@ -542,7 +546,7 @@ impl Stream {
         if timed_out {
             ctx.shared.clusters[self.key.cluster].upstream_rq_timeout.inc();
         } else {
-            ctx.shared.http[client.listener()].downstream_rq_idle_timeout.inc();
+            ctx.shared.http(client.listener()).downstream_rq_idle_timeout.inc();
         }
         if !matches!(self.response, Response::AwaitingHead) {
             // The response has started: it is cut, and the client sees the cut as a reset.
