@@ -45,6 +45,37 @@ fn encapsulator(file: &str, next: SocketAddr) -> (String, SocketAddr, u16) {
     (text, SocketAddr::from(([127, 0, 0, 1], listen)), admin)
 }
 
+/// `text` with every TCP proxy logging to a fresh file in `format` (a JSON object's text when
+/// it starts with `{`): (config, log path).
+fn with_access_log(text: &str, format: &str) -> (String, std::path::PathBuf) {
+    let path = support::temp_file("", "log");
+    let log_format = if format.starts_with('{') {
+        format!("json_format: {format}")
+    } else {
+        format!("text_format_source: {{inline_string: {format:?}}}")
+    };
+    let logger = format!(
+        "stat_prefix: tcp_stats\n          access_log:\n          - name: envoy.access_loggers.file\n            \
+         typed_config:\n              \"@type\": type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog\n              \
+         path: {}\n              log_format: {{{log_format}}}\n",
+        path.display()
+    );
+    (text.replace("stat_prefix: tcp_stats\n", &logger), path)
+}
+
+/// The access log's lines once there are `n` (the driver flushes at least every second).
+fn log_lines(path: &std::path::Path, n: usize) -> Vec<String> {
+    for _ in 0..100 {
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        let lines: Vec<String> = text.lines().map(str::to_string).collect();
+        if lines.len() >= n {
+            return lines;
+        }
+        thread::sleep(Duration::from_millis(50));
+    }
+    panic!("fewer than {n} access log lines in {}", path.display());
+}
+
 /// A relay in front of `target` that holds back what `target` says for `delay` (the answer
 /// to a tunnel request comes late), passing everything else at once, FINs included.
 fn delaying_relay(target: SocketAddr, delay: Duration) -> SocketAddr {
@@ -207,10 +238,14 @@ fn a_refused_tunnel_closes_the_client_counts_the_status_and_retries() {
             .replace("port_value: 10002", &format!("port_value: {}", support::free_port()))
             .replace("stat_prefix: tcp_stats\n          cluster: \"cluster_0\"\n          tunneling_config:\n            hostname: host.com:443", "stat_prefix: tcp_stats\n          cluster: \"cluster_0\"\n          max_connect_attempts: 3\n          tunneling_config:\n            hostname: host.com:443");
         assert!(text.contains("max_connect_attempts: 3"));
+        let format = "%RESPONSE_CODE% %RESPONSE_FLAGS% %UPSTREAM_TRANSPORT_FAILURE_REASON% %BYTES_RECEIVED% %UPSTREAM_CLUSTER% %UPSTREAM_HOST%\n";
+        let (text, log) = with_access_log(&text, format);
         let encap = Burrow::start(driver, &text, admin);
         let mut client = RawConn::connect(addr);
         client.send(b"hello");
         assert!(client.closed(), "{driver}: the client is closed");
+        let lines = log_lines(&log, 1);
+        assert_eq!(lines, [format!("0 UF tunnel_response:407 5 cluster_0 {}", origin.addr)], "{driver}");
         for _ in 0..3 {
             assert!(!seen.recv_timeout(IO_TIMEOUT).unwrap().early, "{driver}");
         }
@@ -357,6 +392,10 @@ fn plain_tcp_proxy_relays_bytes_and_half_closes() {
         let text = text
             .replace("port_value: 10002", &format!("port_value: {}", support::free_port()))
             .replace("          tunneling_config:\n            hostname: host.com:443\n", "");
+        let (text, log) = with_access_log(
+            &text,
+            r#"{"rx": "%BYTES_RECEIVED%", "tx": "%BYTES_SENT%", "flags": "%RESPONSE_FLAGS%", "peer": "%DOWNSTREAM_REMOTE_ADDRESS%"}"#,
+        );
         let proxy = Burrow::start(driver, &text, admin);
         let data = payload(512 * 1024);
         let mut conn = RawConn::connect(addr);
@@ -366,5 +405,8 @@ fn plain_tcp_proxy_relays_bytes_and_half_closes() {
         assert_eq!(proxy.stat("tcp.tcp_stats.downstream_cx_rx_bytes_total"), data.len() as u64, "{driver}");
         assert_eq!(proxy.stat("cluster.cluster_0.upstream_cx_total"), 1, "{driver}");
         assert_eq!(proxy.wait_stat("cluster.cluster_0.upstream_cx_active", |n| n == 0), 0, "{driver}");
+        let peer = conn.stream.local_addr().unwrap();
+        let line = format!(r#"{{"flags":"-","peer":"{peer}","rx":524288,"tx":524288}}"#);
+        assert_eq!(log_lines(&log, 1), [line], "{driver}");
     }
 }

@@ -6,9 +6,6 @@
 //! Envoy's grammar, `%NAME%`, `%NAME(ARG)%`, `%NAME(ARG):LEN%` with NAME of `A-Z0-9_`, and like
 //! Envoy it rejects unknown operators and a `%` that starts no operator (`%%` is a literal `%`).
 
-// used by tcp_proxy and access logs (wired in next)
-#![allow(dead_code)]
-
 use std::fmt::{self, Write};
 use std::net::SocketAddr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -18,7 +15,7 @@ use chrono::DateTime;
 
 /// A parsed format: literal text and command operators, parsed once at config load.
 #[derive(Clone, Debug, PartialEq)]
-pub(crate) struct Format {
+pub struct Format {
     body: Body,
 }
 

@@ -92,4 +92,7 @@ pub enum Output {
     ResumeRead { conn: ConnId },
     /// Resolve `host` to all its addresses, IPv4 and IPv6; answer with [`Input::Resolved`].
     Resolve { query: QueryId, host: String },
+    /// Append an access log line (newline included) to the config's
+    /// `access_log_sinks[sink]`, without holding up the loop.
+    Log { sink: usize, line: Bytes },
 }

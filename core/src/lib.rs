@@ -51,12 +51,13 @@
 //! }
 //! ```
 
+mod access_log;
 pub mod admin;
 mod clock;
 pub mod codec;
 pub mod config;
 mod downstream;
-pub(crate) mod format;
+pub mod format;
 mod io;
 mod proxy;
 mod shared;

@@ -144,7 +144,7 @@ impl Checker {
                     self.fail(format!("Resolve reused the outstanding query id {query:?}"));
                 }
             }
-            Output::Listen { .. } | Output::Unlisten { .. } => {}
+            Output::Listen { .. } | Output::Unlisten { .. } | Output::Log { .. } => {}
         }
     }
 

@@ -165,6 +165,11 @@ impl Trace {
                 self.u64(u64::from(query.0));
                 self.bytes(host.as_bytes());
             }
+            Output::Log { sink, line } => {
+                self.bytes(&[9]);
+                self.u64(*sink as u64);
+                self.bytes(line);
+            }
         }
         self.note(at, || match output {
             Output::Write { conn, data } => {

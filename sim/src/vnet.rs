@@ -152,6 +152,8 @@ pub enum Executed {
     ResumeRead { key: Key, conn: ConnId },
     /// A query is outstanding (see [`VirtualNet::queries`]).
     Resolve { query: QueryId, host: String },
+    /// An access log line (the virtual driver keeps no files).
+    Log { sink: usize, line: Bytes },
     /// The output broke the id rules; nothing was applied.
     Refused(Misuse),
 }
@@ -209,6 +211,7 @@ impl<E> VirtualNet<E> {
                 self.queries.push((query, host.clone()));
                 return Executed::Resolve { query, host };
             }
+            Output::Log { sink, line } => return Executed::Log { sink, line },
             Output::Write { conn, .. } => (conn, "Write"),
             Output::Shutdown { conn } => (conn, "Shutdown"),
             Output::Close { conn, .. } => (conn, "Close"),
@@ -254,7 +257,8 @@ impl<E> VirtualNet<E> {
             Output::Listen { .. }
             | Output::Unlisten { .. }
             | Output::Connect { .. }
-            | Output::Resolve { .. } => {
+            | Output::Resolve { .. }
+            | Output::Log { .. } => {
                 unreachable!("handled above")
             }
         }

@@ -73,14 +73,15 @@ fn build(bootstrap: raw::Bootstrap) -> Result<Config> {
     }
 
     let mut listeners: Vec<Listener> = Vec::with_capacity(resources.listeners.len());
+    let mut access_log_sinks = Vec::new();
     for (i, l) in resources.listeners.into_iter().enumerate() {
         let path = format!("static_resources.listeners[{i}]");
-        let l = listener(l, &path, &cluster_index)?;
+        let l = listener(l, &path, &cluster_index, &mut access_log_sinks)?;
         if listeners.iter().any(|other| other.name == l.name) {
             return err(at(&path, "name"), format!("duplicate listener name '{}'", l.name));
         }
         listeners.push(l);
     }
 
-    Ok(Config { admin, listeners, clusters })
+    Ok(Config { admin, listeners, clusters, access_log_sinks })
 }

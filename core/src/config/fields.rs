@@ -76,3 +76,21 @@ pub(super) fn header_value(value: &str, path: &str) -> Result<()> {
     }
     Ok(())
 }
+
+/// The text of a `DataSource`: only `inline_string` (the core reads no files or environment).
+pub(super) fn inline_string(d: raw::DataSource, path: &str) -> Result<String> {
+    let unsupported = |field: &str, why: &str| err(at(path, field), format!("unsupported: {why}"));
+    if d.filename.is_some() {
+        return unsupported("filename", "burrow does not read files here");
+    }
+    if d.environment_variable.is_some() {
+        return unsupported("environment_variable", "burrow does not read the environment here");
+    }
+    if d.inline_bytes.is_some() {
+        return unsupported("inline_bytes", "use inline_string");
+    }
+    match d.inline_string {
+        Some(text) => Ok(text),
+        None => err(path, "missing inline_string"),
+    }
+}

@@ -3,6 +3,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
+use super::access_log::access_logs;
 use super::fields::{at, decode, err, header_value, not_supported, split_typed, timeout_or, Result};
 use super::model::*;
 use super::raw;
@@ -19,6 +20,7 @@ pub(super) fn hcm(
     h: raw::HttpConnectionManager,
     path: &str,
     clusters: &HashMap<String, usize>,
+    sinks: &mut Vec<LogSink>,
 ) -> Result<HttpConnectionManager> {
     if h.stat_prefix.is_empty() {
         return err(at(path, "stat_prefix"), "empty");
@@ -92,6 +94,7 @@ pub(super) fn hcm(
         }
     };
 
+    let access_log = access_logs(h.access_log, &at(path, "access_log"), sinks)?;
     Ok(HttpConnectionManager {
         stat_prefix: h.stat_prefix,
         codec_type,
@@ -110,6 +113,7 @@ pub(super) fn hcm(
         use_remote_address: h.use_remote_address.unwrap_or(false),
         generate_request_id: h.generate_request_id.unwrap_or(true),
         server_name,
+        access_log,
     })
 }
 

@@ -13,7 +13,12 @@ use super::tcp_proxy::{tcp_proxy, TCP_PROXY_TYPE_URL};
 pub const HCM_TYPE_URL: &str =
     "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager";
 
-pub(super) fn listener(l: raw::Listener, path: &str, clusters: &HashMap<String, usize>) -> Result<Listener> {
+pub(super) fn listener(
+    l: raw::Listener,
+    path: &str,
+    clusters: &HashMap<String, usize>,
+    sinks: &mut Vec<LogSink>,
+) -> Result<Listener> {
     let Some(address) = l.address else {
         return err(path, "missing address");
     };
@@ -58,11 +63,11 @@ pub(super) fn listener(l: raw::Listener, path: &str, clusters: &HashMap<String, 
     let filter = match url.as_str() {
         HCM_TYPE_URL => {
             let raw = decode(&body, &typed_path)?;
-            NetworkFilter::HttpConnectionManager(Box::new(hcm(raw, &typed_path, clusters)?))
+            NetworkFilter::HttpConnectionManager(Box::new(hcm(raw, &typed_path, clusters, sinks)?))
         }
         TCP_PROXY_TYPE_URL => {
             let raw = decode(&body, &typed_path)?;
-            NetworkFilter::TcpProxy(Box::new(tcp_proxy(raw, &typed_path, clusters)?))
+            NetworkFilter::TcpProxy(Box::new(tcp_proxy(raw, &typed_path, clusters, sinks)?))
         }
         _ => {
             return err(

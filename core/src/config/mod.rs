@@ -3,6 +3,7 @@
 //! [`Config::from_yaml`] turns the text of an Envoy bootstrap into the validated [`Config`], or
 //! a [`ConfigError`] naming the field path and what is wrong with it.
 
+mod access_log;
 mod address;
 mod bootstrap;
 mod cluster;
@@ -17,6 +18,7 @@ mod route;
 mod tcp_proxy;
 mod warnings;
 
+pub use access_log::{FILE_LOG_TYPE_URL, STDERR_LOG_TYPE_URL, STDOUT_LOG_TYPE_URL};
 pub use cluster::{HTTP_PROTOCOL_OPTIONS_NAME, HTTP_PROTOCOL_OPTIONS_TYPE_URL};
 pub use error::ConfigError;
 pub use hcm::{BUFFER_TYPE_URL, ROUTER_TYPE_URL};

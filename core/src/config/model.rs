@@ -12,6 +12,25 @@ pub struct Config {
     pub admin: Option<Admin>,
     pub listeners: Vec<Listener>,
     pub clusters: Vec<Cluster>,
+    /// Where access logs go, each destination once; [`AccessLog::sink`] indexes it.
+    pub access_log_sinks: Vec<LogSink>,
+}
+
+/// An access log destination, opened by the driver.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LogSink {
+    Stdout,
+    Stderr,
+    /// Appended to (created if missing).
+    File(String),
+}
+
+/// One access logger: a line in `format` per request (or TCP connection) to `sink`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AccessLog {
+    /// Index into [`Config::access_log_sinks`].
+    pub sink: usize,
+    pub format: Format,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -84,6 +103,7 @@ pub struct TcpProxy {
     /// The downstream connection is closed this long after it was accepted.
     pub max_downstream_connection_duration: Option<Duration>,
     pub tunneling: Option<Tunneling>,
+    pub access_log: Vec<AccessLog>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -200,6 +220,7 @@ pub struct HttpConnectionManager {
     pub generate_request_id: bool,
     /// `server_name` (default "envoy").
     pub server_name: String,
+    pub access_log: Vec<AccessLog>,
 }
 
 /// One entry of an HTTP filter chain.

@@ -358,11 +358,43 @@ pub enum AppendAction {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AccessLog {
-    #[serde(default)]
-    pub name: String,
+    /// Accepted; the typed config says which logger it is.
+    #[allow(dead_code)]
+    pub name: Option<String>,
     /// Not supported yet; read so that the error can say so.
     pub filter: Option<Value>,
     pub typed_config: Option<Value>,
+}
+
+/// `StdoutAccessLog` and `StderrAccessLog`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StreamAccessLog {
+    pub log_format: Option<SubstitutionFormatString>,
+}
+
+/// `FileAccessLog`, with its deprecated format fields.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileAccessLog {
+    #[serde(default)]
+    pub path: String,
+    pub format: Option<String>,
+    pub json_format: Option<Map<String, Value>>,
+    pub log_format: Option<SubstitutionFormatString>,
+}
+
+/// `config.core.v3.SubstitutionFormatString`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SubstitutionFormatString {
+    pub text_format: Option<String>,
+    pub text_format_source: Option<DataSource>,
+    pub json_format: Option<Map<String, Value>>,
+    pub omit_empty_values: Option<bool>,
+    /// Only meaningful for local reply bodies: accepted.
+    #[allow(dead_code)]
+    pub content_type: Option<String>,
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -389,6 +421,8 @@ pub struct HttpConnectionManager {
     pub use_remote_address: Option<bool>,
     pub generate_request_id: Option<bool>,
     pub server_name: Option<String>,
+    #[serde(default, deserialize_with = "nullable")]
+    pub access_log: Vec<AccessLog>,
 }
 
 /// `envoy.config.core.v3.Http2ProtocolOptions`, the fields burrow acts on.

@@ -4,7 +4,9 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use super::fields::{at, decode, err, header_value, not_supported, split_typed, timeout_or, Result};
+use super::fields::{
+    at, decode, err, header_value, inline_string, not_supported, split_typed, timeout_or, Result,
+};
 use super::matcher::{header_matcher, regex};
 use super::model::*;
 use super::raw;
@@ -238,19 +240,7 @@ fn direct_response(d: raw::DirectResponseAction, path: &str) -> Result<RouteActi
         None => None,
         Some(b) => {
             let bpath = at(path, "body");
-            let unsupported = |field: &str, why: &str| err(at(&bpath, field), format!("unsupported: {why}"));
-            if b.filename.is_some() {
-                return unsupported("filename", "burrow does not read files here");
-            }
-            if b.environment_variable.is_some() {
-                return unsupported("environment_variable", "burrow does not read the environment here");
-            }
-            if b.inline_bytes.is_some() {
-                return unsupported("inline_bytes", "use inline_string");
-            }
-            let Some(text) = b.inline_string else {
-                return err(bpath, "missing inline_string");
-            };
+            let text = inline_string(b, &bpath)?;
             if text.len() > MAX_DIRECT_RESPONSE_BODY {
                 return err(
                     at(&bpath, "inline_string"),

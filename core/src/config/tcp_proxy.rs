@@ -3,7 +3,8 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use super::fields::{at, err, header_value, not_supported, timeout_or, Result};
+use super::access_log::access_logs;
+use super::fields::{at, err, header_value, timeout_or, Result};
 use super::model::*;
 use super::raw;
 use crate::format::Format;
@@ -14,7 +15,12 @@ pub const TCP_PROXY_TYPE_URL: &str =
 /// Envoy's tcp_proxy idle timeout when none is configured.
 const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(3600);
 
-pub(super) fn tcp_proxy(t: raw::TcpProxy, path: &str, clusters: &HashMap<String, usize>) -> Result<TcpProxy> {
+pub(super) fn tcp_proxy(
+    t: raw::TcpProxy,
+    path: &str,
+    clusters: &HashMap<String, usize>,
+    sinks: &mut Vec<LogSink>,
+) -> Result<TcpProxy> {
     if t.stat_prefix.is_empty() {
         return err(at(path, "stat_prefix"), "empty");
     }
@@ -52,9 +58,7 @@ pub(super) fn tcp_proxy(t: raw::TcpProxy, path: &str, clusters: &HashMap<String,
         Some(config) => Some(tunneling(config, &at(path, "tunneling_config"))?),
         None => None,
     };
-    if !t.access_log.is_empty() {
-        return not_supported(at(path, "access_log"), "", "access logs come with the next change");
-    }
+    let access_log = access_logs(t.access_log, &at(path, "access_log"), sinks)?;
     Ok(TcpProxy {
         stat_prefix: t.stat_prefix,
         clusters,
@@ -62,6 +66,7 @@ pub(super) fn tcp_proxy(t: raw::TcpProxy, path: &str, clusters: &HashMap<String,
         max_connect_attempts,
         max_downstream_connection_duration: timeout_or(t.max_downstream_connection_duration, None),
         tunneling,
+        access_log,
     })
 }
 

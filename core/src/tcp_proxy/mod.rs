@@ -15,6 +15,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 
+use crate::access_log;
 use crate::codec::http1::response::UpEvent;
 use crate::config::{TcpProxy, UpstreamProtocol};
 use crate::downstream::conn::retire_connection;
@@ -27,7 +28,7 @@ use crate::timers::Timer;
 use crate::transport::{Close, ConnEvent};
 use crate::tunnel::{Closes, Step, Tunnel};
 use crate::upstream::cluster::Pick;
-use crate::upstream::pool::{Acquired, PoolEvent, PoolKey, Pools, Protocol, Released};
+use crate::upstream::pool::{Acquired, Failure, PoolEvent, PoolKey, Pools, Protocol, Released};
 use ends::{Side, TcpEnds};
 use request::TunnelRequest;
 use smallvec::{smallvec, SmallVec};
@@ -47,6 +48,22 @@ pub(crate) struct TcpConn {
     /// `None` once the connection has ended.
     tunnel: Option<Tunnel<Side>>,
     armed: Option<Instant>,
+    /// What the access log says of the connection.
+    log: LogFacts,
+}
+
+/// What a TCP proxy's access log line is made of, beyond the connection's addresses.
+#[derive(Default)]
+struct LogFacts {
+    /// Bytes read from the client, and written to it.
+    received: u64,
+    sent: u64,
+    /// The upstream host of the last attempt.
+    host: Option<SocketAddr>,
+    /// Envoy's response flag for how it went wrong (`UF`, `UO`, `UH`, `DT`).
+    flag: Option<&'static str>,
+    /// `%UPSTREAM_TRANSPORT_FAILURE_REASON%`: why the last attempt failed.
+    failure: Option<String>,
 }
 
 /// What carries the bytes upstream.
@@ -105,6 +122,7 @@ impl TcpConn {
             upstream: Upstream::None,
             tunnel: Some(tunnel),
             armed: None,
+            log: LogFacts::default(),
         };
         let closes = conn.attempt(ctx, now);
         conn.rearm(ctx);
@@ -119,15 +137,18 @@ impl TcpConn {
             Pick::Addr(addr) => addr,
             Pick::Resolve { .. } | Pick::NoHost => {
                 ctx.shared.clusters[cluster].upstream_cx_none_healthy.inc();
+                self.log.flag = Some("UH");
                 return self.give_up(ctx, now);
             }
         };
+        self.log.host = Some(addr);
         let config = ctx.config.clone();
         let tcp = config.listeners[self.listener].tcp_proxy();
         let stats = &ctx.shared.clusters[cluster];
         if tcp.tunneling.is_none() {
             if !ctx.shared.breakers[cluster].connections.try_acquire() {
                 stats.upstream_cx_overflow.inc();
+                self.log.flag = Some("UO");
                 return self.give_up(ctx, now);
             }
             stats.upstream_cx_total.inc();
@@ -154,6 +175,7 @@ impl TcpConn {
             Acquired::Pending => Vec::new(),
             Acquired::Overflow => {
                 self.upstream = Upstream::None;
+                self.log.flag = Some("UO");
                 self.give_up(ctx, now)
             }
         }
@@ -213,6 +235,7 @@ impl TcpConn {
         if max > 1 {
             ctx.shared.clusters[self.cluster].upstream_cx_connect_attempts_exceeded.inc();
         }
+        self.log.flag = Some("UF");
         self.give_up(ctx, now)
     }
 
@@ -254,11 +277,10 @@ impl TcpConn {
             let stats = &shared.clusters[tunnel.cluster];
             tunnel.retarget(side, now);
             tunnel.connected(ends, stats, now);
-            if !first.is_empty() {
-                let len = tunnel.up_data(ends, stats, now, first);
-                shared.tcp(ends.listener).downstream_cx_tx_bytes_total.add(len);
-            }
         });
+        if !first.is_empty() {
+            self.up_data(ctx, now, first);
+        }
     }
 
     /// The tunnel request was answered with anything but a 2xx: counted under the status,
@@ -266,6 +288,7 @@ impl TcpConn {
     fn refused(&mut self, ctx: &mut Ctx, now: Instant, up: ConnId, status: u16) -> Closes {
         let prefix = &ctx.config.listeners[self.listener].tcp_proxy().stat_prefix;
         ctx.shared.stats.counter(&format!("tcp.{prefix}.tunnel_response_{status}")).inc();
+        self.log.failure = Some(format!("tunnel_response:{status}"));
         tracing::warn!(
             listener = %ctx.config.listeners[self.listener].name,
             cluster = %ctx.config.clusters[self.cluster].name,
@@ -294,6 +317,7 @@ impl TcpConn {
         let down = Side::Conn(self.id);
         let closes = match event {
             ConnEvent::Data(data) => {
+                self.log.received += data.len() as u64;
                 ctx.shared.tcp(self.listener).downstream_cx_rx_bytes_total.add(data.len() as u64);
                 self.with_tunnel(ctx, now, |t, ends, shared| {
                     t.down_data(ends, &shared.clusters[t.cluster], now, data)
@@ -338,6 +362,7 @@ impl TcpConn {
             }
             ConnEvent::ConnectFailed => {
                 ctx.shared.clusters[self.cluster].upstream_cx_connect_fail.inc();
+                self.log.failure = Some(failure_reason(Failure::ConnectFailed).to_string());
                 self.retry_raw(ctx, now, up)
             }
             ConnEvent::Data(data) => {
@@ -368,8 +393,9 @@ impl TcpConn {
         }
         let closes = match event {
             PoolEvent::Bound(up) => self.bound(ctx, now, up),
-            PoolEvent::Failed(_) => {
+            PoolEvent::Failed(failure) => {
                 self.upstream = Upstream::None;
+                self.log.failure = Some(failure_reason(failure).to_string());
                 self.failed(ctx, now)
             }
             PoolEvent::Response(up) => self.on_response(ctx, now, up),
@@ -441,6 +467,7 @@ impl TcpConn {
     fn up_data(&mut self, ctx: &mut Ctx, now: Instant, data: Bytes) {
         let sent = self
             .with_tunnel(ctx, now, |t, ends, shared| t.up_data(ends, &shared.clusters[t.cluster], now, data));
+        self.log.sent += sent.unwrap_or(0);
         ctx.shared.tcp(self.listener).downstream_cx_tx_bytes_total.add(sent.unwrap_or(0));
     }
 
@@ -518,6 +545,7 @@ impl TcpConn {
         let max = ctx.config.listeners[self.listener].tcp_proxy().max_downstream_connection_duration;
         let closes = if max.is_some_and(|max| self.accepted + max <= now) {
             stats.max_downstream_connection_duration.inc();
+            self.log.flag = Some("DT");
             self.end(ctx, now, Ending::Timeout)
         } else if tunnel.idle_expired(now) {
             stats.idle_timeout.inc();
@@ -526,6 +554,7 @@ impl TcpConn {
             match self.upstream {
                 Upstream::Raw(up) => {
                     ctx.shared.clusters[self.cluster].upstream_cx_connect_timeout.inc();
+                    self.log.failure = Some(failure_reason(Failure::ConnectTimeout).to_string());
                     self.retry_raw(ctx, now, up)
                 }
                 // The tunnel request went unanswered for the whole idle timeout.
@@ -563,10 +592,37 @@ impl TcpConn {
     /// The connection is gone: settle the upstream side; returns what to close.
     pub(crate) fn finish(mut self, ctx: &mut Ctx, now: Instant) -> Closes {
         ctx.shared.listeners[self.listener].downstream_cx_active.dec();
-        if self.tunnel.take().is_none() {
-            return Vec::new();
+        let closes = match self.tunnel.take() {
+            Some(_) => self.settle(ctx, now, Ending::DownstreamReset),
+            None => Vec::new(),
+        };
+        self.write_log(ctx, now);
+        closes
+    }
+
+    /// The connection's access log lines, once it is over.
+    fn write_log(&self, ctx: &mut Ctx, now: Instant) {
+        let config = ctx.config.clone();
+        let logs = &config.listeners[self.listener].tcp_proxy().access_log;
+        if logs.is_empty() {
+            return;
         }
-        self.settle(ctx, now, Ending::DownstreamReset)
+        let facts = Facts {
+            start: Some(ctx.clock.wall(self.accepted)),
+            duration: Some(now.saturating_duration_since(self.accepted)),
+            downstream_local: Some(self.local),
+            downstream_remote: Some(self.peer),
+            hostname: ctx.shared.hostname.as_deref(),
+            response_code: Some(0),
+            response_flags: self.log.flag.unwrap_or(""),
+            bytes_received: self.log.received,
+            bytes_sent: self.log.sent,
+            upstream_host: self.log.host,
+            upstream_cluster: Some(&config.clusters[self.cluster].name),
+            upstream_transport_failure_reason: self.log.failure.as_deref(),
+            ..Facts::default()
+        };
+        access_log::emit(&mut ctx.wire, logs, &facts);
     }
 
     fn waiter(&self) -> StreamRef {
@@ -593,6 +649,14 @@ impl TcpConn {
 
 /// How long a tunnel request may go unanswered when the TCP proxy has no idle timeout.
 const NO_ANSWER_LIMIT: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// `%UPSTREAM_TRANSPORT_FAILURE_REASON%` for a failed connection attempt.
+fn failure_reason(failure: Failure) -> &'static str {
+    match failure {
+        Failure::ConnectFailed => "connection_failure",
+        Failure::ConnectTimeout => "connection_timeout",
+    }
+}
 
 /// One of the filter's clusters, by weight.
 fn pick_cluster(ctx: &mut Ctx, tcp: &TcpProxy) -> usize {

@@ -34,6 +34,11 @@ pub struct Args {
     /// Accepted for Envoy compatibility and ignored.
     #[arg(long = "base-id", value_name = "N", hide = true)]
     pub base_id: Option<u64>,
+
+    /// How often access logs are flushed, in milliseconds.
+    #[arg(long = "file-flush-interval-msec", value_name = "MS", default_value_t = 1000,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub file_flush_interval_msec: u64,
 }
 
 /// Envoy's level names.
@@ -81,6 +86,10 @@ impl Args {
     pub fn drain_time(&self) -> Duration {
         Duration::from_secs(self.drain_time_s)
     }
+
+    pub fn file_flush_interval(&self) -> Duration {
+        Duration::from_millis(self.file_flush_interval_msec)
+    }
 }
 
 #[cfg(test)]
@@ -101,12 +110,15 @@ mod tests {
             "7",
             "--drain-time-s",
             "5",
+            "--file-flush-interval-msec",
+            "250",
         ])
         .unwrap();
         assert_eq!(args.config_path.as_deref(), Some(std::path::Path::new("envoy.yaml")));
         assert_eq!(args.workers(), 2);
         assert_eq!(args.log_level, LogLevel::Warning);
         assert_eq!(args.drain_time(), Duration::from_secs(5));
+        assert_eq!(args.file_flush_interval(), Duration::from_millis(250));
         assert_eq!(args.mode, Mode::Serve);
 
         let args = Args::try_parse_from(["burrow", "--mode", "validate", "--log-level", "critical"]).unwrap();

@@ -47,6 +47,7 @@ use burrow_core::{CloseKind, CloseReason, ConnId, Input, ListenerId, Output, Pro
 use bytes::{Buf, Bytes, BytesMut};
 use slab::Slab;
 
+use crate::access_log::Logs;
 use crate::net;
 use crate::run::{Stop, Worker};
 
@@ -203,6 +204,8 @@ pub struct Engine<N: Net> {
     deferred: VecDeque<Input>,
     stop: Stop,
     drain: Duration,
+    /// Where access log lines go.
+    logs: Logs,
     stopping: bool,
     listen_failed: bool,
     now: Instant,
@@ -226,6 +229,7 @@ impl<N: Net> Engine<N> {
             released: Vec::new(),
             deferred: VecDeque::new(),
             stop: worker.stop.clone(),
+            logs: worker.logs.clone(),
             drain: worker.drain,
             stopping: false,
             listen_failed: false,
@@ -697,6 +701,7 @@ impl<N: Net> Engine<N> {
                 }
             }
             Output::Resolve { query, host } => self.net.resolve(query, host),
+            Output::Log { sink, line } => self.logs.write(sink, line),
         }
     }
 }

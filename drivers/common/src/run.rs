@@ -16,6 +16,7 @@ use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 use tracing_subscriber::EnvFilter;
 
+use crate::access_log::Logs;
 use crate::cli::{Args, LogLevel, Mode};
 
 /// The configuration used when no `-c` is given: a loopback-only forward proxy.
@@ -32,6 +33,8 @@ pub struct Worker {
     pub stop: Stop,
     /// `--drain-time-s`: the grace period handed to [`burrow_core::Proxy::shutdown`].
     pub drain: Duration,
+    /// Where access log lines go.
+    pub logs: Logs,
 }
 
 /// The process-wide stop flag, plus a wake-up for every worker blocked waiting for IO.
@@ -150,6 +153,15 @@ where
         Some(name) => shared.with_hostname(name),
         None => shared,
     });
+    let dropped = shared.stats.counter("access_log.lines_dropped");
+    let (logs, log_thread) = match Logs::start(&config.access_log_sinks, args.file_flush_interval(), dropped)
+    {
+        Ok(started) => started,
+        Err(e) => {
+            tracing::error!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let stop = Stop::default();
 
     let signals = match Signals::new([SIGTERM, SIGINT]) {
@@ -190,6 +202,7 @@ where
             shared: shared.clone(),
             stop: stop.clone(),
             drain: args.drain_time(),
+            logs: logs.clone(),
         };
         let worker = worker.clone();
         let done = done_tx.clone();
@@ -218,6 +231,11 @@ where
         }
     }
     for thread in threads {
+        ok &= thread.join().is_ok();
+    }
+    // The last sender: the writer flushes what it has and ends.
+    drop(logs);
+    if let Some(thread) = log_thread {
         ok &= thread.join().is_ok();
     }
     signals_handle.close();

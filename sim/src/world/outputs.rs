@@ -101,6 +101,7 @@ impl World {
             Executed::Listen { .. }
             | Executed::Unlisten { .. }
             | Executed::PauseRead { .. }
+            | Executed::Log { .. }
             | Executed::Refused(_) => {}
         }
     }

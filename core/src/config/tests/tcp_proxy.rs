@@ -70,7 +70,7 @@ fn tunneling_config_fields_and_weighted_clusters() {
 
 #[test]
 fn tcp_proxy_errors_name_the_field() {
-    let path = format!("{TYPED}");
+    let path = TYPED;
     let cases = [
         ("          cluster: a", format!("{path}.stat_prefix: empty")),
         ("          stat_prefix: s", format!("{path}: needs a cluster (cluster or weighted_clusters)")),
