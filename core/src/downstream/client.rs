@@ -11,6 +11,7 @@ use crate::config::{Config, HttpConnectionManager};
 use crate::downstream::codec::DownstreamCodec;
 use crate::downstream::ctx::Ctx;
 use crate::downstream::headers::ResponseContext;
+use crate::downstream::request_log::RequestLog;
 use crate::io::ConnId;
 
 pub(crate) struct Client {
@@ -20,6 +21,8 @@ pub(crate) struct Client {
     pub(crate) buffer_limit: usize,
     /// Reads the requests and writes the responses.
     pub(crate) codec: DownstreamCodec,
+    /// The request in progress, for the access log (when the listener has one).
+    pub(crate) log: Option<Box<RequestLog>>,
 }
 
 impl Client {
@@ -37,6 +40,7 @@ impl Client {
             peer,
             buffer_limit: config.listeners[listener].per_connection_buffer_limit_bytes as usize,
             codec: DownstreamCodec::http1(limits),
+            log: None,
         }
     }
 
@@ -114,12 +118,18 @@ impl Downstream for Client {
 
     fn send_head(&mut self, ctx: &mut Ctx, head: ResponseHead, body: BodyKind, cx: &ResponseContext<'_>) {
         let status = head.status;
+        if let Some(log) = &mut self.log {
+            log.response(status, &head.headers, cx.service_time_ms);
+        }
         let bytes = self.codec.response_head(head, body, cx);
         self.send(ctx, status, bytes);
     }
 
     fn send_data(&mut self, ctx: &mut Ctx, data: Bytes) {
         ctx.shared.http(self.listener).downstream_cx_tx_bytes_total.add(data.len() as u64);
+        if let Some(log) = &mut self.log {
+            log.sent(data.len());
+        }
         for piece in self.codec.encode_data(data) {
             ctx.wire.write(self.id, piece);
         }

@@ -25,6 +25,23 @@ pub(crate) const OVERFLOW: &str =
 /// Envoy's body when a cluster has no host to connect to.
 pub(crate) const NO_HEALTHY_UPSTREAM: &str = "no healthy upstream";
 
+/// Envoy's response flag for a reply of the proxy's own (`%RESPONSE_FLAGS%`), told by its
+/// status and text.
+pub(crate) fn flag(reply: &LocalReply<'_>) -> Option<&'static str> {
+    let body = reply.body;
+    let is = |text: &str| body == text.as_bytes();
+    Some(match reply.status {
+        404 => "NR",
+        408 if is("stream timeout") => "SI",
+        504 if is(UPSTREAM_TIMEOUT) => "UT",
+        503 if is(CONNECT_FAILURE) || is(CONNECT_TIMEOUT) => "UF",
+        503 if is(CONNECTION_TERMINATION) || is(PROTOCOL_ERROR) || is(REFUSED_STREAM) => "UC",
+        503 if is(OVERFLOW) => "UO",
+        503 if is(NO_HEALTHY_UPSTREAM) => "UH",
+        _ => return None,
+    })
+}
+
 /// A plain-text reply (no `content-type` when the body is empty), as Envoy sends its own.
 pub(crate) fn text(status: u16, body: &str) -> LocalReply<'_> {
     LocalReply {

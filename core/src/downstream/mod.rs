@@ -11,6 +11,7 @@ pub(crate) mod filters;
 pub(crate) mod h2;
 pub(crate) mod headers;
 pub(crate) mod local_reply;
+pub(crate) mod request_log;
 pub(crate) mod route;
 pub(crate) mod router;
 pub(crate) mod session;

@@ -50,6 +50,9 @@ impl HttpConn {
             ConnEvent::Data(data) => {
                 let len = tunnel.up_data(&mut ctx.wire, &ctx.shared.clusters[tunnel.cluster], now, data);
                 ctx.shared.http(self.client.listener).downstream_cx_tx_bytes_total.add(len);
+                if let Some(log) = &mut self.client.log {
+                    log.sent(len as usize);
+                }
                 Vec::new()
             }
             ConnEvent::ReadClosed => match tunnel.up_read_closed(&mut ctx.wire) {
@@ -163,6 +166,9 @@ impl HttpConn {
         if !ctx.shared.breakers[cluster].connections.try_acquire() {
             ctx.shared.clusters[cluster].upstream_cx_overflow.inc();
             return self.overloaded(ctx, now, true);
+        }
+        if let Some(log) = &mut self.client.log {
+            log.upstream(cluster, addr);
         }
         let idle = self.client.hcm(&ctx.config).stream_idle_timeout;
         // A tunnel reads no more heads: give the head buffer back.

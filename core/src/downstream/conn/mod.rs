@@ -17,6 +17,7 @@ use crate::downstream::client::Downstream;
 use crate::downstream::ctx::Ctx;
 use crate::downstream::decide::{self, Decision};
 use crate::downstream::local_reply;
+use crate::downstream::request_log::RequestLog;
 use crate::downstream::router::{End, Ended, Stream};
 use crate::downstream::upgrade::upgrade_token;
 use crate::io::{ConnId, QueryId, StreamRef};
@@ -297,7 +298,7 @@ impl HttpConn {
             End::Complete { close } => {
                 self.streams.remove(key);
                 closes.extend(ended.up);
-                self.end_request(ctx);
+                self.end_request(ctx, now);
                 closes.extend(if close {
                     self.close(Close::Flush)
                 } else {
@@ -333,7 +334,11 @@ impl HttpConn {
         let (limit, closing) = (self.client.buffer_limit, self.closing);
         match self.exchange() {
             Some(Exchange::Tunnel(tunnel)) => {
+                let len = data.len();
                 tunnel.down_data(&mut ctx.wire, &ctx.shared.clusters[tunnel.cluster], now, data);
+                if let Some(log) = &mut self.client.log {
+                    log.received(len);
+                }
                 Vec::new()
             }
             Some(Exchange::Resolving { early, .. }) => {
@@ -393,6 +398,9 @@ impl HttpConn {
                     None => Vec::new(),
                 },
                 Ok((_, StreamEvent::Data(chunk))) => {
+                    if let Some(log) = &mut self.client.log {
+                        log.received(chunk.len());
+                    }
                     self.with_stream(ctx, now, |s, client, ctx| s.body_data(client, ctx, now, chunk))
                 }
                 Ok((_, StreamEvent::End)) => {
@@ -423,6 +431,8 @@ impl HttpConn {
         stats.downstream_rq_http1_total.inc();
         stats.downstream_rq_active.inc();
         self.in_request = true;
+        let logs = &ctx.config.listeners[self.client.listener].hcm().access_log;
+        self.client.log = RequestLog::start(logs, now, &head, "HTTP/1.1");
         let body = match body {
             Ok(body) => body,
             Err(error) => return self.protocol_error(ctx, now, error),
@@ -467,7 +477,14 @@ impl HttpConn {
         // otherwise be taken for the next request.
         let reusable = keep_alive && body == BodyKind::Empty && !ctx.draining();
         let (index, addr) = match decision {
-            Decision::Forward(index, addr) => (index, addr),
+            Decision::Forward(index, addr) => {
+                if let (Some(log), Some(target)) =
+                    (&mut self.client.log, index.get(&hcm.route_config).action.target())
+                {
+                    log.upstream(target.cluster, addr);
+                }
+                (index, addr)
+            }
             Decision::Refused => {
                 ctx.shared.http(self.client.listener).downstream_rq_ws_on_non_ws_route.inc();
                 return self.reply(ctx, now, 403, "", true);
@@ -529,8 +546,12 @@ impl HttpConn {
         let close = close || ctx.draining();
         let date = ctx.clock.date(now);
         let bytes = self.client.codec.encode_reply(reply, &date, close);
+        if let Some(log) = &mut self.client.log {
+            log.local(reply.status, local_reply::flag(reply));
+            log.sent(reply.body.len());
+        }
         self.client.send(ctx, reply.status, bytes);
-        self.end_request(ctx);
+        self.end_request(ctx, now);
         if close {
             ctx.shared.http(self.client.listener).downstream_cx_destroy_local.inc();
             return self.close(Close::Flush);
@@ -539,7 +560,10 @@ impl HttpConn {
         Vec::new()
     }
 
-    pub(crate) fn end_request(&mut self, ctx: &mut Ctx) {
+    pub(crate) fn end_request(&mut self, ctx: &mut Ctx, now: Instant) {
+        if let Some(log) = self.client.log.take() {
+            log.write(ctx, now, self.client.listener, self.client.peer, self.local);
+        }
         if std::mem::take(&mut self.in_request) {
             let stats = &ctx.shared.http(self.client.listener);
             stats.downstream_rq_active.dec();
@@ -558,7 +582,7 @@ impl HttpConn {
     /// The connection is gone: settle its gauges; returns the upstream connection it still
     /// held, for the proxy to close.
     pub(crate) fn finish(mut self, ctx: &mut Ctx, now: Instant) -> Closes {
-        self.end_request(ctx);
+        self.end_request(ctx, now);
         let stats = &ctx.shared.http(self.client.listener);
         stats.downstream_cx_active.dec();
         if self.http1 {

@@ -178,11 +178,8 @@ impl H2Conn {
             matches!(e, Some(Entry { exchange: Exchange::Resolving { query: q, .. }, .. }) if *q == query)
         });
         let Some(key) = found else { return Vec::new() };
-        let Some(Entry { exchange: Exchange::Resolving { cluster, port, early, fin, .. }, .. }) =
-            self.exchanges[key].as_mut().map(|e| {
-                let exchange = std::mem::replace(&mut e.exchange, Exchange::Answered);
-                Entry { exchange, upgraded: e.upgraded }
-            })
+        let Some(Exchange::Resolving { cluster, port, early, fin, .. }) =
+            self.exchanges[key].as_mut().map(|e| std::mem::replace(&mut e.exchange, Exchange::Answered))
         else {
             unreachable!("found above")
         };
@@ -213,6 +210,9 @@ impl H2Conn {
         if !ctx.shared.breakers[cluster].connections.try_acquire() {
             ctx.shared.clusters[cluster].upstream_cx_overflow.inc();
             return self.reply(ctx, now, key, &local_reply::overloaded());
+        }
+        if let Some(log) = self.log(key) {
+            log.upstream(cluster, addr);
         }
         let idle = ctx.config.listeners[self.listener].hcm().stream_idle_timeout;
         let up = ctx.connect(self.id, cluster, addr);
@@ -300,9 +300,12 @@ impl H2Conn {
                 self.tunnel_failed(ctx, now, key, local_reply::CONNECT_FAILURE)
             }
             ConnEvent::Data(data) => {
-                self.with_tunnel(ctx, now, key, |tunnel, ends, shared| {
-                    tunnel.up_data(ends, &shared.clusters[tunnel.cluster], now, data);
+                let sent = self.with_tunnel(ctx, now, key, |tunnel, ends, shared| {
+                    tunnel.up_data(ends, &shared.clusters[tunnel.cluster], now, data)
                 });
+                if let (Some(log), Some(sent)) = (self.log(key), sent) {
+                    log.sent(sent as usize);
+                }
                 Vec::new()
             }
             // The target's FIN: END_STREAM to the client, which may still send (Envoy C7).

@@ -12,6 +12,7 @@ use crate::codec::LocalReply;
 use crate::downstream::client::Downstream;
 use crate::downstream::ctx::Ctx;
 use crate::downstream::headers::{forwarded_response_fields, ResponseContext};
+use crate::downstream::request_log::RequestLog;
 use crate::io::ConnId;
 
 pub(super) struct H2Down<'a> {
@@ -21,6 +22,8 @@ pub(super) struct H2Down<'a> {
     pub(super) listener: usize,
     pub(super) peer: SocketAddr,
     pub(super) buffer_limit: usize,
+    /// The stream's access log record, if its listener logs.
+    pub(super) log: Option<&'a mut RequestLog>,
 }
 
 impl Downstream for H2Down<'_> {
@@ -58,11 +61,17 @@ impl Downstream for H2Down<'_> {
 
     fn send_head(&mut self, ctx: &mut Ctx, head: ResponseHead, body: BodyKind, cx: &ResponseContext<'_>) {
         ctx.shared.http(self.listener).response(head.status);
+        if let Some(log) = &mut self.log {
+            log.response(head.status, &head.headers, cx.service_time_ms);
+        }
         self.codec.send_head(self.key, response(&head, cx), body == BodyKind::Empty);
     }
 
     /// Counted as wire bytes when h2 writes them.
     fn send_data(&mut self, _: &mut Ctx, data: Bytes) {
+        if let Some(log) = &mut self.log {
+            log.sent(data.len());
+        }
         self.codec.send_data(self.key, data);
     }
 
@@ -74,6 +83,9 @@ impl Downstream for H2Down<'_> {
     /// counts as the `101` it was, as Envoy counts it. A proxied CONNECT's 2xx goes as it is.
     fn switch(&mut self, ctx: &mut Ctx, head: ResponseHead, cx: &ResponseContext<'_>) {
         ctx.shared.http(self.listener).response(head.status);
+        if let Some(log) = &mut self.log {
+            log.response(head.status, &head.headers, cx.service_time_ms);
+        }
         let mut accepted = response(&head, cx);
         if head.status == 101 {
             *accepted.status_mut() = http::StatusCode::OK;

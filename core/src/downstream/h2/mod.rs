@@ -20,6 +20,7 @@ use crate::config::{HttpConnectionManager, Route};
 use crate::downstream::ctx::Ctx;
 use crate::downstream::decide::{self, Decision};
 use crate::downstream::local_reply;
+use crate::downstream::request_log::RequestLog;
 use crate::downstream::route::RouteIndex;
 use crate::downstream::router::{End, Ended, Stream};
 use crate::io::{ConnId, QueryId, StreamRef};
@@ -69,6 +70,8 @@ struct Entry {
     exchange: Exchange,
     /// Counted in `downstream_cx_upgrades_active` (a CONNECT).
     upgraded: bool,
+    /// The request, for the access log (when the listener has one).
+    log: Option<Box<RequestLog>>,
 }
 
 enum Exchange {
@@ -301,7 +304,7 @@ impl H2Conn {
         }
         match &mut self.exchanges[key] {
             Some(entry) => entry.exchange = exchange,
-            slot => *slot = Some(Entry { exchange, upgraded: false }),
+            slot => *slot = Some(Entry { exchange, upgraded: false, log: None }),
         }
     }
 
@@ -326,6 +329,9 @@ impl H2Conn {
         };
         let config = ctx.config.clone();
         let hcm = config.listeners[self.listener].hcm();
+        if let Some(entry) = self.exchanges[key].as_mut() {
+            entry.log = RequestLog::start(&hcm.access_log, now, &head, "HTTP/2");
+        }
         let protocol = parts.extensions.get::<h2::ext::Protocol>().map(|p| p.as_str().to_owned());
         let bytestream = protocol.as_deref().is_none_or(|p| p.eq_ignore_ascii_case("bytestream"));
         if head.method == Method::Connect && bytestream {
@@ -355,7 +361,14 @@ impl H2Conn {
             self.count_upgrade(ctx, key);
         }
         let (index, addr) = match decision {
-            Decision::Forward(index, addr) => (index, addr),
+            Decision::Forward(index, addr) => {
+                if let (Some(log), Some(target)) =
+                    (self.log(key), index.get(&hcm.route_config).action.target())
+                {
+                    log.upstream(target.cluster, addr);
+                }
+                (index, addr)
+            }
             Decision::Refused => {
                 ctx.shared.http(self.listener).downstream_rq_ws_on_non_ws_route.inc();
                 return self.reply(ctx, now, key, &local_reply::text(403, ""));
@@ -420,7 +433,13 @@ impl H2Conn {
             listener: self.listener,
             peer: self.peer,
             buffer_limit: self.buffer_limit,
+            log: self.exchanges.get_mut(key).and_then(Option::as_mut).and_then(|e| e.log.as_deref_mut()),
         }
+    }
+
+    /// The access log record of the stream under `key`, if its listener logs.
+    pub(super) fn log(&mut self, key: usize) -> Option<&mut RequestLog> {
+        self.exchanges.get_mut(key)?.as_mut()?.log.as_deref_mut()
     }
 
     /// Runs `f` on the forwarded stream under `key`, and acts on its end if it ended.
@@ -431,7 +450,8 @@ impl H2Conn {
         key: usize,
         f: impl FnOnce(&mut Stream, &mut H2Down<'_>, &mut Ctx) -> Option<Ended>,
     ) -> Closes {
-        let Some(Some(Entry { exchange: Exchange::Forwarding(stream), .. })) = self.exchanges.get_mut(key)
+        let Some(Some(Entry { exchange: Exchange::Forwarding(stream), log, .. })) =
+            self.exchanges.get_mut(key)
         else {
             return Vec::new();
         };
@@ -442,6 +462,7 @@ impl H2Conn {
             listener: self.listener,
             peer: self.peer,
             buffer_limit: self.buffer_limit,
+            log: log.as_deref_mut(),
         };
         match f(stream, &mut down, ctx) {
             Some(ended) => self.stream_ended(ctx, now, key, ended),
@@ -486,6 +507,9 @@ impl H2Conn {
 
     fn on_data(&mut self, ctx: &mut Ctx, now: Instant, key: usize, data: Bytes) -> Closes {
         let limit = self.buffer_limit;
+        if let Some(log) = self.log(key) {
+            log.received(data.len());
+        }
         match self.entry(key) {
             Some(Exchange::Forwarding(_)) => {
                 self.with_stream(ctx, now, key, |s, down, ctx| s.body_data(down, ctx, now, data))
@@ -531,7 +555,8 @@ impl H2Conn {
     /// The client reset the stream: whatever it was doing upstream is given up.
     fn reset_by_client(&mut self, ctx: &mut Ctx, now: Instant, key: usize) -> Closes {
         let Some(entry) = self.exchanges.get_mut(key).and_then(Option::take) else { return Vec::new() };
-        self.exchanges[key] = Some(Entry { exchange: Exchange::Answered, upgraded: entry.upgraded });
+        self.exchanges[key] =
+            Some(Entry { exchange: Exchange::Answered, upgraded: entry.upgraded, log: entry.log });
         match entry.exchange {
             Exchange::Forwarding(mut stream) => {
                 self.forwarded.remove(&stream.id.stream);
@@ -576,6 +601,10 @@ impl H2Conn {
         let server = ctx.config.listeners[self.listener].hcm().server_name.clone();
         ctx.shared.http(self.listener).response(reply.status);
         let body = Bytes::copy_from_slice(reply.body);
+        if let Some(log) = self.log(key) {
+            log.local(reply.status, local_reply::flag(reply));
+            log.sent(body.len());
+        }
         self.codec.send_head(key, local_response(reply, &date, &server), body.is_empty());
         if !body.is_empty() {
             self.codec.send_data(key, body);
@@ -593,21 +622,24 @@ impl H2Conn {
         }
         let entry = self.exchanges[key].take().expect("checked above");
         self.codec.remove(key);
-        self.settle(ctx, entry.upgraded);
+        self.settle(ctx, now, &entry);
         if self.exchanges.iter().all(Option::is_none) {
             self.exchanges.clear();
             self.idle_since = now;
         }
     }
 
-    /// A stream is over: the request and upgrade gauges drop.
-    fn settle(&self, ctx: &Ctx, upgraded: bool) {
+    /// A stream is over: the request and upgrade gauges drop, and its access log is written.
+    fn settle(&self, ctx: &mut Ctx, now: Instant, entry: &Entry) {
         let stats = &ctx.shared.http(self.listener);
         stats.downstream_rq_active.dec();
         stats.downstream_rq_completed.inc();
         ctx.shared.http2(self.listener).streams_active.dec();
-        if upgraded {
+        if entry.upgraded {
             stats.downstream_cx_upgrades_active.dec();
+        }
+        if let Some(log) = &entry.log {
+            log.write(ctx, now, self.listener, self.peer, self.local);
         }
     }
 
@@ -657,7 +689,7 @@ impl H2Conn {
         ctx.shared.listeners[self.listener].downstream_cx_active.dec();
         let mut closes = Vec::new();
         for entry in std::mem::take(&mut self.exchanges).into_iter().flatten() {
-            self.settle(ctx, entry.upgraded);
+            self.settle(ctx, now, &entry);
             match entry.exchange {
                 Exchange::Forwarding(mut stream) => {
                     closes.extend(stream.abandon(ctx, now).map(|up| (up, Close::Abort)));
