@@ -9,6 +9,8 @@
 
 mod ends;
 mod request;
+#[cfg(test)]
+mod tests;
 
 use std::net::SocketAddr;
 use std::time::Instant;
