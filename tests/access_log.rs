@@ -6,9 +6,7 @@ mod peers;
 mod support;
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::thread;
-use std::time::Duration;
+use std::path::PathBuf;
 
 use bytes::Bytes;
 use peers::{runtime, Origin, RawConn};
@@ -34,19 +32,6 @@ fn config(origin: SocketAddr, codec: &str, log_format: Option<&str>) -> (String,
         .replace("stat_prefix: ingress_http\n", &logger);
     assert!(text.contains("access_log:"));
     (text, SocketAddr::from(([127, 0, 0, 1], listen)), admin, path)
-}
-
-/// The log's lines once there are `n` (the driver flushes at least every second).
-fn log_lines(path: &Path, n: usize) -> Vec<String> {
-    for _ in 0..100 {
-        let text = std::fs::read_to_string(path).unwrap_or_default();
-        let lines: Vec<String> = text.lines().map(str::to_string).collect();
-        if lines.len() >= n {
-            return lines;
-        }
-        thread::sleep(Duration::from_millis(50));
-    }
-    panic!("fewer than {n} access log lines in {}", path.display());
 }
 
 /// Envoy's default line, split at its fields: the bracketed start time, the quoted request
@@ -81,7 +66,7 @@ fn http1_requests_are_logged_in_envoys_default_format() {
         assert_eq!(ok.status, 200);
         let direct = client.exchange(b"GET /other HTTP/1.1\r\nhost: direct.example\r\n\r\n");
         assert_eq!(direct.status, 404);
-        let lines = log_lines(&path, 2);
+        let lines = support::log_lines(&path, 2);
         let first = default_fields(&lines[0]);
         assert_eq!(first[0], "GET /some/path?q=1 HTTP/1.1", "{driver}: {lines:?}");
         assert_eq!(first[1..4], ["200", "-", "0"], "{driver}: {lines:?}");
@@ -120,7 +105,7 @@ fn http2_streams_are_logged_in_json() {
                 chunk.unwrap();
             }
         });
-        let line = &log_lines(&path, 1)[0];
+        let line = &support::log_lines(&path, 1)[0];
         assert_eq!(
             line,
             r#"{"cluster":"service","code":200,"method":"POST","path":"/upload","proto":"HTTP/2","rx":12}"#,

@@ -63,19 +63,6 @@ fn with_access_log(text: &str, format: &str) -> (String, std::path::PathBuf) {
     (text.replace("stat_prefix: tcp_stats\n", &logger), path)
 }
 
-/// The access log's lines once there are `n` (the driver flushes at least every second).
-fn log_lines(path: &std::path::Path, n: usize) -> Vec<String> {
-    for _ in 0..100 {
-        let text = std::fs::read_to_string(path).unwrap_or_default();
-        let lines: Vec<String> = text.lines().map(str::to_string).collect();
-        if lines.len() >= n {
-            return lines;
-        }
-        thread::sleep(Duration::from_millis(50));
-    }
-    panic!("fewer than {n} access log lines in {}", path.display());
-}
-
 /// A relay in front of `target` that holds back what `target` says for `delay` (the answer
 /// to a tunnel request comes late), passing everything else at once, FINs included.
 fn delaying_relay(target: SocketAddr, delay: Duration) -> SocketAddr {
@@ -244,7 +231,7 @@ fn a_refused_tunnel_closes_the_client_counts_the_status_and_retries() {
         let mut client = RawConn::connect(addr);
         client.send(b"hello");
         assert!(client.closed(), "{driver}: the client is closed");
-        let lines = log_lines(&log, 1);
+        let lines = support::log_lines(&log, 1);
         assert_eq!(lines, [format!("0 UF tunnel_response:407 5 cluster_0 {}", origin.addr)], "{driver}");
         for _ in 0..3 {
             assert!(!seen.recv_timeout(IO_TIMEOUT).unwrap().early, "{driver}");
@@ -407,6 +394,6 @@ fn plain_tcp_proxy_relays_bytes_and_half_closes() {
         assert_eq!(proxy.wait_stat("cluster.cluster_0.upstream_cx_active", |n| n == 0), 0, "{driver}");
         let peer = conn.stream.local_addr().unwrap();
         let line = format!(r#"{{"flags":"-","peer":"{peer}","rx":524288,"tx":524288}}"#);
-        assert_eq!(log_lines(&log, 1), [line], "{driver}");
+        assert_eq!(support::log_lines(&log, 1), [line], "{driver}");
     }
 }

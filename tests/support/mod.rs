@@ -422,7 +422,6 @@ impl Captured {
     }
 }
 
-/// A deterministic, non-repeating-looking payload.
 /// An echo target on loopback: echoes each connection until EOF, then half-closes back.
 pub fn echo_server() -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -445,6 +444,7 @@ pub fn echo_server() -> SocketAddr {
     addr
 }
 
+/// A deterministic, non-repeating-looking payload.
 pub fn payload(len: usize) -> Vec<u8> {
     let mut x: u32 = 0x9e37_79b9;
     (0..len)
@@ -455,4 +455,18 @@ pub fn payload(len: usize) -> Vec<u8> {
             x as u8
         })
         .collect()
+}
+
+/// The lines of an access log file once there are `n` (the driver flushes at least every
+/// second).
+pub fn log_lines(path: &Path, n: usize) -> Vec<String> {
+    for _ in 0..100 {
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        let lines: Vec<String> = text.lines().map(str::to_string).collect();
+        if lines.len() >= n {
+            return lines;
+        }
+        thread::sleep(Duration::from_millis(50));
+    }
+    panic!("fewer than {n} access log lines in {}", path.display());
 }
