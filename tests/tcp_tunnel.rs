@@ -260,6 +260,14 @@ struct H2Seen {
 fn h2_terminator(
     status: u16,
 ) -> (SocketAddr, mpsc::Receiver<H2Seen>, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    h2_terminator_with_goaway(status, None)
+}
+
+/// [`h2_terminator`] that sends GOAWAY on each connection after `goaway_after` streams.
+fn h2_terminator_with_goaway(
+    status: u16,
+    goaway_after: Option<usize>,
+) -> (SocketAddr, mpsc::Receiver<H2Seen>, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
     use std::sync::atomic::{AtomicUsize, Ordering};
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     listener.set_nonblocking(true).unwrap();
@@ -277,7 +285,12 @@ fn h2_terminator(
                 let mut builder = h2::server::Builder::new();
                 builder.enable_connect_protocol();
                 let Ok(mut conn) = builder.handshake::<_, Bytes>(tcp).await else { return };
+                let mut accepted = 0;
                 while let Some(Ok((request, mut respond))) = conn.accept().await {
+                    accepted += 1;
+                    if goaway_after == Some(accepted) {
+                        conn.graceful_shutdown();
+                    }
                     let uri = request.uri();
                     let _ = tx.send(H2Seen {
                         method: request.method().to_string(),
@@ -396,4 +409,92 @@ fn plain_tcp_proxy_relays_bytes_and_half_closes() {
         let line = format!(r#"{{"flags":"-","peer":"{peer}","rx":524288,"tx":524288}}"#);
         assert_eq!(support::log_lines(&log, 1), [line], "{driver}");
     }
+}
+
+/// Envoy T8: an upstream GOAWAY drains its connection; the tunnels on it finish and the next
+/// tunnel opens a new connection.
+#[test]
+fn an_upstream_goaway_drains_and_the_next_tunnel_opens_a_new_connection() {
+    for driver in DRIVERS {
+        let (origin, _seen, conns) = h2_terminator_with_goaway(200, Some(1));
+        let (text, addr, admin) = encapsulator("encapsulate_in_http2_connect.yaml", origin);
+        let encap = Burrow::start(driver, &text, admin);
+        let mut first = RawConn::connect(addr);
+        first.send(b"one");
+        assert_eq!(first.read_exact(3), b"one", "{driver}");
+        encap.wait_stat("cluster.cluster_0.upstream_cx_close_notify", |n| n >= 1);
+        echo_clients(addr, 2, 4096);
+        first.send(b"still");
+        first.shutdown_write();
+        assert_eq!(first.read_to_end(), b"still", "{driver}: the drained connection's tunnel finishes");
+        assert_eq!(conns.load(std::sync::atomic::Ordering::SeqCst), 2, "{driver}");
+        assert_eq!(encap.stat("cluster.cluster_0.upstream_cx_http2_total"), 2, "{driver}");
+    }
+}
+
+/// `idle_timeout` ends a tunnel with no byte either way for that long.
+#[test]
+fn an_idle_tunnel_is_closed_at_the_idle_timeout() {
+    let echo = echo_server();
+    for driver in DRIVERS {
+        let (text, term_addr, term_admin) = terminator("terminate_http2_connect.yaml", echo);
+        let _term = Burrow::start(driver, &text, term_admin);
+        let (text, addr, admin) = encapsulator("encapsulate_in_http2_connect.yaml", term_addr);
+        let text = text
+            .replace("stat_prefix: tcp_stats\n", "stat_prefix: tcp_stats\n          idle_timeout: 0.5s\n");
+        let encap = Burrow::start(driver, &text, admin);
+        let mut client = RawConn::connect(addr);
+        client.send(b"ping");
+        assert_eq!(client.read_exact(4), b"ping", "{driver}");
+        assert!(client.closed(), "{driver}: closed once idle");
+        assert_eq!(encap.stat("tcp.tcp_stats.idle_timeout"), 1, "{driver}");
+    }
+}
+
+/// Envoy T11: 50 MB each way through an HTTP/2 tunnel chain (both binaries at both ends) while
+/// the client first reads nothing: flow control holds the bytes back instead of buffering
+/// them, every byte arrives, and the proxies stay small.
+#[test]
+fn fifty_megabytes_each_way_through_a_tunnel_chain_with_a_slow_reader() {
+    const LEN: usize = 50 * 1024 * 1024;
+    let echo = echo_server();
+    let data = std::sync::Arc::new(payload(LEN));
+    for (encap_driver, term_driver) in [(DRIVERS[0], DRIVERS[1]), (DRIVERS[1], DRIVERS[0])] {
+        let (text, term_addr, term_admin) = terminator("terminate_http2_connect.yaml", echo);
+        let term = Burrow::start(term_driver, &text, term_admin);
+        let (text, addr, admin) = encapsulator("encapsulate_in_http2_connect.yaml", term_addr);
+        let encap = Burrow::start(encap_driver, &text, admin);
+        let mut client = RawConn::connect(addr);
+        let writer = client.stream.try_clone().unwrap();
+        let sent = data.clone();
+        let write = thread::spawn(move || {
+            let mut writer = writer;
+            std::io::Write::write_all(&mut writer, &sent).unwrap();
+            writer.shutdown(Shutdown::Write).unwrap();
+        });
+        // The client reads nothing for a while: everything in flight backs up.
+        thread::sleep(Duration::from_secs(2));
+        for (name, proxy) in [("encapsulator", &encap), ("terminator", &term)] {
+            let rss = rss_kib(proxy.pid());
+            assert!(
+                rss < 64 * 1024,
+                "{encap_driver}->{term_driver}: the {name} holds {rss} KiB with a slow reader"
+            );
+        }
+        let back = client.read_to_end();
+        write.join().unwrap();
+        assert!(
+            back.len() == LEN && back == *data,
+            "{encap_driver}->{term_driver}: {} bytes back",
+            back.len()
+        );
+        assert!(encap.stat("tcp.tcp_stats.downstream_flow_control_paused_reading_total") >= 1);
+    }
+}
+
+/// A process's resident set, in KiB.
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
 }

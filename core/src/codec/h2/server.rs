@@ -387,6 +387,34 @@ mod tests {
         assert_eq!(rig.events, [(0, "head /b end=true".to_string()), (0, "reset CANCEL".to_string())]);
     }
 
+    /// Window the client gives back in the same read as its next body bytes: the bytes come
+    /// out first, and the room taken must still be reported after them (it once was lost,
+    /// and a tunnel paused on it stalled for good).
+    #[test]
+    fn room_freed_in_the_read_that_brings_body_bytes_is_still_reported() {
+        let mut rig = Rig::new();
+        let request = http::Request::builder().uri("http://h/t").body(()).unwrap();
+        let (mut response, mut send) = rig.client.send_request(request, false).unwrap();
+        rig.pump();
+        rig.server.send_head(0, http::Response::new(()), false);
+        rig.server.send_data(0, Bytes::from(vec![7u8; 100_000]));
+        rig.pump();
+        assert!(rig.server.queued(0) > 0, "more than the client's window is queued");
+        let mut cx = Context::from_waker(Waker::noop());
+        let Poll::Ready(Ok(response)) = Pin::new(&mut response).poll(&mut cx) else { panic!("no response") };
+        let mut body = response.into_body();
+        let mut taken = 0;
+        while let Poll::Ready(Some(Ok(data))) = body.poll_data(&mut cx) {
+            taken += data.len();
+        }
+        body.flow_control().release_capacity(taken).unwrap();
+        send.send_data(Bytes::from_static(b"xy"), false).unwrap();
+        rig.events.clear();
+        rig.pump();
+        assert_eq!(rig.server.queued(0), 0);
+        assert_eq!(rig.events, [(0, "data xy".to_string()), (0, "sent".to_string())]);
+    }
+
     proptest::proptest! {
         /// However the client's bytes are split into reads, the codec makes the same events
         /// of them.

@@ -47,6 +47,9 @@ pub(super) struct StreamIo {
     queued: usize,
     /// END_STREAM goes out after the queue.
     end: bool,
+    /// Queued bytes went to h2 since the last `Sent` was reported: kept until it is, since
+    /// bytes read in the same poll are reported first.
+    sent: bool,
 }
 
 /// A codec's stream: its halves, and whatever else the codec keeps for it.
@@ -175,6 +178,7 @@ impl StreamIo {
             queue: VecDeque::new(),
             queued: 0,
             end: false,
+            sent: false,
         }
     }
 
@@ -204,7 +208,7 @@ impl StreamIo {
             self.send = Sending::Done;
             return Some(Io::Reset(reset.unwrap_or(Reason::CANCEL)));
         }
-        let sent = self.pump(cx);
+        self.sent |= self.pump(cx);
         if !self.paused {
             self.give_back();
             if let Some(recv) = &mut self.recv {
@@ -228,7 +232,7 @@ impl StreamIo {
                 }
             }
         }
-        sent.then_some(Io::Sent)
+        std::mem::take(&mut self.sent).then_some(Io::Sent)
     }
 
     /// Stops giving the window back.
