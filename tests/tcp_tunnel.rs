@@ -498,3 +498,32 @@ fn rss_kib(pid: u32) -> u64 {
     let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
     line.split_whitespace().nth(1).unwrap().parse().unwrap()
 }
+
+/// Envoy T6/T7 over HTTP/1.1: the upstream half-closes first and the client still sends,
+/// which the upstream still gets; the tunnel's connection is never used again.
+#[test]
+fn the_upstream_half_closes_first_and_the_client_still_sends() {
+    for driver in DRIVERS {
+        let (tx, rx) = mpsc::channel();
+        let tx = std::sync::Mutex::new(tx);
+        let origin = RawOrigin::start(move |mut conn, _| {
+            conn.read_head();
+            conn.send(b"HTTP/1.1 200 OK\r\n\r\nbye");
+            conn.shutdown_write();
+            let rest = conn.read_to_end();
+            tx.lock().unwrap().send(rest).unwrap();
+        });
+        let (text, addr, admin) = encapsulator("encapsulate_in_http1_connect.yaml", origin.addr);
+        let text = text.replace("port_value: 10002", &format!("port_value: {}", support::free_port()));
+        let encap = Burrow::start(driver, &text, admin);
+        for round in 1..=2 {
+            let mut client = RawConn::connect(addr);
+            assert_eq!(client.read_to_end(), b"bye", "{driver}: the upstream's bytes, then its FIN");
+            client.send(b"after the upstream's FIN");
+            client.shutdown_write();
+            assert_eq!(rx.recv_timeout(IO_TIMEOUT).unwrap(), b"after the upstream's FIN", "{driver}");
+            assert_eq!(origin.accepted(), round, "{driver}: a connection per tunnel");
+        }
+        assert_eq!(encap.wait_stat("cluster.cluster_0.upstream_cx_active", |n| n == 0), 0, "{driver}");
+    }
+}
