@@ -519,7 +519,9 @@ impl TcpConn {
                 return Vec::new();
             }
             Upstream::Requesting { up: Some(up), .. } => return self.drop_request(ctx, now, up),
-            Upstream::Stream { key, up } if key.protocol == Protocol::Http2 && close == Close::Flush => {
+            Upstream::Stream { key, up }
+                if key.protocol == Protocol::Http2 && matches!(ending, Ending::Finished) =>
+            {
                 // Both ends finished: the stream is done and the connection goes on.
                 let released =
                     ctx.with_pool(cluster, now, |p: &mut Pools, cx| p.release(up, waiter, true, cx));
