@@ -2,6 +2,7 @@
 //! compared when the run is over: the end-to-end invariants that no single peer can judge.
 
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use crate::report::{Finding, Notes, Tally};
@@ -42,6 +43,18 @@ pub struct TunnelRecord {
     /// An HTTP upgrade rather than a CONNECT: the tunnel ends when the upstream half-closes
     /// (Envoy disconnects the client), so the target's own FIN may cut the client's stream.
     pub upgrade: bool,
+    /// A raw TCP client of a TCP proxy listener, which cannot see its tunnel open: the
+    /// upstream end says so (a target the proxy connected to, a terminator's 2xx written).
+    pub raw: bool,
+    /// For a raw tunnel: its listener's `max_connect_attempts`.
+    pub max_attempts: u32,
+    /// Tunnel requests (CONNECT heads) terminators got for it, and those they failed
+    /// (refused, or closed or reset before answering).
+    pub heads: u32,
+    pub refusals: u32,
+    /// A timeout closed one of the tunnel's connections (a client's, a target's, or a hop
+    /// between two listeners): the ends may see it cut short behind a clean FIN.
+    pub timer_ended: bool,
 }
 
 /// One HTTP request, named by the client (`x-sim-id`).
@@ -77,6 +90,11 @@ pub struct Ledger {
     /// The run had no injected faults: every tunnel must open and every request must get
     /// its origin's whole response.
     pub calm: bool,
+    /// The tunnel each client address carries (for terminators, which learn the client's
+    /// address from the tunnel request before any of its bytes).
+    pub remote_tunnels: BTreeMap<SocketAddr, u64>,
+    /// Refusals terminators wrote, by status.
+    pub refusals: BTreeMap<u16, u64>,
 }
 
 impl Ledger {
@@ -121,13 +139,23 @@ fn check_tunnel(id: u64, t: &TunnelRecord, calm: bool, at: Duration, notes: &mut
             format!("tunnel {id:#x}: client got {} bytes, target sent {}", t.client_got, t.target_sent),
         );
     }
+    if t.raw && t.heads > t.max_attempts {
+        notes.violation(
+            at,
+            format!(
+                "tunnel {id:#x}: {} tunnel requests reached terminators, max_connect_attempts is {}",
+                t.heads, t.max_attempts
+            ),
+        );
+    }
     if !t.opened {
         if t.client_got > 0 {
             notes
                 .violation(at, format!("tunnel {id:#x}: client got tunnel bytes without the tunnel opening"));
         }
-        if calm {
-            notes.consequence(at, format!("tunnel {id:#x}: never opened in a run without faults"));
+        // A raw tunnel whose every attempt was refused is closed, as it should be.
+        if calm && !(t.raw && t.refusals >= t.max_attempts) {
+            notes.consequence(at, format!("tunnel {id:#x}: never opened in a run without faults: {t:?}"));
         }
         return;
     }
@@ -144,6 +172,7 @@ fn check_tunnel(id: u64, t: &TunnelRecord, calm: bool, at: Duration, notes: &mut
             t.client_reset,
             t.target_got,
             t.target_end,
+            t.timer_ended,
         );
     }
     if !t.client_reset && t.target_seen {
@@ -156,6 +185,7 @@ fn check_tunnel(id: u64, t: &TunnelRecord, calm: bool, at: Duration, notes: &mut
             t.target_reset,
             t.client_got,
             t.client_end,
+            t.timer_ended,
         );
     }
     if calm && (t.client_got != t.target_sent || t.target_got != t.client_sent || !t.client_fin) {
@@ -175,6 +205,7 @@ fn direction(
     reset: bool,
     got: u64,
     end: Option<End>,
+    timer_ended: bool,
 ) {
     let Some(End::Eof { by_timer }) = end else {
         // A reset receiver was told of the failure; a receiver still open is judged by the
@@ -184,7 +215,7 @@ fn direction(
     if got == sent && fin {
         return;
     }
-    if by_timer {
+    if by_timer || timer_ended {
         return; // the proxy's idle timeout ended the tunnel: a configured, deliberate end
     }
     let detail = format!(

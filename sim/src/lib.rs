@@ -10,11 +10,16 @@
 //!   outputs through [`vnet`] and feeds it the same inputs a driver does, with seeded read splits,
 //!   delays, slow readers (late `Flushed`), half-closes, resets, refused connects and
 //!   connects that never complete, and DNS answers (IPv4 and IPv6 mixed, empty, never). The clock
-//!   jumps to the next deadline: the proxy's `poll_timeout()`, a delivery, a peer's timer.
+//!   jumps to the next deadline: the proxy's `poll_timeout()`, a delivery, a peer's timer. A
+//!   connection the proxy opens to one of its own listeners is a loopback pair the world
+//!   relays between (bytes, FIN, close, reset), so one proxy can be two hops of a chain.
 //! - [`peer`] and [`peers`]: programs at the far ends, as trait objects: CONNECT and
-//!   HTTP/1.1 clients (bodies by content-length or chunked, pipelining, `Expect`, upgrades)
-//!   and servers (echo targets, HTTP/1.1 origins with every framing, keep-alive or close,
-//!   101s, stalls and deaths). h2 and QUIC peers plug in as more implementations of [`Peer`].
+//!   HTTP/1.1 clients (bodies by content-length or chunked, pipelining, `Expect`, upgrades),
+//!   raw TCP clients of TCP proxy listeners, and servers (echo targets, HTTP/1.1 origins with
+//!   every framing, keep-alive or close, 101s, stalls and deaths, and CONNECT terminators for
+//!   the TCP proxy's `tunneling_config` that check each tunnel request byte for byte and that
+//!   no tunnel byte comes before their 2xx). h2 and QUIC peers plug in as more
+//!   implementations of [`Peer`].
 //! - [`check`] (ids, writes, buffers), [`world`] (gauges, timers, "nothing unasked") and
 //!   [`ledger`] (end-to-end bytes and responses): the invariants, checked on every run.
 //! - [`scenario`]: seed -> whole run, per suite; [`suite`] runs them under proptest.
@@ -23,8 +28,9 @@
 //! # Running
 //!
 //! The suites are ordinary tests of `burrow-core`: `core/tests/sim_connect.rs`,
-//! `sim_http1.rs`, `sim_upgrade.rs` (seeded scenarios under proptest) and
-//! `sim_determinism.rs`. Environment knobs (see [`suite`]):
+//! `sim_h2_connect.rs`, `sim_http1.rs`, `sim_upgrade.rs`, `sim_tcp_proxy.rs` (seeded
+//! scenarios under proptest) and `sim_determinism.rs`; `sim/scripts/sweep.sh` runs them all,
+//! strict, under several generator seeds. Environment knobs (see [`suite`]):
 //!
 //! ```text
 //! BURROW_SIM_CASES=10000 cargo test --release -p burrow-core --test sim_http1 -- --nocapture
@@ -33,6 +39,23 @@
 //! BURROW_SIM_STRICT=1 ...                          # known-issue findings fail too
 //! BURROW_SIM_RNG_SEED=123 ...                      # explore other seeds than CI's
 //! ```
+//!
+//! The TCP proxy suite (`tcp_proxy`) puts raw TCP clients on three TCP proxy listeners: one
+//! forwards to echo targets over connections of its own, one tunnels through HTTP/1.1
+//! CONNECT to terminators that answer late, refuse (407, 503), hang up or never answer, and
+//! one tunnels to the proxy's own CONNECT-terminating HTTP listener, which takes the tunnel
+//! on to echo targets (an encapsulating proxy in front of a terminating one, through a
+//! loopback pair; not two `Proxy` instances, as the world drives one). Each has its own
+//! `max_connect_attempts` (1 to 3), idle timeout and sometimes a maximum duration. Besides the invariants every suite checks, it checks that each opened tunnel
+//! carries the whole stream both ways (a reset only where a fault explains it), that no
+//! tunnel byte reaches a terminator before its 2xx (nor is written before the proxy read it),
+//! that a client whose tunnel never opened is closed (reset if the proxy read any of its
+//! bytes), that attempts stay within `max_connect_attempts` (tunnel requests per client,
+//! connections per client), that a calm run's tunnel opens while it has attempts left, and
+//! that `tcp.<prefix>.downstream_cx_total`, `downstream_cx_rx_bytes_total` and
+//! `downstream_cx_tx_bytes_total` are what the world counted, `tunnel_response_<code>` at
+//! most what terminators wrote. Terminators tell clients apart by the client address the
+//! proxy adds to each tunnel request (`headers_to_add` with `%DOWNSTREAM_REMOTE_ADDRESS%`).
 //!
 //! A failure prints the minimal scenario key (`seed:clients:scale`) and the replay command;
 //! the replay prints the whole trace (inputs, outputs, peer actions, network events) and

@@ -54,10 +54,19 @@ pub enum Finding {
     /// proxy counts bytes sent as activity). Signature: an idle timeout closes a tunnel whose
     /// upstream the proxy had paused with bytes waiting.
     IdleTimeoutWhileDraining,
+    /// A TCP proxy's `max_downstream_connection_duration` that expires while the connection's
+    /// tunnel is still being set up (connecting, or its CONNECT unanswered) closes the client
+    /// with a clean FIN although bytes it sent were read and will never go anywhere:
+    /// `TcpConn::on_timer` ends it as `Ending::Timeout`, whose downstream close is
+    /// `Close::Flush`, where `give_up` resets a client with held bytes (as Envoy's unread
+    /// bytes make the kernel reset it), so that it cannot take the close for a clean end.
+    /// Signature: a raw client whose tunnel never opened gets a FIN by a timer after the proxy
+    /// read some of its bytes.
+    DurationLimitClosesHeldBytesCleanly,
 }
 
 impl Finding {
-    pub const ALL: [Finding; 7] = [
+    pub const ALL: [Finding; 8] = [
         Finding::ResetBecomesFin,
         Finding::PooledConnectionLeftPaused,
         Finding::PendingRequestStarved,
@@ -65,6 +74,7 @@ impl Finding {
         Finding::EarlyDataUnboundedWhileResolving,
         Finding::PartialHeadNeverTimesOut,
         Finding::IdleTimeoutWhileDraining,
+        Finding::DurationLimitClosesHeldBytesCleanly,
     ];
 
     /// Fixed in the core: its signature is a regression now, and fails every run.
@@ -90,6 +100,7 @@ impl Finding {
             Finding::EarlyDataUnboundedWhileResolving => "early-data-unbounded-while-resolving",
             Finding::PartialHeadNeverTimesOut => "partial-head-never-times-out",
             Finding::IdleTimeoutWhileDraining => "idle-timeout-while-draining",
+            Finding::DurationLimitClosesHeldBytesCleanly => "duration-limit-closes-held-bytes-cleanly",
         }
     }
 }

@@ -15,6 +15,8 @@ use crate::report::{Notes, Tally};
 use crate::rng::Rng;
 use crate::world::{DnsRule, NetProfile, Server, World};
 
+mod tcp_proxy;
+
 /// A feature under test.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Suite {
@@ -26,6 +28,9 @@ pub enum Suite {
     Upgrade,
     /// CONNECT over HTTP/2, several tunnels on each client connection, terminated into TCP.
     H2Connect,
+    /// The TCP proxy: raw TCP clients forwarded to echo targets, or tunnelled through
+    /// HTTP/1.1 CONNECT to terminators (`tunneling_config`).
+    TcpProxy,
 }
 
 impl Suite {
@@ -35,11 +40,14 @@ impl Suite {
             Suite::Http1 => "http1",
             Suite::Upgrade => "upgrade",
             Suite::H2Connect => "h2_connect",
+            Suite::TcpProxy => "tcp_proxy",
         }
     }
 
     pub fn parse(s: &str) -> Option<Suite> {
-        [Suite::Connect, Suite::Http1, Suite::Upgrade, Suite::H2Connect].into_iter().find(|x| x.name() == s)
+        [Suite::Connect, Suite::Http1, Suite::Upgrade, Suite::H2Connect, Suite::TcpProxy]
+            .into_iter()
+            .find(|x| x.name() == s)
     }
 }
 
@@ -179,17 +187,23 @@ const HPO: &str = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions";
 /// The listener at 127.0.0.1:10000 with the given connection-manager body.
 fn listener(limit: u32, hcm_extra: &str, routes: &str, filters: &str) -> String {
     format!(
-        r#"static_resources:
-  listeners:
-  - name: front
-    address: {{ socket_address: {{ address: 127.0.0.1, port_value: 10000 }} }}
+        "static_resources:\n  listeners:\n{}  clusters:\n",
+        hcm_listener("front", 10000, limit, hcm_extra, routes, filters)
+    )
+}
+
+/// An HTTP connection manager listener on 127.0.0.1 (its name is its stat prefix).
+fn hcm_listener(name: &str, port: u16, limit: u32, hcm_extra: &str, routes: &str, filters: &str) -> String {
+    format!(
+        r#"  - name: {name}
+    address: {{ socket_address: {{ address: 127.0.0.1, port_value: {port} }} }}
     per_connection_buffer_limit_bytes: {limit}
     filter_chains:
     - filters:
       - name: hcm
         typed_config:
           "@type": {HCM}
-          stat_prefix: front
+          stat_prefix: {name}
 {hcm_extra}          route_config:
             name: r
             virtual_hosts:
@@ -199,7 +213,6 @@ fn listener(limit: u32, hcm_extra: &str, routes: &str, filters: &str) -> String 
 {routes}          http_filters:
 {filters}          - name: envoy.filters.http.router
             typed_config: {{ "@type": {ROUTER} }}
-  clusters:
 "#
     )
 }
@@ -247,6 +260,15 @@ fn cluster(c: &ClusterYaml<'_>) -> String {
     y
 }
 
+/// A cluster's `typed_extension_protocol_options` for HTTP/1.1 upstreams, with these
+/// `common_http_protocol_options`.
+fn http1_options(common: &[String]) -> String {
+    format!(
+        "    typed_extension_protocol_options:\n      {HPO}:\n        \"@type\": type.googleapis.com/{HPO}\n        explicit_http_config: {{ http_protocol_options: {{}} }}\n        common_http_protocol_options: {{ {} }}\n",
+        common.join(", ")
+    )
+}
+
 fn connect_route(cluster: &str) -> String {
     format!(
         "                route: {{ cluster: {cluster}, upgrade_configs: [{{ upgrade_type: CONNECT, connect_config: {{}} }}] }}\n"
@@ -264,6 +286,7 @@ pub fn build(s: &Scenario, keep_trace: bool, base: Instant) -> World {
             build_connect(s, &root, &mut r, calm, &mut net, keep_trace, base)
         }
         Suite::Http1 | Suite::Upgrade => build_http(s, &root, &mut r, calm, &mut net, keep_trace, base),
+        Suite::TcpProxy => tcp_proxy::build(s, &root, &mut r, calm, &net, keep_trace, base),
     };
     world.ledger = Ledger { calm, ..Ledger::default() };
     world.trace.note(world.now(), || format!("scenario {:?} calm={calm} net={:?}", s, world.net));
@@ -357,27 +380,7 @@ fn build_connect(
     let banner = r.chance(200);
     let echo_faults = if calm { 0 } else { *r.pick(&[0, 50, 200]) };
     let slow_write = if calm { 0 } else { *r.pick(&[0, 50, 200]) };
-    let echo = |refuse: u32, blackhole: u32| -> Server {
-        Server {
-            factory: Box::new(move |rng: &mut Rng| {
-                let mut own = rng.fork(rng.clone().next_u64());
-                rng.next_u64();
-                let mode = if own.chance(echo_faults) {
-                    let n = own.range(0, 40_000);
-                    match own.below(3) {
-                        0 => EchoMode::FinAfter(n),
-                        1 => EchoMode::ResetAfter(n),
-                        _ => EchoMode::CloseAfter(n),
-                    }
-                } else {
-                    EchoMode::Echo
-                };
-                Box::new(EchoTarget::new(own, mode, banner, slow_write))
-            }),
-            refuse,
-            blackhole,
-        }
-    };
+    let echo = |refuse: u32, blackhole: u32| echo_server(banner, echo_faults, slow_write, refuse, blackhole);
     // Every echo target listens on its IPv4 address and on its IPv6 twin.
     for i in 0..3 {
         world.add_server(addr(10, 0, 0, 2 + i, 443), echo(0, 0));
@@ -487,6 +490,36 @@ fn build_connect(
     world
 }
 
+/// A connection's own generator, drawn from the world's peer generator as a server accepts it.
+fn peer_rng(rng: &mut Rng) -> Rng {
+    let own = rng.fork(rng.clone().next_u64());
+    rng.next_u64();
+    own
+}
+
+/// Echo targets (after a banner if `banner`): by `faults` per mille a connection half-closes,
+/// resets or closes after some bytes instead. `refuse` and `blackhole` add to the network's.
+fn echo_server(banner: bool, faults: u32, slow_write: u32, refuse: u32, blackhole: u32) -> Server {
+    Server {
+        factory: Box::new(move |rng: &mut Rng| {
+            let mut own = peer_rng(rng);
+            let mode = if own.chance(faults) {
+                let n = own.range(0, 40_000);
+                match own.below(3) {
+                    0 => EchoMode::FinAfter(n),
+                    1 => EchoMode::ResetAfter(n),
+                    _ => EchoMode::CloseAfter(n),
+                }
+            } else {
+                EchoMode::Echo
+            };
+            Box::new(EchoTarget::new(own, mode, banner, slow_write))
+        }),
+        refuse,
+        blackhole,
+    }
+}
+
 /// HTTP/2 clients for the CONNECT suite: each opens one to four tunnels on its connection, to
 /// the cluster or (original destination) to an authority, and ends each with END_STREAM or
 /// a reset.
@@ -581,10 +614,7 @@ fn build_http(
         1 => common.push("idle_timeout: 0s".to_string()),
         _ => common.push(format!("idle_timeout: {}", secs(Duration::from_millis(r.range(100, 30_000))))),
     }
-    let extra = format!(
-        "    typed_extension_protocol_options:\n      {HPO}:\n        \"@type\": type.googleapis.com/{HPO}\n        explicit_http_config: {{ http_protocol_options: {{}} }}\n        common_http_protocol_options: {{ {} }}\n",
-        common.join(", ")
-    );
+    let extra = http1_options(&common);
     yaml.push_str(&cluster(&ClusterYaml {
         name: "origin",
         kind: "STATIC",
@@ -634,11 +664,7 @@ fn build_http(
         world.add_server(
             addr(10, 0, 1, i, 80),
             Server {
-                factory: Box::new(move |rng: &mut Rng| {
-                    let own = rng.fork(rng.clone().next_u64());
-                    rng.next_u64();
-                    Box::new(HttpOrigin::new(own, p.clone()))
-                }),
+                factory: Box::new(move |rng: &mut Rng| Box::new(HttpOrigin::new(peer_rng(rng), p.clone()))),
                 refuse,
                 blackhole,
             },

@@ -1,6 +1,6 @@
-//! The scripted peers: HTTP/1.1 clients (CONNECT, plain requests, upgrades) and servers
-//! (echo targets, HTTP/1.1 origins), plus what they share: a paced writer and the
-//! self-describing tunnel stream.
+//! The scripted peers: HTTP/1.1 clients (CONNECT, plain requests, upgrades), raw TCP clients,
+//! and servers (echo targets, HTTP/1.1 origins, CONNECT terminators), plus what they share: a
+//! paced writer and the self-describing tunnel stream.
 //!
 //! Every byte a peer sends is a function of a name (a tunnel or request id) and an offset
 //! (see [`crate::rng::payload_byte`]), so every receiver checks every byte on arrival: in
@@ -8,15 +8,17 @@
 
 mod client;
 mod server;
+mod terminator;
 
 use std::collections::VecDeque;
 use std::time::Duration;
 
 pub use client::{
     BodyPlan, ConnectClient, ConnectPlan, Ending, H2ConnectClient, H2ConnectPlan, H2TunnelPlan, HttpClient,
-    HttpPlan, ReqPlan,
+    HttpPlan, RawClient, RawPlan, ReqPlan,
 };
 pub use server::{EchoMode, EchoTarget, HttpOrigin, OriginProfile};
+pub use terminator::{Terminator, TerminatorProfile, PEER_FORMAT, PEER_HEADER};
 
 use crate::peer::Cx;
 use crate::rng::{payload_byte, Rng};

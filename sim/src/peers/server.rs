@@ -24,10 +24,13 @@ pub enum EchoMode {
 
 /// The target half of a tunnel: checks the stream, echoes it.
 #[derive(Debug)]
-struct Echo {
+pub(super) struct Echo {
     mode: EchoMode,
     header: Vec<u8>,
-    id: Option<(u64, u64)>,
+    pub(super) id: Option<(u64, u64)>,
+    /// The tunnel this connection carries, when the target knows it before the stream's
+    /// header (a terminator, from the tunnel request): the header must name it.
+    expect: Option<u64>,
     got: u64,
     /// Bytes written before the id was known (the banner).
     early_sent: u64,
@@ -38,11 +41,12 @@ struct Echo {
 }
 
 impl Echo {
-    fn new(mode: EchoMode) -> Echo {
+    pub(super) fn new(mode: EchoMode, expect: Option<u64>) -> Echo {
         Echo {
             mode,
             header: Vec::new(),
             id: None,
+            expect,
             got: 0,
             early_sent: 0,
             sent: 0,
@@ -52,7 +56,7 @@ impl Echo {
         }
     }
 
-    fn on_data(&mut self, cx: &mut Cx<'_>, data: &[u8], out: &mut Outbox) {
+    pub(super) fn on_data(&mut self, cx: &mut Cx<'_>, data: &[u8], out: &mut Outbox) {
         if self.ended {
             return;
         }
@@ -62,6 +66,12 @@ impl Echo {
             if self.header.len() == HEADER as usize {
                 match parse_header(&self.header) {
                     Some(id) => {
+                        if let Some(want) = self.expect.filter(|want| *want != id.0) {
+                            cx.violation(format!(
+                                "tunnel {:#x}: its stream reached the terminator that answered tunnel {want:#x}",
+                                id.0
+                            ));
+                        }
                         self.id = Some(id);
                         let t = cx.ledger.tunnel(id.0);
                         t.target_seen = true;
@@ -124,7 +134,7 @@ impl Echo {
     }
 
     /// Ledger bookkeeping for what the outbox did.
-    fn record(&mut self, cx: &mut Cx<'_>, done: &[Done]) {
+    pub(super) fn record(&mut self, cx: &mut Cx<'_>, done: &[Done]) {
         for d in done {
             match d {
                 Done::Wrote(n) => {
@@ -161,8 +171,8 @@ impl Echo {
         }
     }
 
-    fn on_eof(&mut self, cx: &mut Cx<'_>, out: &mut Outbox) {
-        match (self.id, cx.tunnel_hint) {
+    pub(super) fn on_eof(&mut self, cx: &mut Cx<'_>, out: &mut Outbox) {
+        match (self.id, self.expect.or(cx.tunnel_hint)) {
             (Some((id, _)), _) => cx.ledger.tunnel(id).target_end = Some(cx.eof_end()),
             // The stream ended before its header was whole: report it for the client this
             // connection was opened for.
@@ -180,9 +190,10 @@ impl Echo {
         self.ended = true;
     }
 
-    fn on_reset(&mut self, cx: &mut Cx<'_>) {
-        if let Some((id, _)) = self.id {
-            cx.ledger.tunnel(id).target_end = Some(End::Reset);
+    pub(super) fn on_reset(&mut self, cx: &mut Cx<'_>) {
+        match (self.id, self.expect) {
+            (Some((id, _)), _) | (None, Some(id)) => cx.ledger.tunnel(id).target_end = Some(End::Reset),
+            _ => {}
         }
         self.ended = true;
     }
@@ -199,7 +210,7 @@ pub struct EchoTarget {
 impl EchoTarget {
     pub fn new(mut rng: Rng, mode: EchoMode, banner: bool, slow_write: u32) -> EchoTarget {
         let out = Outbox::new(super::pace(&mut rng, slow_write));
-        EchoTarget { rng, echo: Echo::new(mode), out, banner }
+        EchoTarget { rng, echo: Echo::new(mode, None), out, banner }
     }
 
     fn run(&mut self, cx: &mut Cx<'_>) {
@@ -210,6 +221,12 @@ impl EchoTarget {
 
 impl Peer for EchoTarget {
     fn on_open(&mut self, cx: &mut Cx<'_>) {
+        // A raw client of a TCP proxy cannot see its tunnel open: it is open once the proxy
+        // has been told its connection to this target is up, which is now.
+        if let Some(id) = cx.tunnel_hint {
+            let t = cx.ledger.tunnel(id);
+            t.opened |= t.raw;
+        }
         if self.banner {
             self.out.push(Item::Data(BANNER.to_vec()));
         }
@@ -568,7 +585,7 @@ impl HttpOrigin {
         } else {
             EchoMode::Echo
         };
-        let mut echo = Echo::new(mode);
+        let mut echo = Echo::new(mode, None);
         let rest = self.reader.take_raw();
         if !rest.is_empty() {
             echo.on_data(cx, &rest, &mut self.out);

@@ -22,13 +22,14 @@ impl World {
         by_timer: bool,
         f: impl FnOnce(&mut dyn Peer, &mut Cx<'_>),
     ) {
+        // A loopback connection's accepted end names its tunnel itself.
         let tunnel_hint = link
             .and_then(|l| self.links.get(l))
             .and_then(|l| l.opened_for)
             .and_then(|d| self.links.get(d))
-            .and_then(|d| d.peer)
-            .and_then(|p| self.peers[p].peer.as_ref())
-            .and_then(|p| p.tunnel_id());
+            .and_then(|d| {
+                d.peer.and_then(|p| self.peers[p].peer.as_ref()).and_then(|p| p.tunnel_id()).or(d.tunnel)
+            });
         let Some(mut p) = self.peers[peer].peer.take() else { return };
         let (marks, delivered): (&[(u64, u64)], u64) = match link.and_then(|l| self.links.get(l)) {
             Some(l) => (&l.marks, l.delivered),
@@ -63,6 +64,12 @@ impl World {
             Action::Write(d) => format!("peer {peer} on link {key}: write {}", d.len()),
             other => format!("peer {peer} on link {key}: {other:?}"),
         });
+        self.toward_proxy(key, action);
+    }
+
+    /// What the far end of link `key` (a peer, or the proxy itself through a loopback
+    /// connection) does to the connection: bytes, FIN, close or reset on their way in.
+    pub(super) fn toward_proxy(&mut self, key: u64, action: Action) {
         let delay = self.delay();
         let link = &mut self.links[key];
         if link.peer_reset || link.peer_closed {
@@ -74,6 +81,15 @@ impl World {
                     self.notes.violation(self.now, "sim: a peer wrote after its own FIN");
                     return;
                 }
+                if let Some(head) = &mut link.relayed_head {
+                    head.extend_from_slice(&data);
+                    if let Some(end) = head.windows(4).position(|w| w == b"\r\n\r\n") {
+                        link.head_ends.push(end as u64 + 4);
+                        let head = link.relayed_head.take().unwrap_or_default();
+                        self.relayed_head(key, &head[..end]);
+                    }
+                }
+                let link = &mut self.links[key];
                 link.inbound.push_back(Seg::Data(data));
             }
             Action::Shutdown => {
@@ -98,7 +114,10 @@ impl World {
             Action::Reset => {
                 link.peer_reset = true;
                 link.peer_ended = true;
-                link.inbound.retain(|s| !matches!(s, Seg::Data(_)));
+                // Unread bytes are lost, and so is a FIN behind them.
+                if link.inbound.iter().any(|s| matches!(s, Seg::Data(_))) {
+                    link.inbound.clear();
+                }
                 link.inbound.push_back(Seg::Reset);
             }
             Action::HeadEnd(offset) => {

@@ -9,6 +9,7 @@ use bytes::Bytes;
 
 use super::link::{Link, Phase, Seg, Side};
 use super::{Cause, Ev, PeerSlot, World};
+use crate::peer::Action;
 
 impl World {
     pub(super) fn client_start(&mut self, peer: usize, listener: u32) {
@@ -27,6 +28,11 @@ impl World {
         if slow {
             self.tally.fault("slow-reader");
         }
+        // Terminators learn a tunnel's client from its address (a TCP proxy's tunnel request
+        // carries it), before any of its bytes.
+        if let Some(id) = self.peers[peer].peer.as_ref().and_then(|p| p.tunnel_id()) {
+            self.ledger.remote_tunnels.insert(remote, id);
+        }
         self.cause = Cause::Accept(key);
         let conn = self.proxy.accept(self.base + self.now, ListenerId(listener), remote, local);
         self.checker.accepted(conn);
@@ -38,6 +44,7 @@ impl World {
         let mut link = Link::new(Side::Down { listener: listener as usize }, read_max, slow);
         link.phase = Phase::Open;
         link.peer = Some(peer);
+        link.accepted = self.now;
         if self.links.accept(conn, link).is_err() {
             // A live id handed out again: the checker reported it; this client gets nothing.
             return;
@@ -63,20 +70,26 @@ impl World {
         link.phase = Phase::Open;
         let addr = link.target.expect("upstream address");
         let slow = link.slow;
-        let peer = {
-            let server = self.servers.get_mut(&addr).expect("a server accepted");
-            (server.factory)(&mut self.peer_rng)
-        };
-        let id = self.peers.len();
-        self.peers.push(PeerSlot { peer: Some(peer), link: Some(key), client: false });
-        self.links[key].peer = Some(id);
         if slow {
             self.tally.fault("slow-reader");
         }
-        self.input(Input::Connected { conn });
-        self.call(id, Some(key), |p, cx| p.on_open(cx));
-        if self.wound_down {
-            self.call(id, Some(key), |p, cx| p.on_wind_down(cx));
+        match self.servers.get_mut(&addr) {
+            Some(server) => {
+                let peer = (server.factory)(&mut self.peer_rng);
+                let id = self.peers.len();
+                self.peers.push(PeerSlot { peer: Some(peer), link: Some(key), client: false });
+                self.links[key].peer = Some(id);
+                self.input(Input::Connected { conn });
+                self.call(id, Some(key), |p, cx| p.on_open(cx));
+                if self.wound_down {
+                    self.call(id, Some(key), |p, cx| p.on_wind_down(cx));
+                }
+            }
+            // One of the proxy's own listeners: it accepts the other end.
+            None => {
+                self.input(Input::Connected { conn });
+                self.accept_twin(key, addr);
+            }
         }
         // Writes queued while connecting go out now.
         let link = &mut self.links[key];
@@ -84,6 +97,51 @@ impl World {
             link.out_busy = true;
             let delay = self.delay();
             self.schedule(self.now + delay, Ev::Flush { link: key });
+        }
+    }
+
+    /// The proxy connected to its own listener at `addr` (link `up`): it accepts the other
+    /// socket of the pair, and the world relays between the two.
+    fn accept_twin(&mut self, up: u64, addr: SocketAddr) {
+        let Some((listener, local)) = self.links.listeners().find(|(_, a)| *a == addr) else { return };
+        let key = self.links.next_key();
+        let remote = SocketAddr::new(IpAddr::from([127, 0, 0, 1]), 30_000 + (up % 30_000) as u16);
+        self.cause = Cause::Accept(key);
+        let conn = self.proxy.accept(self.base + self.now, listener, remote, local);
+        self.checker.accepted(conn);
+        for v in self.checker.violations.drain(..) {
+            self.notes.violation(self.now, v);
+        }
+        self.trace.accept(self.now, listener, conn);
+        self.trace
+            .note(self.now, || format!("net: link {up} is a loopback connection, accepted as link {key}"));
+        self.tally.inputs += 1;
+        let mut link = Link::new(Side::Down { listener: listener.0 as usize }, self.net.read_max, false);
+        link.phase = Phase::Open;
+        link.accepted = self.now;
+        link.twin = Some(up);
+        link.relayed_head = Some(Vec::new());
+        if self.links.accept(conn, link).is_err() {
+            return;
+        }
+        self.links[up].twin = Some(key);
+        self.pump();
+        self.check_gauges();
+    }
+
+    /// A loopback connection's request head is whole: the tunnel it carries, from the client
+    /// address a TCP proxy's tunnel request names.
+    pub(super) fn relayed_head(&mut self, key: u64, head: &[u8]) {
+        let text = String::from_utf8_lossy(head);
+        let marker = format!("\r\n{}: ", crate::peers::PEER_HEADER);
+        let tunnel = text
+            .find(&marker)
+            .and_then(|at| text[at + marker.len()..].split("\r\n").next())
+            .and_then(|v| v.parse::<SocketAddr>().ok())
+            .and_then(|addr| self.ledger.remote_tunnels.get(&addr).copied());
+        let twin = self.links[key].twin;
+        for k in std::iter::once(key).chain(twin) {
+            self.links[k].tunnel = tunnel;
         }
     }
 
@@ -171,8 +229,12 @@ impl World {
         let chunk = link.take(window);
         let more = !link.outbound.is_empty();
         let conn = link.conn();
-        let finish = !more && (link.shutdown || link.closed == Some(CloseKind::Flush));
+        // An abort drops what was queued, the FIN behind it too: the peer hears the reset.
+        let finish = !more
+            && (link.shutdown && link.closed != Some(CloseKind::Abort)
+                || link.closed == Some(CloseKind::Flush));
         let peer = link.peer;
+        let twin = link.twin;
         if !chunk.is_empty() {
             if let Some(conn) = conn {
                 if !link.told_closed {
@@ -184,6 +246,10 @@ impl World {
                 let n = chunk.len();
                 self.trace.note(self.now, || format!("net: link {key} -> peer {peer}: {n} bytes"));
                 self.call(peer, Some(key), |p, cx| p.on_data(cx, &chunk));
+            } else if let Some(twin) = twin {
+                let n = chunk.len();
+                self.trace.note(self.now, || format!("net: link {key} -> link {twin}: {n} bytes"));
+                self.toward_proxy(twin, Action::Write(chunk));
             }
         }
         let link = &mut self.links[key];
@@ -204,6 +270,12 @@ impl World {
                         format!("net: link {key} -> peer {peer}: EOF (by timer: {by_timer})")
                     });
                     self.call_with(peer, Some(key), by_timer, |p, cx| p.on_eof(cx));
+                } else if let Some(twin) = twin {
+                    // A closed socket reads no more: what the other end writes then fails.
+                    let closed = self.links[key].closed.is_some();
+                    self.trace
+                        .note(self.now, || format!("net: link {key} -> link {twin}: EOF (closed: {closed})"));
+                    self.toward_proxy(twin, if closed { Action::Close } else { Action::Shutdown });
                 }
             }
         }
@@ -218,6 +290,9 @@ impl World {
         if let Some(peer) = link.peer {
             self.trace.note(self.now, || format!("net: link {key} -> peer {peer}: reset"));
             self.call(peer, Some(key), |p, cx| p.on_reset(cx));
+        } else if let Some(twin) = link.twin {
+            self.trace.note(self.now, || format!("net: link {key} -> link {twin}: reset"));
+            self.toward_proxy(twin, Action::Reset);
         }
     }
 

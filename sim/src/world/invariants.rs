@@ -9,7 +9,7 @@ use crate::peer::Peer;
 use crate::report::Finding;
 
 use super::link::{describe, Phase, Side};
-use super::{PeerSlot, World};
+use super::{tcp_proxy, PeerSlot, World};
 
 /// Gauge names and limits of one cluster, for the per-instant checks.
 pub(super) struct ClusterCheck {
@@ -147,7 +147,15 @@ impl World {
                 Side::Up { cluster: None } => {}
             }
         }
+        for (i, live) in down.iter().enumerate() {
+            let name = listener_gauge(self.config.listeners[i].address);
+            let active = self.gauge(&name);
+            if active != *live {
+                self.gauge_fail(format!("{name} = {active}, live downstream connections {live}"));
+            }
+        }
         for (i, prefix) in self.http_prefixes.clone().iter().enumerate() {
+            let Some(prefix) = prefix else { continue };
             let live = down[i];
             let active = self.gauge(&format!("http.{prefix}.downstream_cx_active"));
             if active != live {
@@ -280,8 +288,14 @@ impl World {
                 }
             }
         }
-        for (i, prefix) in self.http_prefixes.clone().iter().enumerate() {
-            let _ = i;
+        for l in &self.config.listeners {
+            let name = listener_gauge(l.address);
+            let v = self.gauge(&name);
+            if v != 0 {
+                self.notes.consequence(now, format!("{name} = {v} at rest"));
+            }
+        }
+        for prefix in self.http_prefixes.clone().iter().flatten() {
             for g in ["downstream_cx_active", "downstream_rq_active", "downstream_cx_upgrades_active"] {
                 let v = self.gauge(&format!("http.{prefix}.{g}"));
                 if v != 0 {
@@ -310,6 +324,7 @@ impl World {
                 }
             }
         }
+        self.check_tcp_proxies();
         // Peers' own final checks, then the end-to-end rules.
         for id in 0..self.peers.len() {
             let link = self.peers[id].link;
@@ -327,6 +342,76 @@ impl World {
         }
     }
 
+    /// The TCP proxy listeners' counters against what the world saw, and each client's
+    /// attempts against `max_connect_attempts`.
+    fn check_tcp_proxies(&mut self) {
+        let now = self.now;
+        let config = self.config.clone();
+        for (i, tcp) in config.listeners.iter().enumerate().filter_map(|(i, l)| Some((i, tcp_proxy(l)?))) {
+            let clients: Vec<_> = self
+                .links
+                .links()
+                .filter(|(_, l)| l.side == (Side::Down { listener: i }))
+                .map(|(_, l)| l)
+                .collect();
+            let want = [
+                ("downstream_cx_total", clients.len() as u64),
+                ("downstream_cx_rx_bytes_total", clients.iter().map(|l| l.delivered).sum()),
+                ("downstream_cx_tx_bytes_total", clients.iter().map(|l| l.written).sum()),
+            ];
+            for (name, want) in want {
+                let name = format!("tcp.{}.{name}", tcp.stat_prefix);
+                let got = self.gauge(&name);
+                if got != want {
+                    self.notes.violation(now, format!("{name} = {got}, the world counts {want}"));
+                }
+            }
+            // Tunnels to peers (not to the proxy's own listeners, which refuse by themselves):
+            // the refusals counted are some of those the terminators wrote.
+            let to_peers = tcp
+                .clusters
+                .iter()
+                .all(|w| self.clusters[w.cluster].static_addrs.iter().all(|a| self.servers.contains_key(a)));
+            if tcp.tunneling.is_some() && to_peers {
+                for (status, written) in self.ledger.refusals.clone() {
+                    let name = format!("tcp.{}.tunnel_response_{status}", tcp.stat_prefix);
+                    let got = self.gauge(&name);
+                    if got > written {
+                        self.notes.violation(now, format!("{name} = {got}, terminators wrote {written}"));
+                    }
+                }
+            }
+        }
+        // Every connection to a plain TCP proxy cluster is an attempt of one client's.
+        let mut attempts: std::collections::BTreeMap<u64, u32> = Default::default();
+        for (key, l) in self.links.links() {
+            let Side::Up { cluster: Some(c) } = l.side else { continue };
+            if !self.plain_tcp[c] {
+                continue;
+            }
+            match l.opened_for {
+                Some(client) => *attempts.entry(client).or_default() += 1,
+                None => self.notes.violation(
+                    now,
+                    format!(
+                        "link {key}: a connection to cluster {} that no client's attempt accounts for",
+                        self.clusters[c].name
+                    ),
+                ),
+            }
+        }
+        for (client, n) in attempts {
+            let Side::Down { listener } = self.links[client].side else { continue };
+            let max = tcp_proxy(&config.listeners[listener]).map_or(0, |t| t.max_connect_attempts);
+            if n > max {
+                self.notes.violation(
+                    now,
+                    format!("link {client}: {n} upstream connections for one client, max_connect_attempts is {max}"),
+                );
+            }
+        }
+    }
+
     /// One line per peer and open link, for failure reports.
     pub fn describe(&self) -> String {
         let mut out = String::new();
@@ -337,4 +422,9 @@ impl World {
         }
         out
     }
+}
+
+/// A listener's `downstream_cx_active` gauge, named after its address as Envoy names it.
+fn listener_gauge(addr: SocketAddr) -> String {
+    format!("listener.{}_{}.downstream_cx_active", addr.ip(), addr.port())
 }

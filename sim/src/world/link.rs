@@ -48,6 +48,11 @@ pub(super) struct Link {
     // proxy -> peer
     pub(super) out_busy: bool,
     pub(super) closed_by_timer: bool,
+    /// A timeout ended this connection's tunnel (a TCP proxy's maximum duration), and the
+    /// proxy closes it once its queue has drained: that close is the timer's.
+    pub(super) ended_by_timer: bool,
+    /// When a client's connection was accepted.
+    pub(super) accepted: std::time::Duration,
     pub(super) marks: Vec<(u64, u64)>,
     pub(super) head_ends: Vec<u64>,
     // behaviour
@@ -57,6 +62,14 @@ pub(super) struct Link {
     pub(super) after_resolve: bool,
     /// The downstream link this upstream connection was opened for.
     pub(super) opened_for: Option<u64>,
+    /// A loopback connection from the proxy to one of its own listeners: the other socket
+    /// of the pair (what the proxy writes on one, it reads on the other).
+    pub(super) twin: Option<u64>,
+    /// The request head relayed so far into a loopback connection's accepted end, until it
+    /// is whole.
+    pub(super) relayed_head: Option<Vec<u8>>,
+    /// The client tunnel a loopback connection carries (named by its tunnel request).
+    pub(super) tunnel: Option<u64>,
 }
 
 impl Link {
@@ -76,12 +89,17 @@ impl Link {
             fin_to_peer: false,
             out_busy: false,
             closed_by_timer: false,
+            ended_by_timer: false,
+            accepted: std::time::Duration::ZERO,
             marks: Vec::new(),
             head_ends: Vec::new(),
             read_max,
             slow,
             after_resolve: false,
             opened_for: None,
+            twin: None,
+            relayed_head: None,
+            tunnel: None,
         }
     }
 }

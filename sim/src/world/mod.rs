@@ -1,6 +1,8 @@
 //! The world: one `Proxy`, its peers, a virtual network between them and a virtual clock.
 //!
-//! The world plays the driver's part with exactly the inputs and outputs a driver uses. Time
+//! The world plays the driver's part with exactly the inputs and outputs a driver uses. A
+//! connection the proxy opens to one of its own listeners is accepted by the proxy too, and
+//! the world relays between the two sockets (a loopback pair, no peer in between). Time
 //! only moves by jumping to the next thing due: the proxy's `poll_timeout()`, a network
 //! delivery, a peer's timer. Every choice the network makes (read sizes, delays, slow readers,
 //! refused or never-completing connects, DNS answers) is drawn from one seeded generator, so
@@ -11,7 +13,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use burrow_core::config::{Config, HttpFilterKind};
+use burrow_core::config::{Config, HttpFilterKind, Listener, NetworkFilter, TcpProxy};
 use burrow_core::{Input, Proxy, QueryId, Shared};
 
 use crate::check::Checker;
@@ -178,8 +180,14 @@ pub struct World {
     pub ledger: Ledger,
     cause: Cause,
     clusters: Vec<ClusterCheck>,
-    /// (listener index, `http.<prefix>.downstream_cx_active`)
-    http_prefixes: Vec<String>,
+    /// Per listener, its connection manager's stat prefix (`None`: a TCP proxy listener).
+    http_prefixes: Vec<Option<String>>,
+    /// Per cluster: a TCP proxy connects to it on its own (no `tunneling_config`), one
+    /// connection per attempt of a client's.
+    plain_tcp: Vec<bool>,
+    /// Connections to `plain_tcp` clusters opened by a timer and not yet matched with the
+    /// client they retry for (the attempt that timed out is closed right after).
+    orphans: Vec<u64>,
     wound_down: bool,
     steps: u64,
     gauge_failures: usize,
@@ -220,10 +228,16 @@ impl World {
             .max()
             .unwrap_or(1 << 20) as usize;
         let clusters = config.clusters.iter().map(ClusterCheck::of).collect();
-        let http_prefixes = config
-            .listeners
-            .iter()
-            .map(|l| l.http().map_or_else(String::new, |h| h.stat_prefix.clone()))
+        let http_prefixes =
+            config.listeners.iter().map(|l| l.http().map(|h| h.stat_prefix.clone())).collect();
+        let plain_tcp = (0..config.clusters.len())
+            .map(|c| {
+                config
+                    .listeners
+                    .iter()
+                    .filter_map(tcp_proxy)
+                    .any(|t| t.tunneling.is_none() && t.clusters.iter().any(|w| w.cluster == c))
+            })
             .collect();
         let mut world = World {
             proxy,
@@ -253,6 +267,8 @@ impl World {
             cause: Cause::Start,
             clusters,
             http_prefixes,
+            plain_tcp,
+            orphans: Vec::new(),
             wound_down: false,
             steps: 0,
             gauge_failures: 0,
@@ -337,6 +353,73 @@ impl World {
         self.tally.virtual_time += self.now;
     }
 
+    /// The tunnel link `key` carries, if known: its client's, its target's, or the one its
+    /// loopback request named.
+    fn serving(&self, key: u64) -> Option<u64> {
+        let link = self.links.get(key)?;
+        let peer = link.peer.and_then(|p| self.peers[p].peer.as_ref());
+        peer.and_then(|p| p.tunnel_id().or(p.serving_tunnel())).filter(|id| *id != u64::MAX).or(link.tunnel)
+    }
+
+    /// Whether link `key` is a client's connection to a TCP proxy listener.
+    fn tcp_client(&self, key: u64) -> bool {
+        self.links.get(key).is_some_and(|l| match l.side {
+            link::Side::Down { listener } => tcp_proxy(&self.config.listeners[listener]).is_some(),
+            link::Side::Up { .. } => false,
+        })
+    }
+
+    /// A TCP proxy's `max_downstream_connection_duration` has ended every client connection
+    /// that old, and the far end of its tunnel; those with bytes still queued close later.
+    fn expire(&mut self) {
+        let config = self.config.clone();
+        let now = self.now;
+        let max =
+            |listener: usize| tcp_proxy(&config.listeners[listener])?.max_downstream_connection_duration;
+        // Closed by this timer, or closing once drained.
+        let expired: Vec<(u64, Option<u64>)> = self
+            .links
+            .links()
+            .filter(|(_, l)| l.conn().is_some() || l.closed_by_timer)
+            .filter(|(_, l)| match l.side {
+                link::Side::Down { listener } => max(listener).is_some_and(|max| l.accepted + max <= now),
+                link::Side::Up { .. } => false,
+            })
+            .map(|(key, l)| {
+                (key, l.peer.and_then(|p| self.peers[p].peer.as_ref()).and_then(|p| p.tunnel_id()))
+            })
+            .collect();
+        for (client, tunnel) in expired {
+            let far: Vec<u64> = self
+                .links
+                .live()
+                .filter(|(_, l)| {
+                    let plain = matches!(l.side, link::Side::Up { cluster: Some(c) } if self.plain_tcp[c]);
+                    let serves =
+                        l.peer.and_then(|p| self.peers[p].peer.as_ref()).and_then(|p| p.serving_tunnel());
+                    plain && l.opened_for == Some(client)
+                        || tunnel.is_some()
+                            && matches!(l.side, link::Side::Up { .. })
+                            && serves.or(l.tunnel) == tunnel
+                })
+                .map(|(key, _)| key)
+                .collect();
+            for key in far.into_iter().chain([client]) {
+                self.links[key].ended_by_timer = true;
+            }
+        }
+    }
+
+    /// A counter summed over the TCP proxy listeners (`tcp.<prefix>.<name>`).
+    fn tcp_counter(&self, name: &str) -> u64 {
+        self.config
+            .listeners
+            .iter()
+            .filter_map(tcp_proxy)
+            .map(|t| self.shared.stats.value(&format!("tcp.{}.{name}", t.stat_prefix)).unwrap_or(0))
+            .sum()
+    }
+
     fn clients_done(&self) -> bool {
         self.peers.iter().all(|p| !p.client || p.peer.as_ref().is_none_or(|peer| peer.done()))
     }
@@ -348,15 +431,25 @@ impl World {
         // Upstreams paused with bytes waiting, and whether the client being answered explains it.
         let stalled: Vec<(u64, bool)> =
             self.stalled_pooled().into_iter().map(|k| (k, self.paused_for_client(k))).collect();
+        let duration_limits = self.tcp_counter("max_downstream_connection_duration");
         self.proxy.handle_timeout(now);
         self.pump();
-        if let Some((key, for_client)) = stalled.into_iter().find(|(k, _)| self.links[*k].conn().is_none()) {
+        self.orphans.clear();
+        // A TCP proxy's `max_downstream_connection_duration` ends a connection however busy.
+        let limited = self.tcp_counter("max_downstream_connection_duration") > duration_limits;
+        if limited {
+            self.expire();
+        }
+        if let Some((key, for_client)) =
+            stalled.into_iter().find(|(k, _)| !limited && self.links[*k].conn().is_none())
+        {
             // A tunnel (a CONNECT's target, or an upgrade whose 101 reached the client) cut as
             // idle while the client drains it; otherwise a pooled connection left paused.
             let tunnel = self.links[key]
                 .peer
                 .and_then(|p| self.peers[p].peer.as_ref())
                 .and_then(|p| p.serving_tunnel())
+                .or(self.links[key].tunnel)
                 .filter(|id| *id == u64::MAX || self.ledger.tunnels.get(id).is_none_or(|t| t.opened));
             match tunnel {
                 Some(_) => self.notes.signature(
@@ -413,5 +506,13 @@ impl World {
                 self.answering = None;
             }
         }
+    }
+}
+
+/// A listener's TCP proxy, if that is its filter.
+fn tcp_proxy(l: &Listener) -> Option<&TcpProxy> {
+    match &l.filter {
+        NetworkFilter::TcpProxy(t) => Some(t),
+        NetworkFilter::HttpConnectionManager(_) => None,
     }
 }

@@ -69,8 +69,15 @@ impl World {
                 self.flush_soon(key, delay);
             }
             Executed::Close { key, kind, .. } => {
-                let by_timer = self.cause == Cause::Timer;
+                let by_timer = self.cause == Cause::Timer || self.links[key].ended_by_timer;
+                self.retried(key);
                 let delay = self.delay();
+                if by_timer {
+                    // Every connection of a tunnel that a timeout ended may see it cut short.
+                    if let Some(id) = self.serving(key) {
+                        self.ledger.tunnel(id).timer_ended = true;
+                    }
+                }
                 let link = &mut self.links[key];
                 link.closed_by_timer = by_timer;
                 link.inbound.clear();
@@ -115,6 +122,19 @@ impl World {
         }
     }
 
+    /// A timer closes `key`, a TCP proxy's attempt that did not connect in time: the
+    /// connection the same timer opened just before is the next attempt of the same client.
+    fn retried(&mut self, key: u64) {
+        let link = &self.links[key];
+        let plain = matches!(link.side, Side::Up { cluster: Some(c) } if self.plain_tcp[c]);
+        if self.cause == Cause::Timer && plain && link.phase != Phase::Open && !self.orphans.is_empty() {
+            if let Some(client) = link.opened_for {
+                let next = self.orphans.remove(0);
+                self.links[next].opened_for = Some(client);
+            }
+        }
+    }
+
     /// The core opened `conn` (record `key`): is it asked for, and how does it go?
     fn connect(&mut self, key: u64, conn: ConnId, addr: SocketAddr) {
         let opened_for = match self.cause {
@@ -123,10 +143,18 @@ impl World {
                 None
             }
             Cause::Input { link, data: true } | Cause::Resolved(Some(link)) => Some(link),
+            // A TCP proxy connects for a client as it accepts it, and again when an attempt
+            // fails (a timer's retries are matched in `retried`).
+            Cause::Accept(link) => Some(link),
+            Cause::Input { link, data: false } => {
+                self.links.get(link).and_then(|l| l.opened_for).filter(|d| self.tcp_client(*d))
+            }
             _ => None,
         };
-        match opened_for.and_then(|l| self.links.get(l)) {
-            Some(down) if matches!(down.side, Side::Down { .. }) => {
+        match opened_for.and_then(|l| self.links.get(l).map(|down| (l, down))) {
+            // A TCP proxy's client asks by connecting.
+            Some((l, _)) if self.tcp_client(l) => {}
+            Some((_, down)) if matches!(down.side, Side::Down { .. }) => {
                 if down.head_ends.first().is_none_or(|end| down.delivered < *end) {
                     self.notes.violation(
                         self.now,
@@ -137,10 +165,11 @@ impl World {
                 }
             }
             _ => {
-                let asked = self.links.links().any(|(_, l)| {
+                let asked = self.links.links().any(|(key, l)| {
                     matches!(l.side, Side::Down { .. })
                         && l.conn().is_some()
-                        && l.head_ends.first().is_some_and(|end| l.delivered >= *end)
+                        && (l.head_ends.first().is_some_and(|end| l.delivered >= *end)
+                            || self.tcp_client(key))
                 });
                 if !asked {
                     self.notes
@@ -149,6 +178,9 @@ impl World {
             }
         }
         let cluster = self.cluster_of(addr);
+        if opened_for.is_none() && self.cause == Cause::Timer && cluster.is_some_and(|c| self.plain_tcp[c]) {
+            self.orphans.push(key);
+        }
         self.check_family(addr, cluster);
         let slow = self.rng.chance(self.net.slow_reader);
         let read_max = self.net.read_max;
@@ -156,8 +188,10 @@ impl World {
         link.after_resolve = matches!(self.cause, Cause::Resolved(Some(_)));
         link.opened_for = opened_for;
         self.links[key].ext = link;
+        let listening = self.links.listeners().any(|(_, a)| a == addr);
         let (refuse, blackhole) = match self.servers.get(&addr) {
             Some(s) => (s.refuse + self.net.refuse, s.blackhole + self.net.blackhole),
+            None if listening => (self.net.refuse, self.net.blackhole),
             None => (1000, 0),
         };
         let roll = self.rng.below(1000) as u32;
@@ -166,7 +200,7 @@ impl World {
             self.trace.note(self.now, || format!("net: connect to {addr} ({conn:?}) will never complete"));
             self.links[key].phase = Phase::Dead;
         } else if roll < blackhole + refuse {
-            if self.servers.contains_key(&addr) {
+            if self.servers.contains_key(&addr) || listening {
                 self.tally.fault("connect-refused");
             }
             let delay = self.delay();

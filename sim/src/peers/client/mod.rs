@@ -1,15 +1,18 @@
 //! Downstream peers: a CONNECT client ([`connect`]), an HTTP/1.1 client ([`http`]: plain
 //! requests with content-length or chunked bodies, pipelining, `Expect: 100-continue`,
-//! upgrades), an HTTP/2 CONNECT client ([`h2`]: several tunnels on one connection), and what
-//! they share: the client half of a tunnel and the mid-head stall check.
+//! upgrades), an HTTP/2 CONNECT client ([`h2`]: several tunnels on one connection), a raw TCP
+//! client of a TCP proxy listener ([`raw`]), and what they share: the client half of a tunnel
+//! and the mid-head stall check.
 
 mod connect;
 mod h2;
 mod http;
+mod raw;
 
 pub use connect::{ConnectClient, ConnectPlan};
 pub use h2::{H2ConnectClient, H2ConnectPlan, H2TunnelPlan};
 pub use http::{BodyPlan, HttpClient, HttpPlan, ReqPlan};
+pub use raw::{RawClient, RawPlan};
 
 use std::time::Duration;
 
