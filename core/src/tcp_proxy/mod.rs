@@ -482,11 +482,11 @@ impl TcpConn {
 
     /// The connection is over: the upstream side is settled and both are closed.
     fn end(&mut self, ctx: &mut Ctx, now: Instant, ending: Ending) -> Closes {
-        if self.tunnel.take().is_none() {
-            return Vec::new();
-        }
+        let Some(tunnel) = self.tunnel.take() else { return Vec::new() };
         let mut closes = self.settle(ctx, now, ending);
         let down = match ending {
+            // Bytes the client sent that never went anywhere: it must not see a clean end.
+            _ if tunnel.held() > 0 => Close::Abort,
             Ending::Finished | Ending::Timeout => Close::Flush,
             Ending::DownstreamReset => Close::Abort,
             Ending::UpstreamReset => Close::FlushThenReset,
