@@ -61,7 +61,7 @@ pub enum Finding {
     /// `Close::Flush`, where `give_up` resets a client with held bytes (as Envoy's unread
     /// bytes make the kernel reset it), so that it cannot take the close for a clean end.
     /// Signature: a raw client whose tunnel never opened gets a FIN by a timer after the proxy
-    /// read some of its bytes.
+    /// read some of its bytes. Fixed: `TcpConn::end` resets a client whose bytes it holds.
     DurationLimitClosesHeldBytesCleanly,
 }
 
@@ -88,6 +88,7 @@ impl Finding {
                 | Finding::EarlyDataUnboundedWhileResolving
                 | Finding::PartialHeadNeverTimesOut
                 | Finding::IdleTimeoutWhileDraining
+                | Finding::DurationLimitClosesHeldBytesCleanly
         )
     }
 
